@@ -1,0 +1,199 @@
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SignalType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNAL_TYPE_UNSPECIFIED: _ClassVar[SignalType]
+    SIGNAL_TYPE_PDQ: _ClassVar[SignalType]
+    SIGNAL_TYPE_MD5: _ClassVar[SignalType]
+    SIGNAL_TYPE_VPDQ: _ClassVar[SignalType]
+
+class CaseState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CASE_STATE_UNSPECIFIED: _ClassVar[CaseState]
+    CASE_STATE_ACTIVE: _ClassVar[CaseState]
+    CASE_STATE_WITHDRAWN: _ClassVar[CaseState]
+SIGNAL_TYPE_UNSPECIFIED: SignalType
+SIGNAL_TYPE_PDQ: SignalType
+SIGNAL_TYPE_MD5: SignalType
+SIGNAL_TYPE_VPDQ: SignalType
+CASE_STATE_UNSPECIFIED: CaseState
+CASE_STATE_ACTIVE: CaseState
+CASE_STATE_WITHDRAWN: CaseState
+
+class ImageHashes(_message.Message):
+    __slots__ = ("md5", "pdq", "quality")
+    MD5_FIELD_NUMBER: _ClassVar[int]
+    PDQ_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    md5: bytes
+    pdq: bytes
+    quality: int
+    def __init__(self, md5: _Optional[bytes] = ..., pdq: _Optional[bytes] = ..., quality: _Optional[int] = ...) -> None: ...
+
+class VideoHashes(_message.Message):
+    __slots__ = ("md5", "frame_pdqs", "frame_qualities")
+    MD5_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PDQS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_QUALITIES_FIELD_NUMBER: _ClassVar[int]
+    md5: bytes
+    frame_pdqs: bytes
+    frame_qualities: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, md5: _Optional[bytes] = ..., frame_pdqs: _Optional[bytes] = ..., frame_qualities: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class MediaHashes(_message.Message):
+    __slots__ = ("image", "video")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    image: ImageHashes
+    video: VideoHashes
+    def __init__(self, image: _Optional[_Union[ImageHashes, _Mapping]] = ..., video: _Optional[_Union[VideoHashes, _Mapping]] = ...) -> None: ...
+
+class SubmitCaseRequest(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _containers.RepeatedCompositeFieldContainer[MediaHashes]
+    def __init__(self, media: _Optional[_Iterable[_Union[MediaHashes, _Mapping]]] = ...) -> None: ...
+
+class SubmitCaseResponse(_message.Message):
+    __slots__ = ("case_id", "pin", "entry_ids", "sequence")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    pin: str
+    entry_ids: _containers.RepeatedScalarFieldContainer[int]
+    sequence: int
+    def __init__(self, case_id: _Optional[str] = ..., pin: _Optional[str] = ..., entry_ids: _Optional[_Iterable[int]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class GetCaseStatusRequest(_message.Message):
+    __slots__ = ("case_id", "pin")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    pin: str
+    def __init__(self, case_id: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class GetCaseStatusResponse(_message.Message):
+    __slots__ = ("case_id", "state", "image_count", "video_count", "created_unix", "withdrawn_unix")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    state: CaseState
+    image_count: int
+    video_count: int
+    created_unix: int
+    withdrawn_unix: int
+    def __init__(self, case_id: _Optional[str] = ..., state: _Optional[_Union[CaseState, str]] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., created_unix: _Optional[int] = ..., withdrawn_unix: _Optional[int] = ...) -> None: ...
+
+class WithdrawCaseRequest(_message.Message):
+    __slots__ = ("case_id", "pin")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    pin: str
+    def __init__(self, case_id: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class WithdrawCaseResponse(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class VideoMatchOptions(_message.Message):
+    __slots__ = ("min_query_match_percent", "min_compared_match_percent", "frame_qualities")
+    MIN_QUERY_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_COMPARED_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_QUALITIES_FIELD_NUMBER: _ClassVar[int]
+    min_query_match_percent: float
+    min_compared_match_percent: float
+    frame_qualities: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, min_query_match_percent: _Optional[float] = ..., min_compared_match_percent: _Optional[float] = ..., frame_qualities: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class MatchRequest(_message.Message):
+    __slots__ = ("sequence", "signal_type", "hashes", "threshold", "video", "include_video_frames")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VIDEO_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    signal_type: SignalType
+    hashes: bytes
+    threshold: int
+    video: VideoMatchOptions
+    include_video_frames: bool
+    def __init__(self, sequence: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., hashes: _Optional[bytes] = ..., threshold: _Optional[int] = ..., video: _Optional[_Union[VideoMatchOptions, _Mapping]] = ..., include_video_frames: _Optional[bool] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    entry_id: int
+    distance: int
+    signal_type: SignalType
+    query_match_percent: float
+    compared_match_percent: float
+    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ...) -> None: ...
+
+class MatchResponse(_message.Message):
+    __slots__ = ("sequence", "matches", "error", "list_sequence")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LIST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    matches: _containers.RepeatedCompositeFieldContainer[Match]
+    error: _status_pb2.Status
+    list_sequence: int
+    def __init__(self, sequence: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., list_sequence: _Optional[int] = ...) -> None: ...
+
+class GetListInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignalCount(_message.Message):
+    __slots__ = ("signal_type", "count")
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    signal_type: SignalType
+    count: int
+    def __init__(self, signal_type: _Optional[_Union[SignalType, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GetListInfoResponse(_message.Message):
+    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count")
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_HASHES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.RepeatedCompositeFieldContainer[SignalCount]
+    last_sequence: int
+    default_threshold: int
+    max_threshold: int
+    max_batch_hashes: int
+    max_in_flight: int
+    kernel_backend: str
+    video_frame_count: int
+    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ...) -> None: ...

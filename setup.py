@@ -1,0 +1,75 @@
+"""Builds hashmatch: the Python packages under one `hashmatch.` namespace and the compiled core.
+
+The folders keep the layout of the brief (core/, server/, clients/, proto/) and are installed as
+hashmatch.core, hashmatch.server, hashmatch.clients and hashmatch.v1 (the generated API), so no
+top-level name collides with another distribution.
+"""
+import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+# Portable flags only: CPU-specific code (AVX2, AVX-512) is compiled per function with target
+# attributes and chosen at run time, so a wheel built here runs on any x86-64.
+COMPILE_ARGS = ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra"]
+
+ext_modules = [
+    Pybind11Extension(
+        "hashmatch.core._kernels",
+        sorted(glob.glob("core/cpp/kernels/*.cpp")),
+        include_dirs=["core/cpp"],
+        define_macros=[("HASHMATCH_VERSION", f'"{VERSION}"')],
+        extra_compile_args=COMPILE_ARGS,
+        cxx_std=17,
+    ),
+    Pybind11Extension(
+        "hashmatch.core._pdq",
+        sorted(glob.glob("core/cpp/pdq/*.cpp")),
+        include_dirs=["core/cpp"],
+        define_macros=[("HASHMATCH_VERSION", f'"{VERSION}"')],
+        extra_compile_args=COMPILE_ARGS,
+        cxx_std=17,
+    ),
+]
+
+setup(
+    name="hashmatch",
+    version=VERSION,
+    description="gRPC hash-matching server with a compiled core (PDQ, MD5, vPDQ)",
+    python_requires=">=3.11",
+    packages=["hashmatch.core", "hashmatch.server", "hashmatch.clients",
+              "hashmatch.v1"],
+    package_dir={
+        "hashmatch.core": "core",
+        "hashmatch.server": "server",
+        "hashmatch.clients": "clients",
+        "hashmatch.v1": "proto/hashmatch/v1",
+    },
+    package_data={"hashmatch.v1": ["*.proto", "*.pyi"], "hashmatch.core": ["*.pyi"]},
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext},
+    install_requires=[
+        "numpy>=1.26",
+        "numba>=0.60",
+        "grpcio>=1.85.1",
+        "grpcio-health-checking>=1.85.1",
+        "grpcio-reflection>=1.85.1",
+        "grpcio-status>=1.85.1",
+        "protobuf>=6.31",
+        "googleapis-common-protos>=1.66",
+        "pillow>=10",
+        "av>=14",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-benchmark>=4",
+            "grpcio-tools==1.85.1", "psutil>=5.9",
+        ],
+        "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",
+                  "pdqhash>=0.2.7"],
+    },
+    entry_points={"console_scripts": ["hashmatch = hashmatch.clients.cli:main"]},
+)
