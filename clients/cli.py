@@ -1,0 +1,495 @@
+"""The `hashmatch` command: the person's, the platform's and the operator's front door.
+
+People hash their photos and videos here, on their own machine, and submit only the hashes;
+they check or withdraw their case with its PIN. Platforms match files or files of hex hashes.
+Operators run the server, register platforms and bulk-load lists. The command itself only
+parses arguments and drives `HashmatchClient` / `StreamingMatcher`; what it prints is decided
+in `output.py`. Only the operator commands (serve, platform, list) touch `hashmatch.server`, and
+they import it when they run, so a person's install never needs the server's code paths.
+
+Exit codes: 0 all went well, 1 some item failed or the server refused, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from hashmatch.clients import output
+from hashmatch.clients.client import (
+    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+QUALITY_FLOOR = output.QUALITY_FLOOR
+# Inputs up to this many hashes go in one MatchBatch call; more go over a MatchStream.
+STREAM_ABOVE = 1000
+
+
+class UsageError(Exception):
+    """The command line cannot work as given (exit code 2)."""
+
+
+# ---------------------------------------------------------------------- shared steps
+
+
+def _hashing():
+    from hashmatch.clients import hashing  # Pillow and PyAV load only for commands that hash
+    return hashing
+
+
+def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: float = 1.0):
+    """Hashes each file locally; yields (path, ImageHashes | VideoHashes) for those that work.
+
+    A file that cannot be read or is neither image nor video is reported and skipped.
+    """
+    hashing = _hashing()
+    with reporter.progress(len(paths), "file", "hashing") as bar:
+        for path in paths:
+            try:
+                if Path(path).is_dir():
+                    raise IsADirectoryError(f"{path} is a directory, not a photo or video")
+                hashes = _hash_one(hashing, path, seconds_per_hash)
+            except hashing.UnsupportedFileError as error:
+                reporter.fail(f"{path}: {error}", path=path)
+            except FileNotFoundError:
+                reporter.fail(f"{path}: no such file", path=path)
+            except OSError as error:
+                reporter.fail(f"{path}: cannot read it ({error.strerror or error})", path=path)
+            else:
+                yield path, hashes
+            bar.update(1)
+
+
+def _hash_one(hashing, path: str, seconds_per_hash: float):
+    if seconds_per_hash == 1.0:
+        return hashing.hash_file(path)
+    hashes = hashing.hash_file(path)
+    if hasattr(hashes, "frames"):
+        return hashing.hash_video(path, seconds_per_hash=seconds_per_hash)
+    return hashes
+
+
+def _is_video(hashes) -> bool:
+    return hasattr(hashes, "frames")
+
+
+def read_hash_lines(path: str, reporter: output.Reporter, allowed=("pdq", "md5")):
+    """Reads a file of hex hashes (`-` = stdin), one per line: 64 hex = PDQ, 32 hex = MD5.
+
+    Blank lines and lines starting with '#' are skipped; only the first field of a line counts
+    (so `hash,quality,name` lines from PDQ tools work). Yields (line_number, kind, hash bytes);
+    bad lines are reported with their number and skipped.
+    """
+    kinds = {2 * PDQ_BYTES: "pdq", 2 * MD5_BYTES: "md5"}
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise HashmatchInputError(f"{path}: cannot read it ({error.strerror or error})") from None
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            token = text.replace(",", " ").split()[0]
+            kind = kinds.get(len(token))
+            try:
+                value = bytes.fromhex(token)
+            except ValueError:
+                kind = None
+            if kind is None or kind not in allowed:
+                wanted = " or ".join(f"{2 * (PDQ_BYTES if k == 'pdq' else MD5_BYTES)} hex digits "
+                                     f"({k})" for k in allowed)
+                reporter.fail(f"{path}:{number}: not a hash: expected {wanted}, got "
+                              f"{_preview(token)}", line=number)
+                continue
+            yield number, kind, value
+
+
+class HashmatchInputError(Exception):
+    """An input file the command cannot open at all (exit code 1)."""
+
+
+def _preview(token: str) -> str:
+    return repr(token if len(token) <= 40 else token[:37] + "...")
+
+
+def match_pairs(client: HashmatchClient, kind: str, pairs: list[tuple], threshold, reporter,
+                include_video_frames: bool = False, describe=str):
+    """Matches (item_id, hash) pairs of one kind; returns {item_id: [MatchHit, ...]}.
+
+    Small inputs take one MatchBatch call; larger ones go through a StreamingMatcher. A batch
+    the server rejects is reported (its items count as failed); a broken stream raises.
+    """
+    hits = defaultdict(list)
+    if not pairs:
+        return hits
+    if len(pairs) <= STREAM_ABOVE:
+        ids = [item_id for item_id, _ in pairs]
+        for found in client.match_batch(kind, [h for _, h in pairs], threshold,
+                                        include_video_frames):
+            hits[ids[found.position]].append(found)
+        return hits
+    from hashmatch.clients.streaming import StreamingMatcher
+    with reporter.progress(len(pairs), "hash", f"matching {kind}") as bar, \
+            StreamingMatcher(client, kind, threshold=threshold,
+                             include_video_frames=include_video_frames) as matcher:
+        for outcome in matcher.match(pairs):
+            bar.update(len(outcome.item_ids))
+            if outcome.error is not None:
+                reporter.fail(f"{len(outcome.item_ids)} {kind} hashes "
+                              f"({describe(outcome.item_ids[0])} to "
+                              f"{describe(outcome.item_ids[-1])}) were not matched: "
+                              f"{outcome.error}", code=outcome.error.code.name)
+                continue
+            for item_id, found in outcome.matches:
+                hits[item_id].append(found)
+    return hits
+
+
+def _api_key(args) -> str:
+    key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
+    if not key:
+        raise UsageError("a platform API key is needed: --api-key KEY or HASHMATCH_API_KEY")
+    return key
+
+
+def _pin(args) -> str:
+    if args.pin:
+        return args.pin
+    if os.environ.get("HASHMATCH_PIN"):
+        return os.environ["HASHMATCH_PIN"]
+    if sys.stdin.isatty():
+        pin = getpass.getpass(f"PIN for case {args.case_id}: ").strip()
+        if pin:
+            return pin
+    raise UsageError("the case PIN is needed: type it when asked (in a terminal), "
+                     "set HASHMATCH_PIN, or pass --pin")
+
+
+# ---------------------------------------------------------------------- person
+
+
+def cmd_hash(args, reporter: output.Reporter) -> None:
+    for _, hashes in hash_paths(args.files, reporter, args.seconds_per_hash):
+        if _is_video(hashes):
+            reporter.emit(*output.video_hashes(hashes, show_frames=args.frames))
+        else:
+            reporter.emit(*output.image_hashes(hashes))
+
+
+def cmd_submit(args, reporter: output.Reporter) -> None:
+    media, items = [], []
+    for path, hashes in hash_paths(args.files, reporter, args.seconds_per_hash):
+        kind = "video" if _is_video(hashes) else "image"
+        if kind == "image" and hashes.quality < QUALITY_FLOOR:
+            reporter.note(f"{path}: PDQ quality {hashes.quality} is below {QUALITY_FLOOR} (too "
+                          "little detail for a reliable perceptual match), so only exact copies "
+                          "of this file will be matched (MD5).")
+            hashes = _without_pdq(hashes)
+            sent = "md5 only (low quality)"
+        elif kind == "image":
+            sent = "pdq + md5"
+        else:
+            usable = sum(1 for frame in hashes.frames if frame.quality >= QUALITY_FLOOR)
+            if not usable:
+                reporter.note(f"{path}: no frame of this video has PDQ quality >= "
+                              f"{QUALITY_FLOOR}, so only exact copies will be matched (MD5).")
+                hashes = _without_frames(hashes)
+            sent = f"md5 + {usable} frame hashes"
+        media.append(hashes)
+        items.append({"path": path, "kind": kind, "sent": sent})
+    if not media:
+        reporter.fail("nothing to submit: no file could be hashed")
+        return
+    if reporter.failures and not args.partial:
+        reporter.fail("nothing was submitted because some files could not be hashed; fix or "
+                      "leave them out, or pass --partial to submit the others")
+        return
+    with HashmatchClient(args.server, timeout=args.timeout) as client:
+        case = client.submit_case(media)
+    for item, entry_id in zip(items, case.entry_ids):
+        item["entry_id"] = entry_id
+    reporter.emit(*output.submitted_case(case, items))
+
+
+def _without_pdq(hashes):
+    import dataclasses
+    return dataclasses.replace(hashes, pdq=b"", quality=0)
+
+
+def _without_frames(hashes):
+    import dataclasses
+    return dataclasses.replace(hashes, frames=())
+
+
+def cmd_status(args, reporter: output.Reporter) -> None:
+    pin = _pin(args)
+    with HashmatchClient(args.server, timeout=args.timeout) as client:
+        reporter.emit(*output.case_status(client.case_status(args.case_id, pin)))
+
+
+def cmd_withdraw(args, reporter: output.Reporter) -> None:
+    pin = _pin(args)
+    with HashmatchClient(args.server, timeout=args.timeout) as client:
+        sequence = client.withdraw(args.case_id, pin)
+    reporter.emit(*output.withdrawn_case(args.case_id, sequence))
+
+
+# ---------------------------------------------------------------------- platform
+
+
+def cmd_match(args, reporter: output.Reporter) -> None:
+    if bool(args.files) == bool(args.hashes):
+        raise UsageError("give either FILE... or --hashes FILE")
+    with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
+        if args.hashes:
+            _match_hash_file(client, args, reporter)
+        else:
+            _match_files(client, args, reporter)
+
+
+def _match_files(client, args, reporter) -> None:
+    hashed = list(hash_paths(args.files, reporter, args.seconds_per_hash))
+    pdq_pairs = [(i, h.pdq) for i, (_, h) in enumerate(hashed) if not _is_video(h) and h.pdq]
+    md5_pairs = [(i, h.md5) for i, (_, h) in enumerate(hashed)]
+    hits = defaultdict(list)
+    for kind, pairs in (("pdq", pdq_pairs), ("md5", md5_pairs)):
+        found = match_pairs(client, kind, pairs, args.threshold, reporter,
+                            args.include_video_frames, describe=lambda i: hashed[i][0])
+        for item_id, item_hits in found.items():
+            hits[item_id].extend(item_hits)
+    for i, (path, hashes) in enumerate(hashed):
+        if _is_video(hashes) and hashes.frames:
+            hits[i].extend(client.match_video(hashes, threshold=args.threshold))
+        item_hits = sorted(hits[i], key=lambda h: (h.kind != "md5", h.distance, h.entry_id))
+        kind = "video" if _is_video(hashes) else "image"
+        reporter.emit(*output.file_matches(path, kind, item_hits))
+
+
+def _match_hash_file(client, args, reporter) -> None:
+    started = time.monotonic()
+    lines = {"pdq": [], "md5": []}
+    for number, kind, value in read_hash_lines(args.hashes, reporter):
+        lines[kind].append((number, value))
+    total, matched = 0, 0
+    for kind, pairs in lines.items():
+        total += len(pairs)
+        hex_by_line = {number: value.hex() for number, value in pairs}
+        found = match_pairs(client, kind, pairs, args.threshold, reporter,
+                            args.include_video_frames, describe=lambda n: f"line {n}")
+        for number in sorted(found):
+            matched += 1
+            reporter.emit(*output.hash_line_matches(args.hashes, number, hex_by_line[number],
+                                                    kind, found[number]))
+    elapsed = time.monotonic() - started
+    if not reporter.json_mode:
+        rate = f", {total / elapsed:,.0f} hashes/s" if elapsed > 0 and total else ""
+        reporter.note(f"{total} hash(es) checked, {matched} matched ({elapsed:.2f} s{rate})")
+
+
+def cmd_info(args, reporter: output.Reporter) -> None:
+    api_key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
+    with HashmatchClient(args.server, api_key=api_key, timeout=args.timeout) as client:
+        reporter.emit(*output.list_info(client.list_info()))
+
+
+# ---------------------------------------------------------------------- operator
+
+
+def cmd_serve(args, reporter: output.Reporter) -> None:
+    import dataclasses
+
+    from hashmatch.server.app import serve
+    from hashmatch.server.config import ServerConfig
+
+    settings = {"db_path": args.db, "listen": args.listen, "port_file": args.port_file}
+    known = {f.name for f in dataclasses.fields(ServerConfig)}
+    for name in LIMIT_FLAGS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name not in known:
+            raise UsageError(f"--{name.replace('_', '-')} is not supported by this server")
+        settings[name] = value
+    config = ServerConfig(**settings)
+    reporter.emit(*output.serving(args.listen, args.db))
+    serve(config)
+
+
+LIMIT_FLAGS = {
+    "max_threshold": "highest PDQ threshold a request may ask for",
+    "max_batch_hashes": "most hashes in one match batch",
+    "max_in_flight": "unanswered batches one match stream may have",
+    "max_case_items": "most photos/videos in one case",
+    "workers": "threads that answer requests",
+}
+
+
+def cmd_platform_add(args, reporter: output.Reporter) -> None:
+    from hashmatch.server.store import Store
+
+    store = Store(args.db)
+    try:
+        api_key = store.add_platform(args.name)
+    finally:
+        getattr(store, "close", lambda: None)()
+    reporter.emit(*output.platform_added(args.name, api_key))
+
+
+def cmd_list_import(args, reporter: output.Reporter) -> None:
+    from hashmatch.server.store import Store
+
+    hashes = [value for _, _, value in read_hash_lines(args.file, reporter, allowed=("pdq",))]
+    bad_lines = reporter.failures
+    packed = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
+    store = Store(args.db)
+    try:
+        with reporter.progress(len(packed), "hash", "importing") as bar:
+            imported = store.import_pdq_hashes(packed, progress=_bar_updater(bar))
+    finally:
+        getattr(store, "close", lambda: None)()
+    reporter.emit(*output.list_imported(args.file, imported, bad_lines))
+
+
+def _bar_updater(bar):
+    """A progress callback that takes the running total done, as the store reports it."""
+    def update(done, *_):
+        bar.update(done - bar.n)
+    return update
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON object per line")
+    common.add_argument("--server", default=argparse.SUPPRESS,
+                        help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
+                        help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+
+    parser = argparse.ArgumentParser(
+        prog="hashmatch",
+        description="Hash photos and videos on this device, submit or match only their hashes.",
+        epilog="Exit codes: 0 ok, 1 some item failed or the server refused, 2 usage error.")
+    parser.add_argument("--json", action="store_true", default=False,
+                        help="print one JSON object per line")
+    parser.add_argument("--server", default=os.environ.get("HASHMATCH_SERVER", DEFAULT_TARGET),
+                        help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name, handler, help_text, parents=(common,)):
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  parents=list(parents))
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def seconds_per_hash(sub):
+        sub.add_argument("--seconds-per-hash", type=float, default=1.0,
+                         help="videos: hash one frame every this many seconds (default 1)")
+
+    sub = command("hash", cmd_hash, "hash photos and videos locally and print the hashes")
+    sub.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_argument("--frames", action="store_true",
+                     help="videos: print every frame's hash (JSON output always has them)")
+    seconds_per_hash(sub)
+
+    sub = command("submit", cmd_submit,
+                  "hash photos and videos locally and submit only the hashes as a new case")
+    sub.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_argument("--partial", action="store_true",
+                     help="submit the files that could be hashed even if others could not")
+    seconds_per_hash(sub)
+
+    pin_help = ("the case PIN (better: leave it out and type it when asked, or set "
+                "HASHMATCH_PIN, so it stays out of shell history)")
+    sub = command("status", cmd_status, "show the state of your case")
+    sub.add_argument("case_id", metavar="CASE_ID")
+    sub.add_argument("--pin", help=pin_help)
+
+    sub = command("withdraw", cmd_withdraw,
+                  "withdraw your case: its hashes stop matching at once")
+    sub.add_argument("case_id", metavar="CASE_ID")
+    sub.add_argument("--pin", help=pin_help)
+
+    api_key_help = "platform API key (default: $HASHMATCH_API_KEY)"
+    sub = command("match", cmd_match,
+                  "platform: match files (hashed locally) or a file of hex hashes")
+    sub.add_argument("files", nargs="*", metavar="FILE")
+    sub.add_argument("--hashes", metavar="FILE",
+                     help="file of hex hashes, one per line (64 hex = PDQ, 32 hex = MD5; "
+                          "- = stdin); only matching lines are printed")
+    sub.add_argument("--api-key", help=api_key_help)
+    sub.add_argument("--threshold", type=int,
+                     help="PDQ: largest Hamming distance that matches (inclusive; default: "
+                          "the server's, 31)")
+    sub.add_argument("--include-video-frames", action="store_true",
+                     help="PDQ: also match photos against the frames of listed videos")
+    seconds_per_hash(sub)
+
+    sub = command("info", cmd_info, "show the list's size, limits and matching backend")
+    sub.add_argument("--api-key", help=api_key_help)
+
+    sub = command("serve", cmd_serve, "run the server on an embedded SQLite store")
+    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    sub.add_argument("--listen", default=DEFAULT_TARGET,
+                     help=f"HOST:PORT to listen on (default {DEFAULT_TARGET}; port 0 = any)")
+    sub.add_argument("--port-file", help="write the bound port here once serving")
+    for name, help_text in LIMIT_FLAGS.items():
+        sub.add_argument(f"--{name.replace('_', '-')}", type=int, help=help_text)
+
+    platform = command("platform", None, "manage participating platforms")
+    platform_commands = platform.add_subparsers(dest="platform_command", metavar="COMMAND",
+                                                required=True)
+    sub = platform_commands.add_parser("add", parents=[common],
+                                       help="register a platform and print its API key once")
+    sub.set_defaults(handler=cmd_platform_add)
+    sub.add_argument("name", metavar="NAME")
+    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+
+    hash_list = command("list", None, "manage the hash list")
+    list_commands = hash_list.add_subparsers(dest="list_command", metavar="COMMAND",
+                                             required=True)
+    sub = list_commands.add_parser("import", parents=[common],
+                                   help="bulk-load a file of hex PDQ hashes, one per line")
+    sub.set_defaults(handler=cmd_list_import)
+    sub.add_argument("file", metavar="FILE")
+    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    reporter = output.Reporter(args.json)
+    try:
+        args.handler(args, reporter)
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"hashmatch: error: {error}\n")
+        return EXIT_USAGE
+    except HashmatchError as error:
+        reporter.fail(str(error), code=error.code.name)
+    except HashmatchInputError as error:
+        reporter.fail(str(error))
+    except KeyboardInterrupt:
+        sys.stderr.write("hashmatch: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return EXIT_FAILED
+    return EXIT_FAILED if reporter.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Client library: the one place where callers' hashes become gRPC calls and back.
+
+People protecting their images submit, check and withdraw cases; platforms match hashes and
+read the list's limits. Everything above this module (the CLI, the streaming matcher, other
+programs) works with plain Python values and one exception type, `HashmatchError`, that carries
+the gRPC status code and the server's own message. Only idempotent calls are retried, and only
+when the server was unreachable (UNAVAILABLE), so a retry can never create a second case.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import grpc
+import numpy as np
+
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT_S = 30.0
+PDQ_BYTES = 32
+MD5_BYTES = 16
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# Kept at the gRPC server's default minimum ping interval (5 minutes), so an idle stream is
+# never closed by a server that did not raise its ping allowance.
+KEEPALIVE_TIME_MS = 300_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+
+_IDEMPOTENT_METHODS = [
+    ("hashmatch.v1.Cases", "GetCaseStatus"),
+    ("hashmatch.v1.Cases", "WithdrawCase"),
+    ("hashmatch.v1.Matching", "MatchBatch"),
+    ("hashmatch.v1.ListInfo", "GetListInfo"),
+]
+
+_RETRY_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": service, "method": method} for service, method in _IDEMPOTENT_METHODS],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.2s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+SIGNAL_TYPES = {
+    "pdq": pb.SIGNAL_TYPE_PDQ,
+    "md5": pb.SIGNAL_TYPE_MD5,
+    "vpdq": pb.SIGNAL_TYPE_VPDQ,
+}
+SIGNAL_NAMES = {value: name for name, value in SIGNAL_TYPES.items()}
+HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
+               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
+_CASE_STATES = {pb.CASE_STATE_ACTIVE: "active", pb.CASE_STATE_WITHDRAWN: "withdrawn"}
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class HashmatchError(Exception):
+    """A call the server refused or could not answer.
+
+    `code` is the `grpc.StatusCode`; `message` is the server's explanation, unchanged.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError, target: str = "") -> "HashmatchError":
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        message = error.details() if hasattr(error, "details") else str(error)
+        if code == grpc.StatusCode.UNAVAILABLE and target:
+            message = f"cannot reach the hashmatch server at {target} ({message})"
+        return cls(code, message or "")
+
+    @classmethod
+    def from_status(cls, status) -> "HashmatchError":
+        """From a `google.rpc.Status` (a per-batch error on a match stream)."""
+        return cls(_CODES_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN), status.message)
+
+
+def signal_type_of(kind) -> int:
+    """'pdq' / 'md5' / 'vpdq' (or the enum value itself) -> `SignalType` enum value."""
+    if isinstance(kind, str):
+        try:
+            return SIGNAL_TYPES[kind.lower()]
+        except KeyError:
+            raise ValueError(f"signal type must be one of {sorted(SIGNAL_TYPES)}, got {kind!r}") from None
+    if kind not in SIGNAL_NAMES:
+        raise ValueError(f"unknown signal type {kind!r}")
+    return int(kind)
+
+
+def pack_hashes(hashes, hash_bytes: int) -> bytes:
+    """bytes (n * hash_bytes), uint8[n, hash_bytes] or a sequence of hashes -> packed bytes."""
+    if isinstance(hashes, (bytes, bytearray, memoryview)):
+        packed = bytes(hashes)
+    elif isinstance(hashes, np.ndarray):
+        array = np.ascontiguousarray(hashes).view(np.uint8)
+        if array.ndim != 2 or array.shape[1] != hash_bytes:
+            raise ValueError(f"hashes must be uint8[n, {hash_bytes}], got shape {hashes.shape}")
+        packed = array.tobytes()
+    else:
+        items = [bytes(h) for h in hashes]
+        for position, item in enumerate(items):
+            if len(item) != hash_bytes:
+                raise ValueError(f"hash {position} must be {hash_bytes} bytes, got {len(item)}")
+        packed = b"".join(items)
+    if len(packed) % hash_bytes:
+        raise ValueError(f"packed hashes must be a multiple of {hash_bytes} bytes, got {len(packed)}")
+    return packed
+
+
+@dataclass(frozen=True)
+class SubmittedCase:
+    """What a submission returns. Unpacks as `case_id, pin, entry_ids = ...`.
+
+    The PIN is left out of `repr` so that logging the result never leaks it.
+    """
+
+    case_id: str
+    pin: str = field(repr=False)
+    entry_ids: tuple[int, ...]
+    sequence: int = 0
+
+    def __iter__(self) -> Iterator:
+        return iter((self.case_id, self.pin, self.entry_ids))
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    case_id: str
+    state: str  # "active" or "withdrawn"
+    image_count: int
+    video_count: int
+    created_unix: int
+    withdrawn_unix: int  # 0 while active
+
+
+@dataclass(frozen=True)
+class MatchHit:
+    """One listed entry that a query hash (at `position` in its batch) matched."""
+
+    position: int
+    entry_id: int
+    distance: int
+    kind: str  # "pdq", "md5" or "vpdq": what matched
+    query_match_percent: float | None = None  # vpdq only
+    compared_match_percent: float | None = None  # vpdq only
+
+    @classmethod
+    def from_proto(cls, match: pb.Match) -> "MatchHit":
+        is_video = match.signal_type == pb.SIGNAL_TYPE_VPDQ
+        return cls(
+            position=match.position,
+            entry_id=match.entry_id,
+            distance=match.distance,
+            kind=SIGNAL_NAMES.get(match.signal_type, "unknown"),
+            query_match_percent=match.query_match_percent if is_video else None,
+            compared_match_percent=match.compared_match_percent if is_video else None,
+        )
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    counts: dict[str, int]  # "pdq" / "md5" / "vpdq" -> number listed
+    last_sequence: int
+    default_threshold: int
+    max_threshold: int
+    max_batch_hashes: int
+    max_in_flight: int
+    kernel_backend: str
+    video_frame_count: int
+
+
+def media_to_proto(item) -> pb.MediaHashes:
+    """An `ImageHashes` or `VideoHashes` from `hashmatch.clients.hashing` -> `MediaHashes`.
+
+    Duck-typed on the dataclass fields (a video has `frames`), so this module needs neither
+    Pillow nor PyAV. An image whose `pdq` is None or empty is sent with its MD5 only.
+    """
+    md5 = bytes(item.md5 or b"")
+    frames = getattr(item, "frames", None)
+    if frames is not None:
+        return pb.MediaHashes(video=pb.VideoHashes(
+            md5=md5,
+            frame_pdqs=b"".join(bytes(frame.pdq) for frame in frames),
+            frame_qualities=[int(frame.quality) for frame in frames],
+        ))
+    pdq = bytes(item.pdq or b"")
+    return pb.MediaHashes(image=pb.ImageHashes(
+        md5=md5, pdq=pdq, quality=int(item.quality) if pdq else 0))
+
+
+class HashmatchClient:
+    """A connection to one hashmatch server (or a load-balanced target such as dns:///host).
+
+    `api_key` is needed for the platform calls (matching, list info) and is never sent with
+    case calls. `timeout` is the deadline in seconds for each unary call. Use as a context
+    manager, or call `close()`.
+    """
+
+    def __init__(self, target: str = DEFAULT_TARGET, api_key: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = ()):
+        self.target = target
+        self.timeout = timeout
+        self._platform_metadata = (("x-api-key", api_key),) if api_key else ()
+        base_options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _RETRY_SERVICE_CONFIG),
+        ]
+        overridden = {name for name, _ in options}
+        channel_options = [opt for opt in base_options if opt[0] not in overridden] + list(options)
+        self._channel = grpc.insecure_channel(target, options=channel_options)
+        self._cases = pb_grpc.CasesStub(self._channel)
+        self._matching = pb_grpc.MatchingStub(self._channel)
+        self._list_info = pb_grpc.ListInfoStub(self._channel)
+
+    def __enter__(self) -> "HashmatchClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method, request, metadata=()):
+        try:
+            return method(request, timeout=self.timeout, metadata=metadata)
+        except grpc.RpcError as error:
+            raise HashmatchError.from_rpc_error(error, self.target) from None
+
+    # ------------------------------------------------------------------ cases
+
+    def submit_case(self, media: Iterable) -> SubmittedCase:
+        """Submits the hashes of photos/videos (`ImageHashes` / `VideoHashes`) as one case.
+
+        Returns once the server has durably stored the case. Never retried: a retry after a
+        lost answer would create a second case with a second PIN.
+        """
+        request = pb.SubmitCaseRequest(media=[media_to_proto(item) for item in media])
+        response = self._call(self._cases.SubmitCase, request)
+        return SubmittedCase(response.case_id, response.pin, tuple(response.entry_ids),
+                             response.sequence)
+
+    def case_status(self, case_id: str, pin: str) -> CaseStatus:
+        response = self._call(self._cases.GetCaseStatus,
+                              pb.GetCaseStatusRequest(case_id=case_id, pin=pin))
+        return CaseStatus(
+            case_id=response.case_id or case_id,
+            state=_CASE_STATES.get(response.state, "unknown"),
+            image_count=response.image_count,
+            video_count=response.video_count,
+            created_unix=response.created_unix,
+            withdrawn_unix=response.withdrawn_unix,
+        )
+
+    def withdraw(self, case_id: str, pin: str) -> int:
+        """Withdraws the case; returns the change-log sequence of the removal."""
+        response = self._call(self._cases.WithdrawCase,
+                              pb.WithdrawCaseRequest(case_id=case_id, pin=pin))
+        return response.sequence
+
+    # ------------------------------------------------------------------ matching
+
+    def match_batch(self, signal_type, hashes, threshold: int | None = None,
+                    include_video_frames: bool = False) -> list[MatchHit]:
+        """Matches one batch of PDQ or MD5 hashes; returns only the hits.
+
+        `hashes`: packed bytes (n x 32 for PDQ, n x 16 for MD5), uint8[n, 32|16], or a list
+        of hashes. `threshold`: inclusive Hamming distance (PDQ); None = the server default.
+        A hit's `position` is the index of its hash in `hashes`.
+        """
+        kind = signal_type_of(signal_type)
+        request = pb.MatchRequest(
+            sequence=0, signal_type=kind, hashes=pack_hashes(hashes, HASH_BYTES[kind]),
+            include_video_frames=include_video_frames)
+        if threshold is not None:
+            request.threshold = threshold
+        response = self._call(self._matching.MatchBatch, request, self._platform_metadata)
+        return [MatchHit.from_proto(match) for match in response.matches]
+
+    def match_video(self, video, qualities: Sequence[int] | None = None,
+                    threshold: int | None = None, min_query_percent: float | None = None,
+                    min_compared_percent: float | None = None) -> list[MatchHit]:
+        """Matches one video (vPDQ) against the listed videos.
+
+        `video`: a `VideoHashes` (its frames' PDQs and qualities are used) or the frame PDQs
+        packed / as uint8[n, 32] with `qualities` beside them. Percentages are 0..100; None
+        leaves the server's rule (query >= 80 %, compared >= 0 %).
+        """
+        frames = getattr(video, "frames", None)
+        if frames is not None:
+            packed = b"".join(bytes(frame.pdq) for frame in frames)
+            qualities = [int(frame.quality) for frame in frames]
+        else:
+            packed = pack_hashes(video, PDQ_BYTES)
+        options = pb.VideoMatchOptions(frame_qualities=list(qualities or ()))
+        if min_query_percent is not None:
+            options.min_query_match_percent = min_query_percent
+        if min_compared_percent is not None:
+            options.min_compared_match_percent = min_compared_percent
+        request = pb.MatchRequest(sequence=0, signal_type=pb.SIGNAL_TYPE_VPDQ, hashes=packed,
+                                  video=options)
+        if threshold is not None:
+            request.threshold = threshold
+        response = self._call(self._matching.MatchBatch, request, self._platform_metadata)
+        return [MatchHit.from_proto(match) for match in response.matches]
+
+    def open_match_stream(self, requests: Iterator[pb.MatchRequest]):
+        """Opens a MatchStream; returns the gRPC response iterator (also a call: `.cancel()`).
+
+        No deadline: a platform's stream may live for hours. Use `StreamingMatcher` rather
+        than this unless you manage batches and sequences yourself.
+        """
+        return self._matching.MatchStream(requests, metadata=self._platform_metadata)
+
+    # ------------------------------------------------------------------ list information
+
+    def list_info(self) -> ListInfo:
+        response = self._call(self._list_info.GetListInfo, pb.GetListInfoRequest(),
+                              self._platform_metadata)
+        return ListInfo(
+            counts={SIGNAL_NAMES.get(count.signal_type, str(count.signal_type)): count.count
+                    for count in response.counts},
+            last_sequence=response.last_sequence,
+            default_threshold=response.default_threshold,
+            max_threshold=response.max_threshold,
+            max_batch_hashes=response.max_batch_hashes,
+            max_in_flight=response.max_in_flight,
+            kernel_backend=response.kernel_backend,
+            video_frame_count=response.video_frame_count,
+        )

@@ -1,0 +1,201 @@
+"""Everything the `hashmatch` command prints, in one place.
+
+Each command produces records; a record is written either as one JSON object per line (--json,
+for scripts) or as a line of text for people. Problems go to stderr as text in both modes, and
+with --json also to stdout as an object with an "error" key, so a script reading stdout sees
+every input accounted for. Progress bars go to stderr and only to a terminal.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from typing import TextIO
+
+from tqdm import tqdm
+
+QUALITY_FLOOR = 50
+
+
+class Reporter:
+    def __init__(self, json_mode: bool, out: TextIO | None = None, err: TextIO | None = None):
+        self.json_mode = json_mode
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.failures = 0
+
+    def emit(self, record: dict, text: str) -> None:
+        """Writes one result: `record` as JSON with --json, else `text` (may span lines)."""
+        if self.json_mode:
+            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        elif text:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def fail(self, message: str, **fields) -> None:
+        """Reports one failed item (counted: the command then exits non-zero)."""
+        self.failures += 1
+        self.err.write(f"hashmatch: {message}\n")
+        self.err.flush()
+        if self.json_mode:
+            self.emit({"error": message, **fields}, "")
+
+    def note(self, text: str) -> None:
+        """A remark for people (summaries, hints); stderr, so stdout stays the results."""
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def progress(self, total: int | None, unit: str, description: str = "",
+                 force: bool = False):
+        """A tqdm bar on stderr when stderr is a terminal (or `force`), else a silent one."""
+        enabled = force or self.err.isatty()
+        return tqdm(total=total, unit=unit, desc=description, file=self.err,
+                    disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _when(unix_seconds: int) -> str:
+    if not unix_seconds:
+        return ""
+    moment = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# ---------------------------------------------------------------------- hash
+
+
+def image_hashes(hashes) -> tuple[dict, str]:
+    record = {"path": str(hashes.path), "kind": "image", "md5": hashes.md5.hex(),
+              "pdq": hashes.pdq.hex(), "quality": int(hashes.quality)}
+    low = "  (below 50: too little detail to match reliably)" if hashes.quality < QUALITY_FLOOR else ""
+    text = (f"{hashes.path}: image pdq={hashes.pdq.hex()} quality={hashes.quality} "
+            f"md5={hashes.md5.hex()}{low}")
+    return record, text
+
+
+def video_hashes(hashes, show_frames: bool) -> tuple[dict, str]:
+    frames = [{"frame": int(f.frame_number), "timestamp": round(float(f.timestamp), 3),
+               "pdq": f.pdq.hex(), "quality": int(f.quality)} for f in hashes.frames]
+    usable = sum(1 for f in hashes.frames if f.quality >= QUALITY_FLOOR)
+    record = {"path": str(hashes.path), "kind": "video", "md5": hashes.md5.hex(),
+              "fps": round(float(hashes.fps), 3), "frame_count": len(frames),
+              "usable_frames": usable, "frames": frames}
+    lines = [f"{hashes.path}: video md5={hashes.md5.hex()} {len(frames)} frames hashed at "
+             f"{hashes.fps:.2f} fps, {usable} with quality >= {QUALITY_FLOOR}"]
+    if show_frames:
+        lines += [f"  frame {f['frame']} t={f['timestamp']:.3f}s pdq={f['pdq']} "
+                  f"quality={f['quality']}" for f in frames]
+    return record, "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- cases
+
+
+def submitted_case(case, items: list[dict]) -> tuple[dict, str]:
+    record = {"case_id": case.case_id, "pin": case.pin, "entry_ids": list(case.entry_ids),
+              "items": items}
+    lines = [f"Case submitted: {len(items)} item(s); only their hashes left this device."]
+    for item in items:
+        lines.append(f"  {item['path']}: {item['kind']} entry {item['entry_id']} "
+                     f"({item['sent']})")
+    lines += [
+        "",
+        f"  Case ID: {case.case_id}",
+        f"  PIN:     {case.pin}",
+        "",
+        "Write the PIN down now: it is shown only this once and cannot be recovered.",
+        "You need the case ID and the PIN to check the case or to withdraw it.",
+    ]
+    return record, "\n".join(lines)
+
+
+def case_status(status) -> tuple[dict, str]:
+    record = {"case_id": status.case_id, "state": status.state,
+              "image_count": status.image_count, "video_count": status.video_count,
+              "created_unix": status.created_unix, "withdrawn_unix": status.withdrawn_unix}
+    text = (f"Case {status.case_id}: {status.state}\n"
+            f"  {status.image_count} image(s), {status.video_count} video(s)\n"
+            f"  submitted {_when(status.created_unix)}")
+    if status.withdrawn_unix:
+        text += f"\n  withdrawn {_when(status.withdrawn_unix)}"
+    return record, text
+
+
+def withdrawn_case(case_id: str, sequence: int) -> tuple[dict, str]:
+    record = {"case_id": case_id, "state": "withdrawn", "sequence": sequence}
+    return record, f"Case {case_id} withdrawn: its hashes no longer match anything."
+
+
+# ---------------------------------------------------------------------- matching
+
+
+def hit(hit) -> dict:
+    found = {"entry_id": hit.entry_id, "kind": hit.kind, "distance": hit.distance}
+    if hit.kind == "vpdq":
+        found["query_match_percent"] = round(hit.query_match_percent, 2)
+        found["compared_match_percent"] = round(hit.compared_match_percent, 2)
+    return found
+
+
+def _hit_text(found: dict) -> str:
+    if found["kind"] == "vpdq":
+        return (f"entry {found['entry_id']} (video: {found['query_match_percent']:.1f}% of "
+                f"this video's frames, {found['compared_match_percent']:.1f}% of the listed "
+                f"video's, closest frame distance {found['distance']})")
+    if found["kind"] == "md5":
+        return f"entry {found['entry_id']} (md5: exact copy)"
+    return f"entry {found['entry_id']} (pdq distance {found['distance']})"
+
+
+def file_matches(path: str, kind: str, hits: list) -> tuple[dict, str]:
+    found = [hit(h) for h in hits]
+    record = {"input": path, "kind": kind, "matched": bool(found), "matches": found}
+    if not found:
+        return record, f"{path}: no match"
+    return record, f"{path}: MATCH " + "; ".join(_hit_text(f) for f in found)
+
+
+def hash_line_matches(label: str, line: int, hash_hex: str, kind: str,
+                      hits: list) -> tuple[dict, str]:
+    found = [hit(h) for h in hits]
+    record = {"input": label, "line": line, "hash": hash_hex, "kind": kind,
+              "matched": bool(found), "matches": found}
+    text = f"{label}:{line}: {kind} {hash_hex}: " + (
+        "MATCH " + "; ".join(_hit_text(f) for f in found) if found else "no match")
+    return record, text
+
+
+# ---------------------------------------------------------------------- operator
+
+
+def list_info(info) -> tuple[dict, str]:
+    record = {"counts": info.counts, "last_sequence": info.last_sequence,
+              "default_threshold": info.default_threshold, "max_threshold": info.max_threshold,
+              "max_batch_hashes": info.max_batch_hashes, "max_in_flight": info.max_in_flight,
+              "kernel_backend": info.kernel_backend,
+              "video_frame_count": info.video_frame_count}
+    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(info.counts.items())) or "empty"
+    text = (f"list: {counts} ({info.video_frame_count} video frames)\n"
+            f"last change: sequence {info.last_sequence}\n"
+            f"threshold: default {info.default_threshold}, max {info.max_threshold}\n"
+            f"batches: up to {info.max_batch_hashes} hashes, {info.max_in_flight} in flight "
+            f"per stream\nkernel: {info.kernel_backend}")
+    return record, text
+
+
+def platform_added(name: str, api_key: str) -> tuple[dict, str]:
+    record = {"platform": name, "api_key": api_key}
+    text = (f"Platform {name!r} added.\n  API key: {api_key}\n"
+            "Hand it to the platform now: it is shown only this once (the server keeps a hash).")
+    return record, text
+
+
+def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
+    record = {"path": path, "imported": imported, "bad_lines": bad_lines}
+    text = f"{path}: imported {imported} PDQ hash(es)" + (
+        f", skipped {bad_lines} bad line(s)" if bad_lines else "")
+    return record, text
+
+
+def serving(address: str, db_path: str) -> tuple[dict, str]:
+    return ({"serving": address, "db": db_path},
+            f"hashmatch serving on {address} (store: {db_path}); Ctrl-C or SIGTERM stops it")
