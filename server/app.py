@@ -1,0 +1,192 @@
+"""Builds and runs the server: store, in-memory list, services, health, reflection, metrics.
+
+`create_server(config)` (a coroutine) binds, starts answering with health NOT_SERVING, loads the
+list from the store in the background and then flips health to SERVING and writes the port file.
+`serve(config)` runs that until SIGTERM/SIGINT and shuts down gracefully. `ServerThread` runs the
+same server on a private event loop in a thread, for tests and for embedding.
+"""
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import threading
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from hashmatch.server import logs
+from hashmatch.server.access import Authenticator, PlatformLimits
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.keeper import ListKeeper
+from hashmatch.server.listing import ListState, kernel_backend
+from hashmatch.server.metrics import Metrics
+from hashmatch.server.services import CasesService, ListInfoService, MatchingService
+from hashmatch.server.store import Store
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("hashmatch.server")
+SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
+
+
+def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class App:
+    """One running server and what it owns; made by `create_server`."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.store = Store(config.db_path)
+        self.state = ListState()
+        self.keeper = ListKeeper(self.store, self.state)
+        self.auth = Authenticator(self.store)
+        self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
+                                     config.max_streams_per_platform)
+        self.metrics = Metrics(self.state)
+        self.pool = concurrent.futures.ThreadPoolExecutor(config.worker_threads,
+                                                          thread_name_prefix="hashmatch")
+        self.health = HealthServicer()
+        self.server = grpc.aio.server(options=_grpc_options(config),
+                                      compression=grpc.Compression.NoCompression)
+        pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
+        pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
+        pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], self.server)
+        self.port = self.server.add_insecure_port(config.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {config.listen}")
+        self.loaded: asyncio.Task | None = None
+        self._metrics_server = None
+
+    async def run(self, fn, *args):
+        """Runs blocking work (store, scrypt, matching) on a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def _set_health(self, status) -> None:
+        for name in ("", *SERVICES):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        if self.config.metrics_listen:
+            host, _, port = self.config.metrics_listen.rpartition(":")
+            self._metrics_server = await self.metrics.serve_http(host or "0.0.0.0", int(port))
+        log.info("listening", extra={"fields": {"port": self.port, "db": self.config.db_path,
+                                                "kernel_backend": kernel_backend()}})
+        self.loaded = asyncio.create_task(self._load())
+
+    async def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            hashes = await self.run(self.keeper.load)
+        except Exception:
+            log.exception("loading the list failed; staying NOT_SERVING")
+            raise
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self.config.port_file:
+            tmp = f"{self.config.port_file}.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{self.port}\n")
+            os.replace(tmp, self.config.port_file)
+        log.info("serving", extra={"fields": {
+            "pdq_hashes": hashes, "sequence": self.state.sequence,
+            "load_s": round(time.monotonic() - started, 3), **self.state.counts()}})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
+        await self.health.enter_graceful_shutdown()
+        if self.loaded and not self.loaded.done():
+            self.loaded.cancel()
+        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        if self._metrics_server:
+            self._metrics_server.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+        log.info("stopped")
+
+
+async def create_server(config: ServerConfig) -> tuple[App, int]:
+    """Starts a server (health NOT_SERVING until the list is loaded); returns (app, port).
+
+    `app.server` is the grpc.aio.Server; `await app.loaded` waits for SERVING; `await
+    app.stop()` shuts it down. Listening on port 0 picks a free port.
+    """
+    app = App(config)
+    await app.start()
+    return app, app.port
+
+
+async def serve_async(config: ServerConfig) -> None:
+    app, _ = await create_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"fields": {"grace_s": config.shutdown_grace_s}})
+    await app.stop()
+
+
+def serve(config: ServerConfig) -> None:
+    """Runs the server until SIGTERM/SIGINT (blocking); logs JSON lines to stderr."""
+    logs.setup(config.log_level)
+    asyncio.run(serve_async(config))
+
+
+class ServerThread:
+    """A server on its own event loop in a daemon thread: `with ServerThread(cfg) as s: s.port`."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="hashmatch-server")
+        self.app: App | None = None
+        self.port = 0
+
+    def _call(self, coro, timeout: float | None = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self, wait_serving: bool = True) -> "ServerThread":
+        self._thread.start()
+        self.app, self.port = self._call(create_server(self.config))
+        if wait_serving:
+            self.wait_serving()
+        return self
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        async def wait():
+            await self.app.loaded
+        self._call(wait(), timeout)
+
+    def stop(self, grace: float = 0.5) -> None:
+        if self.app is not None:
+            self._call(self.app.stop(grace))
+            self.app = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

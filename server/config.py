@@ -1,0 +1,70 @@
+"""Server settings: one dataclass, and the command-line flags that mirror its fields.
+
+`python -m hashmatch.server` and the `hashmatch serve` CLI both end in `ServerConfig`; every
+limit the server enforces lives here so an operator can see them in one place.
+"""
+import argparse
+import dataclasses
+import os
+
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    db_path: str = "hashmatch.db"
+    listen: str = "localhost:50051"
+    # Written with the bound port once the list is loaded and health says SERVING.
+    port_file: str | None = None
+    default_threshold: int = 31
+    max_threshold: int = 64
+    max_batch_hashes: int = 16384
+    # Unanswered batches one stream may have; the server stops reading the stream beyond it.
+    max_in_flight: int = 8
+    max_streams_per_platform: int = 16
+    # Token bucket per platform, in hashes per second; 0 turns the limit off.
+    rate_limit_hashes_per_s: float = 0.0
+    max_case_items: int = 1000
+    max_video_frames: int = 65536
+    max_message_bytes: int = 8 * MIB
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    # Threads that run matching and store work (the kernels release the GIL).
+    worker_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 2)
+    shutdown_grace_s: float = 5.0
+    log_level: str = "INFO"
+    # host:port for a Prometheus text endpoint over HTTP; None: no endpoint.
+    metrics_listen: str | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.default_threshold <= self.max_threshold <= 256:
+            raise ValueError("need 0 <= default_threshold <= max_threshold <= 256, got "
+                             f"{self.default_threshold} and {self.max_threshold}")
+        for name in ("max_batch_hashes", "max_in_flight", "max_streams_per_platform",
+                     "max_case_items", "max_video_frames", "worker_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_video_frames >= 1 << 24:
+            raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parser() -> argparse.ArgumentParser:
+    """One --flag per ServerConfig field (--db for db_path), defaults taken from the dataclass."""
+    p = argparse.ArgumentParser(prog="python -m hashmatch.server",
+                                description="Run the hashmatch gRPC server.")
+    for field in dataclasses.fields(ServerConfig):
+        default = (field.default_factory() if field.default is dataclasses.MISSING
+                   else field.default)
+        flags = [_flag(field.name)] + (["--db"] if field.name == "db_path" else [])
+        kind = str if default is None else type(default)
+        p.add_argument(*flags, dest=field.name, type=kind, default=default,
+                       help=f"default: {default}")
+    return p
+
+
+def from_args(argv=None) -> ServerConfig:
+    return ServerConfig(**vars(parser().parse_args(argv)))

@@ -1,0 +1,165 @@
+"""The one place that turns protobuf messages into the server's plain types and back.
+
+Validation of request shapes lives here too, because only here are the raw fields visible; each
+rule raises `InvalidRequest` with a message that names the item and the rule.
+"""
+import numpy as np
+from google.rpc import status_pb2
+
+from hashmatch.core import video as vpdq
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.errors import InvalidRequest
+from hashmatch.server.listing import Matches
+from hashmatch.server.media import MD5_BYTES, MIN_QUALITY, PDQ_BYTES, Image, Query, Video
+from hashmatch.server.store import CaseStatus, SubmittedCase
+from hashmatch.v1 import hashmatch_pb2 as pb
+
+HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
+              pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
+
+
+def _md5(raw: bytes, where: str) -> bytes | None:
+    if raw and len(raw) != MD5_BYTES:
+        raise InvalidRequest(f"{where}: md5 must be {MD5_BYTES} bytes, got {len(raw)}")
+    return raw or None
+
+
+def _image(msg: pb.ImageHashes, where: str) -> Image:
+    md5 = _md5(msg.md5, where)
+    if msg.pdq and len(msg.pdq) != PDQ_BYTES:
+        raise InvalidRequest(f"{where}: pdq must be {PDQ_BYTES} bytes, got {len(msg.pdq)}")
+    if msg.quality > 100:
+        raise InvalidRequest(f"{where}: quality must be 0..100, got {msg.quality}")
+    if msg.pdq and msg.quality < MIN_QUALITY:
+        raise InvalidRequest(f"{where}: PDQ quality {msg.quality} is below {MIN_QUALITY}; "
+                             "such hashes match unrelated images")
+    if not msg.pdq and not md5:
+        raise InvalidRequest(f"{where}: an image needs a pdq hash or an md5")
+    return Image(md5=md5, pdq=msg.pdq or None, quality=msg.quality)
+
+
+def _video(msg: pb.VideoHashes, where: str, config: ServerConfig) -> Video:
+    md5 = _md5(msg.md5, where)
+    if len(msg.frame_pdqs) % PDQ_BYTES:
+        raise InvalidRequest(f"{where}: frame_pdqs length {len(msg.frame_pdqs)} is not a "
+                             f"multiple of {PDQ_BYTES}")
+    n = len(msg.frame_pdqs) // PDQ_BYTES
+    if n > config.max_video_frames:
+        raise InvalidRequest(f"{where}: {n} frames is over max_video_frames "
+                             f"({config.max_video_frames})")
+    if len(msg.frame_qualities) != n:
+        raise InvalidRequest(f"{where}: got {len(msg.frame_qualities)} frame_qualities for "
+                             f"{n} frames")
+    qualities = np.asarray(msg.frame_qualities, np.int64)
+    if n and qualities.max() > 100:
+        raise InvalidRequest(f"{where}: frame quality must be 0..100, got {qualities.max()}")
+    frames, kept = vpdq.prepare_frames(
+        np.frombuffer(msg.frame_pdqs, np.uint8).reshape(n, PDQ_BYTES), qualities)
+    if not len(frames) and not md5:
+        raise InvalidRequest(f"{where}: no frame has quality >= {MIN_QUALITY} and no md5 given")
+    return Video(md5=md5, frames=frames, qualities=kept)
+
+
+def media_from_request(req: pb.SubmitCaseRequest, config: ServerConfig) -> list[Image | Video]:
+    if not req.media:
+        raise InvalidRequest("a case needs at least one photo or video")
+    if len(req.media) > config.max_case_items:
+        raise InvalidRequest(f"{len(req.media)} media items is over max_case_items "
+                             f"({config.max_case_items})")
+    media = []
+    for i, item in enumerate(req.media):
+        where, kind = f"media[{i}]", item.WhichOneof("media")
+        if kind == "image":
+            media.append(_image(item.image, where))
+        elif kind == "video":
+            media.append(_video(item.video, where, config))
+        else:
+            raise InvalidRequest(f"{where}: neither image nor video is set")
+    return media
+
+
+def submit_response(case: SubmittedCase) -> pb.SubmitCaseResponse:
+    return pb.SubmitCaseResponse(case_id=case.case_id, pin=case.pin, entry_ids=case.entry_ids,
+                                 sequence=case.sequence)
+
+
+def status_response(status: CaseStatus) -> pb.GetCaseStatusResponse:
+    return pb.GetCaseStatusResponse(
+        case_id=status.case_id,
+        state=pb.CASE_STATE_WITHDRAWN if status.withdrawn else pb.CASE_STATE_ACTIVE,
+        image_count=status.image_count, video_count=status.video_count,
+        created_unix=status.created_unix, withdrawn_unix=status.withdrawn_unix)
+
+
+def _percent(value: float, name: str) -> float:
+    if not 0.0 <= value <= 100.0:
+        raise InvalidRequest(f"{name} must be 0..100, got {value}")
+    return value
+
+
+def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
+    size = HASH_BYTES.get(req.signal_type)
+    if size is None:
+        raise InvalidRequest(f"unknown signal_type {req.signal_type}; use PDQ, MD5 or VPDQ")
+    name = pb.SignalType.Name(req.signal_type).removeprefix("SIGNAL_TYPE_")
+    if not req.hashes:
+        raise InvalidRequest("batch has no hashes")
+    if len(req.hashes) % size:
+        raise InvalidRequest(f"hashes length {len(req.hashes)} is not a multiple of {size} "
+                             f"({name} hash size)")
+    n = len(req.hashes) // size
+    if n > config.max_batch_hashes:
+        raise InvalidRequest(f"batch of {n} hashes is over max_batch_hashes "
+                             f"({config.max_batch_hashes})")
+    threshold = req.threshold if req.HasField("threshold") else config.default_threshold
+    if threshold > config.max_threshold:
+        raise InvalidRequest(f"threshold {threshold} is over the server maximum "
+                             f"({config.max_threshold})")
+    hashes = np.frombuffer(req.hashes, np.uint8).reshape(n, size)
+    if req.signal_type != pb.SIGNAL_TYPE_VPDQ:
+        return Query(req.signal_type, hashes, threshold, req.include_video_frames)
+    opts = req.video
+    qualities = None
+    if opts.frame_qualities:
+        if len(opts.frame_qualities) != n:
+            raise InvalidRequest(f"got {len(opts.frame_qualities)} frame_qualities for {n} frames")
+        qualities = np.asarray(opts.frame_qualities, np.int64)
+        if not (qualities >= MIN_QUALITY).any():
+            raise InvalidRequest(f"no query frame has quality >= {MIN_QUALITY}")
+    return Query(req.signal_type, hashes, threshold, frame_qualities=qualities,
+                 min_query_percent=_percent(opts.min_query_match_percent if opts.HasField(
+                     "min_query_match_percent") else vpdq.DEFAULT_MIN_QUERY_PERCENT,
+                     "min_query_match_percent"),
+                 min_compared_percent=_percent(opts.min_compared_match_percent if opts.HasField(
+                     "min_compared_match_percent") else vpdq.DEFAULT_MIN_COMPARED_PERCENT,
+                     "min_compared_match_percent"))
+
+
+def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.MatchResponse:
+    video = matches.query_percent is not None
+    return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence, matches=[
+        pb.Match(position=p, entry_id=e, distance=d, signal_type=s,
+                 query_match_percent=matches.query_percent[i] if video else 0.0,
+                 compared_match_percent=matches.compared_percent[i] if video else 0.0)
+        for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
+                                             matches.entry_ids.tolist(),
+                                             matches.distances.tolist(),
+                                             matches.signal_types.tolist()))])
+
+
+def error_response(sequence: int, code, message: str) -> pb.MatchResponse:
+    """A stream answer for a rejected batch; `code` is a grpc.StatusCode."""
+    return pb.MatchResponse(sequence=sequence,
+                            error=status_pb2.Status(code=code.value[0], message=message))
+
+
+def list_info_response(counts: dict[str, int], sequence: int, config: ServerConfig,
+                       backend: str) -> pb.GetListInfoResponse:
+    return pb.GetListInfoResponse(
+        counts=[pb.SignalCount(signal_type=pb.SIGNAL_TYPE_PDQ, count=counts["pdq"]),
+                pb.SignalCount(signal_type=pb.SIGNAL_TYPE_MD5, count=counts["md5"]),
+                pb.SignalCount(signal_type=pb.SIGNAL_TYPE_VPDQ, count=counts["vpdq"])],
+        last_sequence=sequence, default_threshold=config.default_threshold,
+        max_threshold=config.max_threshold, max_batch_hashes=config.max_batch_hashes,
+        max_in_flight=config.max_in_flight, kernel_backend=backend,
+        video_frame_count=counts["video_frames"])

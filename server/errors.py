@@ -1,0 +1,54 @@
+"""Request errors and the one table that turns them into gRPC status codes.
+
+Store, conversion and service code raise these (or core's ValueError subclasses); the servicers
+never pick a status code themselves. Messages name the value and the rule they broke.
+"""
+import grpc
+
+
+class RequestError(Exception):
+    """Base class: a request the server refuses, with a message safe to send to the caller."""
+
+
+class InvalidRequest(RequestError, ValueError):
+    """Malformed or out-of-range input."""
+
+
+class NotFound(RequestError, LookupError):
+    """The named case does not exist."""
+
+
+class PermissionDenied(RequestError):
+    """Wrong PIN, or a case locked after too many wrong PINs."""
+
+
+class Unauthenticated(RequestError):
+    """Missing or unknown platform API key."""
+
+
+class LimitExceeded(RequestError):
+    """A rate, stream or in-flight limit; the message names the limit."""
+
+
+class NotReady(RequestError):
+    """The list is still loading from the store."""
+
+
+# Most specific first: the first class that matches decides the code.
+STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (NotReady, grpc.StatusCode.UNAVAILABLE),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+)
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """(code, message) for a known error class; None for anything else (a bug: INTERNAL)."""
+    for cls, code in STATUS_CODES:
+        if isinstance(exc, cls):
+            return code, str(exc)
+    return None

@@ -1,0 +1,79 @@
+"""The plain (protobuf-free) shapes of what a person submits and what the list holds.
+
+`convert.py` builds `Image`/`Video` from requests; `store.py` persists them and answers with
+`ListRows`, the one shape used to load, add to and remove from the in-memory list.
+Index ids pack the entry and the frame: ``entry_id << FRAME_BITS | frame`` (frame 0 for an image),
+so a hit maps back to its entry with one shift and no per-hash table.
+"""
+import dataclasses
+
+import numpy as np
+
+from hashmatch.core.video import FRAME_BITS, MIN_QUALITY
+
+PDQ_BYTES = 32
+MD5_BYTES = 16
+
+KIND_IMAGE = 1
+KIND_VIDEO = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    md5: bytes | None
+    pdq: bytes | None
+    quality: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    md5: bytes | None
+    frames: np.ndarray      # uint8[n, 32]: quality >= 50 only, duplicates removed, in order
+    qualities: np.ndarray   # uint8[n]
+
+
+def index_ids(entry_ids, frames_per_entry=None) -> np.ndarray:
+    """uint64 index ids: one per image entry, or `frames_per_entry[i]` consecutive frame ids."""
+    entry_ids = np.asarray(entry_ids, np.uint64)
+    if frames_per_entry is None:
+        return entry_ids << np.uint64(FRAME_BITS)
+    counts = np.asarray(frames_per_entry, np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    frame = np.arange(counts.sum(), dtype=np.int64) - starts
+    return (np.repeat(entry_ids, counts) << np.uint64(FRAME_BITS)) | frame.astype(np.uint64)
+
+
+def entry_of(ids: np.ndarray) -> np.ndarray:
+    return np.asarray(ids, np.uint64) >> np.uint64(FRAME_BITS)
+
+
+@dataclasses.dataclass
+class ListRows:
+    """A set of list rows: a snapshot at start-up, the rows a case added, or the ids it removed.
+
+    Hash arrays may be empty (zero rows) for removals, where only the ids matter.
+    """
+    image_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
+    image_hashes: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, PDQ_BYTES), np.uint8))
+    frame_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
+    frame_hashes: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, PDQ_BYTES), np.uint8))
+    video_entries: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
+    video_frame_counts: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int64))
+    md5_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
+    md5s: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, MD5_BYTES), np.uint8))
+    sequence: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One validated match batch. signal: 1 PDQ, 2 MD5, 3 VPDQ (hashmatch.v1.SignalType)."""
+    signal: int
+    hashes: np.ndarray                  # uint8[n, 32] (PDQ, VPDQ) or uint8[n, 16] (MD5)
+    threshold: int
+    include_video_frames: bool = False
+    frame_qualities: np.ndarray | None = None
+    min_query_percent: float = 80.0
+    min_compared_percent: float = 0.0

@@ -1,0 +1,54 @@
+"""Counters in Prometheus text format, served over plain HTTP when `metrics_listen` is set.
+
+Deliberately tiny (no client library): a handful of counters and gauges, one text page at any
+path. Values are updated from worker threads under a lock.
+"""
+import asyncio
+import threading
+
+
+class Metrics:
+    def __init__(self, state):
+        self._state = state
+        self._lock = threading.Lock()
+        self.batches = self.hashes = self.matches = 0
+        self.errors: dict[str, int] = {}
+
+    def count_batch(self, hashes: int, matches: int) -> None:
+        with self._lock:
+            self.batches += 1
+            self.hashes += hashes
+            self.matches += matches
+
+    def count_error(self, code) -> None:
+        with self._lock:
+            self.errors[code.name] = self.errors.get(code.name, 0) + 1
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# TYPE hashmatch_batches_total counter", f"hashmatch_batches_total {self.batches}",
+                "# TYPE hashmatch_hashes_total counter", f"hashmatch_hashes_total {self.hashes}",
+                "# TYPE hashmatch_matches_total counter", f"hashmatch_matches_total {self.matches}",
+                "# TYPE hashmatch_errors_total counter",
+                *(f'hashmatch_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())),
+            ]
+        lines += ["# TYPE hashmatch_list_size gauge",
+                  *(f'hashmatch_list_size{{kind="{k}"}} {v}' for k, v in self._state.counts().items()),
+                  "# TYPE hashmatch_list_sequence gauge",
+                  f"hashmatch_list_sequence {self._state.sequence}"]
+        return "\n".join(lines) + "\n"
+
+    async def serve_http(self, host: str, port: int) -> asyncio.AbstractServer:
+        async def handle(reader, writer):
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                body = self.render().encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+                await writer.drain()
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+        return await asyncio.start_server(handle, host, port)

@@ -1,0 +1,99 @@
+"""The gRPC servicers: a few lines per method, from request to plain types to answer.
+
+Errors are raised, never chosen here: `rpc_errors` maps them through errors.STATUS_CODES. Work
+that blocks (store commits, scrypt, matching) runs on the app's worker threads.
+"""
+import functools
+import logging
+
+import grpc
+
+from hashmatch.server import convert
+from hashmatch.server.errors import status_for
+from hashmatch.server.listing import kernel_backend, run_query
+from hashmatch.server.streaming import match_stream
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("hashmatch.server")
+
+
+def rpc_errors(method):
+    """Turns a raised error into the call's status (INTERNAL, without details, for bugs)."""
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error must become a status
+            code, message = status_for(exc) or (grpc.StatusCode.INTERNAL, "internal error")
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("internal error", extra={"fields": {"method": method.__name__}})
+            self.app.metrics.count_error(code)
+            await context.abort(code, message)
+    return wrapper
+
+
+class CasesService(pb_grpc.CasesServicer):
+    def __init__(self, app):
+        self.app = app
+
+    @rpc_errors
+    async def SubmitCase(self, request, context):
+        media = convert.media_from_request(request, self.app.config)
+        case = await self.app.run(self.app.keeper.submit_case, media)
+        log.info("case submitted", extra={"fields": {
+            "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
+        return convert.submit_response(case)
+
+    @rpc_errors
+    async def GetCaseStatus(self, request, context):
+        status = await self.app.run(self.app.keeper.case_status, request.case_id, request.pin)
+        return convert.status_response(status)
+
+    @rpc_errors
+    async def WithdrawCase(self, request, context):
+        sequence = await self.app.run(self.app.keeper.withdraw_case, request.case_id, request.pin)
+        log.info("case withdrawn", extra={"fields": {"case_id": request.case_id,
+                                                     "sequence": sequence}})
+        return convert.pb.WithdrawCaseResponse(sequence=sequence)
+
+
+class MatchingService(pb_grpc.MatchingServicer):
+    def __init__(self, app):
+        self.app = app
+
+    def answer(self, platform: str, request):
+        """Validates, charges and matches one batch (on a worker thread)."""
+        query = convert.query_from_request(request, self.app.config)
+        self.app.limits.charge(platform, len(query.hashes))
+        list_sequence = self.app.state.sequence
+        matches = run_query(self.app.state, query)
+        self.app.metrics.count_batch(len(query.hashes), len(matches))
+        return convert.match_response(request.sequence, matches, list_sequence)
+
+    def _authenticated_answer(self, metadata, request):
+        return self.answer(self.app.auth.platform(metadata), request)
+
+    @rpc_errors
+    async def MatchBatch(self, request, context):
+        return await self.app.run(self._authenticated_answer,
+                                  context.invocation_metadata(), request)
+
+    @rpc_errors
+    async def MatchStream(self, request_iterator, context):
+        platform = await self.app.run(self.app.auth.platform, context.invocation_metadata())
+        with self.app.limits.stream(platform):
+            await match_stream(self.app, self.answer, platform, context)
+
+
+class ListInfoService(pb_grpc.ListInfoServicer):
+    def __init__(self, app):
+        self.app = app
+
+    @rpc_errors
+    async def GetListInfo(self, request, context):
+        await self.app.run(self.app.auth.platform, context.invocation_metadata())
+        state = self.app.state
+        return convert.list_info_response(state.counts(), state.sequence, self.app.config,
+                                          kernel_backend())

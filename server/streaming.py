@@ -1,0 +1,59 @@
+"""MatchStream's flow control: at most `max_in_flight` unanswered batches per stream.
+
+A reader task takes a slot before it reads the next request, and a slot comes back only when an
+answer has been written to the transport. A client that stops reading answers therefore stops
+being read: its requests wait in HTTP/2 flow control, not in server memory, and the worker
+threads stay free for other streams. A bad batch is answered with `error` and the stream goes on.
+"""
+import asyncio
+import logging
+
+import grpc
+
+from hashmatch.server import convert
+from hashmatch.server.errors import status_for
+
+log = logging.getLogger("hashmatch.server")
+
+
+async def match_stream(app, answer, platform: str, context) -> None:
+    """Runs one stream to its end; `answer(platform, request)` is called on a worker thread."""
+    slots = asyncio.Semaphore(app.config.max_in_flight)
+    answers: asyncio.Queue = asyncio.Queue()
+    running: set[asyncio.Task] = set()
+
+    async def answer_one(request):
+        try:
+            response = await app.run(answer, platform, request)
+        except Exception as exc:  # noqa: BLE001 - a bad batch must not end the stream
+            code, message = status_for(exc) or (grpc.StatusCode.INTERNAL, "internal error")
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("internal error in stream batch")
+            app.metrics.count_error(code)
+            response = convert.error_response(request.sequence, code, message)
+        await answers.put(response)
+
+    async def read_all():
+        try:
+            while True:
+                await slots.acquire()
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                task = asyncio.create_task(answer_one(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            await asyncio.gather(*running)
+        finally:
+            await answers.put(None)
+
+    reader = asyncio.create_task(read_all())
+    try:
+        while (response := await answers.get()) is not None:
+            await context.write(response)
+            slots.release()
+        await reader
+    finally:
+        reader.cancel()
+        for task in list(running):
+            task.cancel()
