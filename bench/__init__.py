@@ -1,0 +1,1 @@
+"""Benchmarks and the load generator; run from the repository root (`python -m bench.load`)."""

@@ -1,0 +1,124 @@
+"""Turns a load run into what a reader needs: a one-screen summary, a JSON record naming the
+machine and backend that produced the numbers, and a plot of throughput and latency over time."""
+import json
+import os
+import platform
+
+import numpy as np
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {"cpu_model": model, "cpus": os.cpu_count(), "cpus_usable": usable,
+            "system": platform.platform(), "python": platform.python_version()}
+
+
+def latency_ms(samples) -> dict:
+    """p50/p90/p99/max/mean of per-batch latency (send to answer) in milliseconds."""
+    if not samples:
+        return {k: None for k in ("p50", "p90", "p99", "max", "mean")}
+    lat = np.array([s[1] for s in samples]) * 1000.0
+    p50, p90, p99 = np.percentile(lat, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99),
+            "max": float(lat.max()), "mean": float(lat.mean())}
+
+
+def timeline(samples, started: float, bucket_s: float = 0.5) -> dict:
+    """Per `bucket_s` of answers: time (s from start), hashes/s, p50 and p99 latency (ms)."""
+    if not samples:
+        return {"t": [], "hashes_per_s": [], "p50_ms": [], "p99_ms": []}
+    t = np.array([s[0] for s in samples]) - started
+    lat = np.array([s[1] for s in samples]) * 1000.0
+    n = np.array([s[2] for s in samples])
+    bucket = (t // bucket_s).astype(int)
+    rows = {"t": [], "hashes_per_s": [], "p50_ms": [], "p99_ms": []}
+    last = bucket.max()
+    for b in np.unique(bucket):
+        sel = bucket == b
+        # The last bucket is cut short by the end of the run; rate it over what it covers.
+        width = max(t.max() - b * bucket_s, 1e-3) if b == last else bucket_s
+        rows["t"].append(float(b * bucket_s + width))
+        rows["hashes_per_s"].append(float(n[sel].sum() / width))
+        rows["p50_ms"].append(float(np.percentile(lat[sel], 50)))
+        rows["p99_ms"].append(float(np.percentile(lat[sel], 99)))
+    return rows
+
+
+def cpu_share(before, after, wall_s: float) -> float | None:
+    """CPU used between two (user + system seconds) readings, in % of one core."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    return 100.0 * (after - before) / wall_s
+
+
+def write_json(summary: dict, path: str):
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def write_plot(summary: dict, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    tl = summary["timeline"]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    top.plot(tl["t"], tl["hashes_per_s"], marker=".", label="end to end")
+    core = summary["core"]["hashes_per_s"]
+    if core:
+        top.axhline(core, color="grey", linestyle="--", label="core index alone")
+    top.set_ylim(bottom=0)
+    top.set_ylabel("hashes/s")
+    top.legend(loc="lower right")
+    bottom.plot(tl["t"], tl["p50_ms"], marker=".", label="p50")
+    bottom.plot(tl["t"], tl["p99_ms"], marker=".", label="p99")
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel("batch latency (ms)")
+    bottom.set_xlabel("seconds since the first batch")
+    bottom.legend(loc="upper right")
+    cfg = summary["config"]
+    fig.suptitle(f"list {summary['server']['list_size']:,}, {cfg['streams']} streams, batch "
+                 f"{cfg['batch_size']}, window {summary['server']['window']}, "
+                 f"{summary['machine']['cpu_model']} x{summary['machine']['cpus']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def text(summary: dict) -> str:
+    r, lat, cpu, core = summary["result"], summary["latency_ms"], summary["cpu"], summary["core"]
+
+    def num(x, fmt="{:,.0f}"):
+        return "n/a" if x is None else fmt.format(x)
+
+    lines = [
+        f"list {summary['server']['list_size']:,} hashes, backend "
+        f"{summary['server']['kernel_backend']}, {summary['machine']['cpu_model']} "
+        f"x{summary['machine']['cpus']}",
+        f"end to end   {num(r['hashes_per_s'])} hashes/s  ({r['answered_hashes']:,} hashes, "
+        f"{r['batches']:,} batches in {r['seconds']:.2f} s)",
+        f"latency ms   p50 {num(lat['p50'], '{:.1f}')}  p90 {num(lat['p90'], '{:.1f}')}  "
+        f"p99 {num(lat['p99'], '{:.1f}')}  max {num(lat['max'], '{:.1f}')}",
+        f"matches      {r['matches_found']:,} of {r['matches_expected']:,} expected",
+        f"errors       {r['errors']} (missed {r['missed']}, unexpected {r['unexpected']}, "
+        f"batch {r['batch_errors']}, stream {len(r['stream_errors'])})",
+        f"cpu          server {num(cpu['server_percent'])}%  client {num(cpu['client_percent'])}%"
+        " (100% = one core)",
+        f"core alone   {num(core['hashes_per_s'])} hashes/s ({core['threads']} threads, "
+        f"{core['backend']});  end to end / core = {num(summary['ratio_to_core'], '{:.1%}')}",
+    ]
+    lines += [f"  e.g. {e}" for e in r["examples"]]
+    lines += [f"  {e}" for e in r["stream_errors"][:5]]
+    if r.get("cleanup_error"):
+        lines.append(f"  warning: {r['cleanup_error']}")
+    return "\n".join(lines)
