@@ -87,14 +87,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def process_cpu(proc) -> float | None:
-    """user + system CPU seconds of a psutil.Process and its children; None if unreadable."""
+def process_cpu(proc, children: bool = True) -> float | None:
+    """user + system CPU seconds of a psutil.Process (and its children); None if unreadable."""
     if proc is None:
         return None
     import psutil
     try:
         total = sum(proc.cpu_times()[:2])
-        for child in proc.children(recursive=True):
+        for child in proc.children(recursive=True) if children else ():
             with contextlib.suppress(psutil.Error):
                 total += sum(child.cpu_times()[:2])
         return total
@@ -149,14 +149,14 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
         bar = tqdm(total=args.count, unit="hash", unit_scale=True, file=sys.stderr,
                    disable=args.quiet, desc="matching")
         me = psutil.Process()
-        cpu_before = (process_cpu(server_proc), process_cpu(me))
+        cpu_before = (process_cpu(server_proc), process_cpu(me, children=False))
         wall_before = time.perf_counter()
         try:
             out = await ls.LoadRun(channel, metadata, maker, plan, bar.update).run()
         finally:
             bar.close()
         wall = time.perf_counter() - wall_before
-        cpu_after = (process_cpu(server_proc), process_cpu(me))
+        cpu_after = (process_cpu(server_proc), process_cpu(me, children=False))
         cleanup_error = None
         if cases:
             try:

@@ -1,0 +1,119 @@
+"""The load generator at toy scale: a real server, real streams, every answer checked, and the
+loopback rule that keeps it from ever loading a machine that is not this one."""
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bench_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def test_small_run_checks_every_answer(tmp_path):
+    out = tmp_path / "load.json"
+    plot = tmp_path / "load.png"
+    cmd = [sys.executable, "-m", "bench.load", "--list-size", "2000", "--streams", "2",
+           "--batch-size", "1024", "--window", "2", "--count", "6144", "--duration", "60",
+           "--match-share", "0.1", "--max-flips", "31", "--sources", "300",
+           "--core-seconds", "0.2", "--quiet", "--json", str(out), "--plot", str(plot)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(out.read_text())
+    result = summary["result"]
+    assert result["errors"] == 0, result
+    assert result["stream_errors"] == []
+    assert result["sent_hashes"] == result["answered_hashes"] == 6144
+    assert result["batches"] == 6
+    # round(1024 * 0.1) near-duplicates in each of the 6 batches, each found exactly once
+    assert result["matches_expected"] == 6 * 102
+    assert result["matches_found"] == 6 * 102
+    assert result["missed"] == result["unexpected"] == result["batch_errors"] == 0
+    assert summary["server"]["list_size"] == 2000 and summary["server"]["managed"]
+    assert 1 <= summary["server"]["window"] <= 2
+    for key in ("p50", "p90", "p99", "max"):
+        assert summary["latency_ms"][key] > 0
+    assert summary["core"]["queries"] > 0 and summary["core"]["hashes_per_s"] > 0
+    assert summary["ratio_to_core"] > 0
+    assert summary["cpu"]["server_percent"] is not None
+    assert summary["cpu"]["client_percent"] is not None
+    assert summary["machine"]["cpus"] >= 1 and summary["machine"]["cpu_model"]
+    assert sum(summary["timeline"]["hashes_per_s"]) > 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "api_key" not in summary["config"]
+
+
+@pytest.mark.parametrize("target", ["10.1.2.3:50051", "example.com:443", "192.168.0.1:80",
+                                    "[2001:db8::1]:50051", "0.0.0.0:50051", "128.0.0.1:1"])
+def test_non_loopback_target_is_refused_before_connecting(target, bench_on_path, monkeypatch,
+                                                          capsys):
+    def no_connection(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted for {target}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", no_connection)
+    monkeypatch.setattr(grpc, "insecure_channel", no_connection)
+    monkeypatch.setattr(grpc.aio, "insecure_channel", no_connection)
+    from bench import load
+    with pytest.raises(SystemExit) as exc:
+        load.main(["--target", target, "--api-key", "k"])
+    assert exc.value.code == 2
+    assert "refusing target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target, dialled", [
+    ("127.0.0.1:5", "127.0.0.1:5"), ("127.8.9.10:5", "127.8.9.10:5"),
+    ("localhost:5", "127.0.0.1:5"), ("LOCALHOST:5", "127.0.0.1:5"), ("[::1]:5", "[::1]:5"),
+    ("[::ffff:127.0.0.1]:5", "127.0.0.1:5")])
+def test_loopback_targets_are_accepted(target, dialled, bench_on_path):
+    from bench.load_target import loopback_target
+    assert loopback_target(target) == dialled
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "127.0.0.1:", "127.0.0.1:0", ":50051",
+                                    "127.0.0.1:99999", "::1:5", "[::1]5"])
+def test_malformed_targets_are_refused(target, bench_on_path):
+    from bench.load_target import loopback_target
+    with pytest.raises(ValueError):
+        loopback_target(target)
+
+
+def test_near_duplicates_are_at_their_stated_distance(bench_on_path):
+    from bench.load_queries import QueryMaker
+    rng = np.random.default_rng(3)
+    sources = rng.integers(0, 256, size=(40, 32), dtype=np.uint8)
+    maker = QueryMaker(sources, np.arange(40, dtype=np.uint64) + 1000, share=0.25, max_flips=31)
+    batch = maker.make(1030, rng)
+    assert len(batch.positions) == round(1030 * 0.25)
+    assert np.all(np.diff(batch.positions) > 0)
+    rows = (batch.entry_ids - 1000).astype(int)
+    oracle = [sum(bin(a ^ b).count("1") for a, b in zip(q.tolist(), s.tolist()))
+              for q, s in zip(batch.hashes[batch.positions], sources[rows])]
+    assert oracle == batch.distances.tolist()
+    assert batch.distances.max() <= 31
+
+
+def test_check_answer_counts_missed_and_unexpected(bench_on_path):
+    from types import SimpleNamespace
+
+    from bench.load_queries import QueryMaker, check_answer
+    rng = np.random.default_rng(4)
+    sources = rng.integers(0, 256, size=(10, 32), dtype=np.uint8)
+    batch = QueryMaker(sources, np.arange(10, dtype=np.uint64), 0.01, 5).make(1024, rng)
+    right = [SimpleNamespace(position=int(p), entry_id=int(i), distance=int(d))
+             for p, i, d in zip(batch.positions, batch.entry_ids, batch.distances)]
+    assert check_answer(batch, right[::-1]).found == len(right)
+    wrong_distance = SimpleNamespace(position=right[0].position, entry_id=right[0].entry_id,
+                                     distance=right[0].distance + 1)
+    stray = SimpleNamespace(position=int(np.setdiff1d(np.arange(1024), batch.positions)[0]),
+                            entry_id=3, distance=7)
+    verdict = check_answer(batch, [wrong_distance, *right[1:], stray, right[1]])
+    assert (verdict.found, verdict.missed, verdict.unexpected) == (len(right) - 1, 1, 3)
