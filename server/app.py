@@ -24,7 +24,8 @@ from hashmatch.server.config import ServerConfig
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
-from hashmatch.server.services import CasesService, ListInfoService, MatchingService
+from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
+                                       TolerantDecoding)
 from hashmatch.server.store import Store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -60,7 +61,8 @@ class App:
         self.pool = concurrent.futures.ThreadPoolExecutor(config.worker_threads,
                                                           thread_name_prefix="hashmatch")
         self.health = HealthServicer()
-        self.server = grpc.aio.server(options=_grpc_options(config),
+        self.server = grpc.aio.server(interceptors=[TolerantDecoding()],
+                                      options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
         pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)

@@ -14,6 +14,30 @@ from hashmatch.server.media import MD5_BYTES, MIN_QUALITY, PDQ_BYTES, Image, Que
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
 
+class Undecodable:
+    """Stands in for a request whose bytes are not the expected message, so the servicer can
+    answer INVALID_ARGUMENT (on a stream: one error answer) instead of gRPC's bare UNKNOWN."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+        self.sequence = 0
+
+
+def tolerant(deserializer):
+    """Wraps a generated request deserializer so that corrupt bytes become `Undecodable`."""
+    def decode(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
+            return Undecodable(exc)
+    return decode
+
+
+def check_decoded(request) -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidRequest(f"request bytes are not a valid message ({request.error})")
+
+
 HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
 
@@ -61,6 +85,7 @@ def _video(msg: pb.VideoHashes, where: str, config: ServerConfig) -> Video:
 
 
 def media_from_request(req: pb.SubmitCaseRequest, config: ServerConfig) -> list[Image | Video]:
+    check_decoded(req)
     if not req.media:
         raise InvalidRequest("a case needs at least one photo or video")
     if len(req.media) > config.max_case_items:
@@ -98,6 +123,7 @@ def _percent(value: float, name: str) -> float:
 
 
 def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
+    check_decoded(req)
     size = HASH_BYTES.get(req.signal_type)
     if size is None:
         raise InvalidRequest(f"unknown signal_type {req.signal_type}; use PDQ, MD5 or VPDQ")

@@ -34,6 +34,17 @@ def rpc_errors(method):
     return wrapper
 
 
+class TolerantDecoding(grpc.aio.ServerInterceptor):
+    """Lets hashmatch.v1 methods see corrupt request bytes as `convert.Undecodable`."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if (handler is None or handler.request_deserializer is None
+                or not handler_call_details.method.startswith("/hashmatch.v1.")):
+            return handler
+        return handler._replace(request_deserializer=convert.tolerant(handler.request_deserializer))
+
+
 class CasesService(pb_grpc.CasesServicer):
     def __init__(self, app):
         self.app = app
@@ -48,11 +59,13 @@ class CasesService(pb_grpc.CasesServicer):
 
     @rpc_errors
     async def GetCaseStatus(self, request, context):
+        convert.check_decoded(request)
         status = await self.app.run(self.app.keeper.case_status, request.case_id, request.pin)
         return convert.status_response(status)
 
     @rpc_errors
     async def WithdrawCase(self, request, context):
+        convert.check_decoded(request)
         sequence = await self.app.run(self.app.keeper.withdraw_case, request.case_id, request.pin)
         log.info("case withdrawn", extra={"fields": {"case_id": request.case_id,
                                                      "sequence": sequence}})

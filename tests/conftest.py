@@ -1,0 +1,102 @@
+"""Shared fixtures: a real hashmatch server on a free port, over a real gRPC channel.
+
+- `start_server(**config_overrides)`: starts a server (ServerThread, in this process) on a fresh
+  SQLite file in tmp_path and waits until it is SERVING; returns a `LiveServer`. Call it again
+  with `db_path=first.db_path` after `first.stop()` to restart on the same store. Every server
+  it started is stopped at the end of the test.
+- `live_server`: one started with the defaults and a registered platform.
+- `stubs`: Cases/Matching/ListInfo stubs on `live_server`, with `stubs.key` metadata for calls
+  that need an API key (`stubs.matching.MatchBatch(req, metadata=stubs.key)`).
+- `random_hashes(n, seed=0)`: packed random PDQ hashes uint8[n, 32].
+
+Any test may use these; they assume nothing about the test's own data.
+"""
+import dataclasses
+import types
+
+import grpc
+import numpy as np
+import pytest
+
+from hashmatch.server.app import ServerThread
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.store import Store
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+
+@dataclasses.dataclass
+class LiveServer:
+    """A running server: `target` ("127.0.0.1:PORT"), `api_key` (a registered platform)."""
+    thread: ServerThread
+    db_path: str
+    api_key: str
+
+    @property
+    def port(self) -> int:
+        return self.thread.port
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.thread.port}"
+
+    @property
+    def app(self):
+        return self.thread.app
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target)
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    started: list[LiveServer] = []
+
+    def start(wait_serving: bool = True, **overrides) -> LiveServer:
+        overrides.setdefault("db_path", str(tmp_path / "list.db"))
+        overrides.setdefault("listen", "127.0.0.1:0")
+        overrides.setdefault("worker_threads", 2)
+        store = Store(overrides["db_path"])
+        try:
+            api_key = store.add_platform(f"platform-{len(started)}")
+        finally:
+            store.close()
+        thread = ServerThread(ServerConfig(**overrides))
+        server = LiveServer(thread, overrides["db_path"], api_key)
+        started.append(server)
+        thread.start(wait_serving=wait_serving)
+        return server
+
+    yield start
+    for server in started:
+        if server.thread.app is not None:
+            server.stop()
+
+
+@pytest.fixture
+def live_server(start_server) -> LiveServer:
+    return start_server()
+
+
+def make_stubs(server: LiveServer) -> types.SimpleNamespace:
+    channel = server.channel()
+    return types.SimpleNamespace(
+        channel=channel, key=[("x-api-key", server.api_key)],
+        cases=pb_grpc.CasesStub(channel), matching=pb_grpc.MatchingStub(channel),
+        list_info=pb_grpc.ListInfoStub(channel))
+
+
+@pytest.fixture
+def stubs(live_server):
+    s = make_stubs(live_server)
+    yield s
+    s.channel.close()
+
+
+@pytest.fixture
+def random_hashes():
+    def make(n: int, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).integers(0, 256, size=(n, 32), dtype=np.uint8)
+    return make

@@ -1,0 +1,297 @@
+"""End to end over a real channel: cases, matching of every signal type, bad input, restart.
+
+Every rejected request must come back with its own status and a message naming the problem,
+and the server must keep serving afterwards.
+"""
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hashmatch.server.store import Store
+from hashmatch.v1 import hashmatch_pb2 as pb
+
+from conftest import make_stubs
+
+PDQ, MD5, VPDQ = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5, pb.SIGNAL_TYPE_VPDQ
+
+
+def flip(hash_: np.ndarray, bits: int) -> np.ndarray:
+    """The hash with its first `bits` bits flipped: exactly `bits` away."""
+    out = np.unpackbits(hash_.copy())
+    out[:bits] ^= 1
+    return np.packbits(out)
+
+
+def image(pdq=None, md5=b"", quality=90) -> pb.MediaHashes:
+    return pb.MediaHashes(image=pb.ImageHashes(
+        pdq=b"" if pdq is None else bytes(pdq), md5=md5, quality=quality))
+
+
+def video(frames: np.ndarray, qualities=None, md5=b"") -> pb.MediaHashes:
+    qualities = [90] * len(frames) if qualities is None else qualities
+    return pb.MediaHashes(video=pb.VideoHashes(frame_pdqs=frames.tobytes(), md5=md5,
+                                               frame_qualities=qualities))
+
+
+def match(stubs, hashes: bytes, signal=PDQ, **fields) -> pb.MatchResponse:
+    return stubs.matching.MatchBatch(pb.MatchRequest(signal_type=signal, hashes=hashes, **fields),
+                                     metadata=stubs.key)
+
+
+def rejected(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def hits(response) -> list[tuple[int, int, int]]:
+    return [(m.position, m.entry_id, m.distance) for m in response.matches]
+
+
+def test_submit_match_status_withdraw(stubs, random_hashes):
+    listed = random_hashes(3, seed=1)
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
+        image(listed[0], md5=b"m" * 16), image(listed[1]), image(md5=b"n" * 16)]))
+    assert len(case.entry_ids) == 3 and case.sequence == 3 and len(case.pin) == 8
+    first, second, third = case.entry_ids
+
+    queries = np.stack([flip(listed[1], 31), flip(listed[0], 32), listed[0], flip(listed[0], 5)])
+    answer = match(stubs, queries.tobytes())
+    assert hits(answer) == [(0, second, 31), (2, first, 0), (3, first, 5)]
+    assert all(m.signal_type == PDQ for m in answer.matches)
+    assert answer.list_sequence == 3
+    assert hits(match(stubs, queries.tobytes(), threshold=4)) == [(2, first, 0)]
+    assert hits(match(stubs, b"n" * 16 + b"x" * 16 + b"m" * 16, MD5)) == [(0, third, 0),
+                                                                          (2, first, 0)]
+
+    status = stubs.cases.GetCaseStatus(pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin))
+    assert (status.state, status.image_count, status.video_count) == (pb.CASE_STATE_ACTIVE, 3, 0)
+
+    withdrawn = stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
+    assert withdrawn.sequence == 6
+    assert hits(match(stubs, queries.tobytes())) == []
+    assert hits(match(stubs, b"m" * 16, MD5)) == []
+    status = stubs.cases.GetCaseStatus(pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin))
+    assert status.state == pb.CASE_STATE_WITHDRAWN and status.withdrawn_unix > 0
+    again = stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
+    assert again.sequence == 6
+
+
+def test_withdrawal_leaves_other_cases_matching(stubs, random_hashes):
+    a, b = random_hashes(2, seed=2)
+    case_a = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(a)]))
+    case_b = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(b)]))
+    stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case_a.case_id, pin=case_a.pin))
+    assert hits(match(stubs, np.stack([a, b]).tobytes())) == [(1, case_b.entry_ids[0], 0)]
+
+
+def test_video_matching_and_frames_for_images(stubs, random_hashes):
+    frames = random_hashes(10, seed=3)
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
+        video(frames, qualities=[90] * 9 + [10])]))
+    entry = case.entry_ids[0]
+    # 8 of 8 distinct query frames match; 8 of the 9 stored frames (one was below quality 50)
+    query = np.concatenate([frames[:8], frames[:2]])
+    answer = match(stubs, query.tobytes(), VPDQ)
+    (m,) = answer.matches
+    assert (m.entry_id, m.signal_type, m.distance) == (entry, VPDQ, 0)
+    assert m.query_match_percent == pytest.approx(100.0)
+    assert m.compared_match_percent == pytest.approx(800 / 9)
+
+    strangers = random_hashes(3, seed=4)
+    mostly_new = np.concatenate([frames[:2], strangers]).tobytes()
+    assert hits(match(stubs, mostly_new, VPDQ)) == []
+    loose = pb.VideoMatchOptions(min_query_match_percent=40.0)
+    assert len(match(stubs, mostly_new, VPDQ, video=loose).matches) == 1
+    strict = pb.VideoMatchOptions(min_compared_match_percent=90.0)
+    assert hits(match(stubs, query.tobytes(), VPDQ, video=strict)) == []
+    low = pb.VideoMatchOptions(frame_qualities=[10, 10, 90, 90, 90])
+    assert len(match(stubs, mostly_new, VPDQ, video=low).matches) == 0
+
+    still = flip(frames[4], 3).tobytes()
+    assert hits(match(stubs, still)) == []
+    answer = match(stubs, still, include_video_frames=True)
+    assert hits(answer) == [(0, entry, 3)] and answer.matches[0].signal_type == VPDQ
+    assert hits(match(stubs, frames[9].tobytes(), include_video_frames=True)) == []
+
+    stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
+    assert hits(match(stubs, query.tobytes(), VPDQ)) == []
+    assert hits(match(stubs, still, include_video_frames=True)) == []
+
+
+def test_list_info(stubs, random_hashes):
+    stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
+        image(random_hashes(1, 5)[0], md5=b"a" * 16), video(random_hashes(4, 6))]))
+    info = stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key)
+    assert {c.signal_type: c.count for c in info.counts} == {PDQ: 1, MD5: 1, VPDQ: 1}
+    assert info.video_frame_count == 4 and info.last_sequence == 2
+    assert (info.default_threshold, info.max_batch_hashes, info.max_in_flight) == (31, 16384, 8)
+    assert info.kernel_backend
+
+
+BAD_CASES = [
+    ([], "at least one"),
+    ([image(b"x" * 31)], "media[0]: pdq must be 32 bytes, got 31"),
+    ([image(b"x" * 32, md5=b"y" * 15)], "media[0]: md5 must be 16 bytes, got 15"),
+    ([image(b"x" * 32), image(b"z" * 32, quality=49)], "media[1]: PDQ quality 49 is below 50"),
+    ([image(b"x" * 32, quality=101)], "quality must be 0..100, got 101"),
+    ([image()], "media[0]: an image needs a pdq hash or an md5"),
+    ([pb.MediaHashes()], "media[0]: neither image nor video is set"),
+    ([video(np.zeros((2, 32), np.uint8), qualities=[90])], "got 1 frame_qualities for 2 frames"),
+    ([pb.MediaHashes(video=pb.VideoHashes(frame_pdqs=b"x" * 40, frame_qualities=[90]))],
+     "frame_pdqs length 40 is not a multiple of 32"),
+    ([video(np.ones((2, 32), np.uint8), qualities=[10, 20])], "no frame has quality >= 50"),
+    ([image(md5=b"m" * 16)] * 5, "5 media items is over max_case_items (4)"),
+]
+
+
+def test_bad_cases_are_rejected_and_nothing_is_stored(start_server):
+    server = start_server(max_case_items=4)
+    stubs = make_stubs(server)
+    for media, message in BAD_CASES:
+        error = rejected(lambda: stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=media)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, message
+        assert message in error.details()
+    info = stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key)
+    assert info.last_sequence == 0
+    assert stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"m" * 16)])).case_id
+
+
+def bad_batches(max_threshold: int, max_batch: int):
+    return [
+        (dict(signal_type=PDQ, hashes=b""), "batch has no hashes"),
+        (dict(signal_type=PDQ, hashes=b"x" * 33), "hashes length 33 is not a multiple of 32"),
+        (dict(signal_type=MD5, hashes=b"x" * 32 + b"y"), "not a multiple of 16"),
+        (dict(signal_type=pb.SIGNAL_TYPE_UNSPECIFIED, hashes=b"x" * 32), "unknown signal_type 0"),
+        (dict(signal_type=17, hashes=b"x" * 32), "unknown signal_type 17"),
+        (dict(signal_type=PDQ, hashes=b"x" * 32 * (max_batch + 1)),
+         f"batch of {max_batch + 1} hashes is over max_batch_hashes ({max_batch})"),
+        (dict(signal_type=PDQ, hashes=b"x" * 32, threshold=max_threshold + 1),
+         f"threshold {max_threshold + 1} is over the server maximum ({max_threshold})"),
+        (dict(signal_type=VPDQ, hashes=b"x" * 64,
+              video=pb.VideoMatchOptions(frame_qualities=[90])), "got 1 frame_qualities"),
+        (dict(signal_type=VPDQ, hashes=b"x" * 32,
+              video=pb.VideoMatchOptions(frame_qualities=[20])), "no query frame has quality"),
+        (dict(signal_type=VPDQ, hashes=b"x" * 32,
+              video=pb.VideoMatchOptions(min_query_match_percent=120)),
+         "min_query_match_percent must be 0..100"),
+    ]
+
+
+def test_bad_batches_are_invalid_argument(start_server, random_hashes):
+    server = start_server(max_batch_hashes=64, max_threshold=40)
+    stubs = make_stubs(server)
+    listed = random_hashes(1, seed=7)
+    stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
+    for fields, message in bad_batches(40, 64):
+        error = rejected(lambda: stubs.matching.MatchBatch(pb.MatchRequest(**fields),
+                                                           metadata=stubs.key))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, message
+        assert message in error.details()
+    assert len(match(stubs, listed.tobytes(), threshold=40).matches) == 1
+    assert len(match(stubs, np.repeat(listed, 64, axis=0).tobytes()).matches) == 64
+
+
+def test_case_pin_rules(stubs):
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"m" * 16)]))
+    error = rejected(lambda: stubs.cases.GetCaseStatus(
+        pb.GetCaseStatusRequest(case_id="nosuchcase", pin=case.pin)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "no case" in error.details()
+    wrong = "0" * 8 if case.pin != "0" * 8 else "1" * 8
+    error = rejected(lambda: stubs.cases.WithdrawCase(
+        pb.WithdrawCaseRequest(case_id=case.case_id, pin=wrong)))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "wrong PIN" in error.details() and wrong not in error.details()
+    assert hits(match(stubs, b"m" * 16, MD5)) == [(0, case.entry_ids[0], 0)]
+
+
+def test_case_locks_after_repeated_wrong_pins(stubs):
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"m" * 16)]))
+    wrong = "0" * 8 if case.pin != "0" * 8 else "1" * 8
+    request = pb.GetCaseStatusRequest(case_id=case.case_id, pin=wrong)
+    for _ in range(10):
+        assert "wrong PIN" in rejected(lambda: stubs.cases.GetCaseStatus(request)).details()
+    error = rejected(lambda: stubs.cases.GetCaseStatus(
+        pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin)))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked" in error.details()
+
+
+def test_restart_reloads_everything(start_server, random_hashes):
+    first = start_server()
+    stubs = make_stubs(first)
+    listed, frames = random_hashes(1, seed=8), random_hashes(5, seed=9)
+    kept = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
+        image(listed[0], md5=b"k" * 16), video(frames, md5=b"v" * 16)]))
+    gone = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"g" * 16)]))
+    stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=gone.case_id, pin=gone.pin))
+    imported = random_hashes(1000, seed=10)
+    first.stop()
+    stubs.channel.close()
+    Store(first.db_path).import_pdq_hashes(imported)
+
+    second = start_server(db_path=first.db_path)
+    stubs = make_stubs(second)
+    image_entry, video_entry = kept.entry_ids
+    assert hits(match(stubs, listed.tobytes())) == [(0, image_entry, 0)]
+    assert hits(match(stubs, b"k" * 16 + b"v" * 16 + b"g" * 16, MD5)) == [(0, image_entry, 0),
+                                                                          (1, video_entry, 0)]
+    assert [m.entry_id for m in match(stubs, frames.tobytes(), VPDQ).matches] == [video_entry]
+    answer = match(stubs, imported[[0, 999]].tobytes())
+    assert [m.position for m in answer.matches] == [0, 1]
+    assert answer.matches[0].entry_id not in (image_entry, video_entry)
+    info = stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key)
+    assert info.last_sequence == 4 + 1000
+    assert {c.signal_type: c.count for c in info.counts} == {PDQ: 1001, MD5: 2, VPDQ: 1}
+    status = stubs.cases.GetCaseStatus(pb.GetCaseStatusRequest(case_id=kept.case_id, pin=kept.pin))
+    assert (status.image_count, status.video_count) == (1, 1)
+
+
+def test_health_is_not_serving_until_loaded(start_server, monkeypatch):
+    import threading
+    gate = threading.Event()
+    load_all = Store.load_all
+
+    def slow_load_all(self):
+        gate.wait(30)
+        return load_all(self)
+
+    monkeypatch.setattr(Store, "load_all", slow_load_all)
+    server = start_server(wait_serving=False)
+    stubs = make_stubs(server)
+    health = health_pb2_grpc.HealthStub(stubs.channel)
+    request = health_pb2.HealthCheckRequest(service="hashmatch.v1.Matching")
+    assert health.Check(request).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    error = rejected(lambda: match(stubs, b"x" * 32))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE and "loading" in error.details()
+    gate.set()
+    server.thread.wait_serving()
+    assert health.Check(request).status == health_pb2.HealthCheckResponse.SERVING
+    assert health.Check(health_pb2.HealthCheckRequest()).status == \
+        health_pb2.HealthCheckResponse.SERVING
+    server.stop()
+
+
+def test_reflection_lists_the_services(stubs):
+    reflect = reflection_pb2_grpc.ServerReflectionStub(stubs.channel)
+    (answer,) = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        list_services="")]))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"hashmatch.v1.Cases", "hashmatch.v1.Matching", "hashmatch.v1.ListInfo",
+            "grpc.health.v1.Health"} <= names
+
+
+def test_garbage_bytes_do_not_hurt_the_server(stubs, random_hashes):
+    raw = stubs.channel.unary_unary("/hashmatch.v1.Matching/MatchBatch",
+                                    request_serializer=None, response_deserializer=None)
+    error = rejected(lambda: raw(b"\xff\xfe garbage \x00\x01" * 10, metadata=stubs.key))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid message" in error.details()
+    raw_case = stubs.channel.unary_unary("/hashmatch.v1.Cases/SubmitCase",
+                                         request_serializer=None, response_deserializer=None)
+    error = rejected(lambda: raw_case(b"\x0a\xff\xff\xff\xff\x0f"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = random_hashes(1, seed=11)
+    stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
+    assert len(match(stubs, listed.tobytes()).matches) == 1
