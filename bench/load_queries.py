@@ -57,12 +57,16 @@ class QueryMaker:
         k = self.near_count(batch_size)
         positions = np.sort(rng.choice(batch_size, size=k, replace=False)).astype(np.int64)
         sources = rng.integers(0, len(self.source_ids), size=k)
+        # Up to max_flips random bit positions a row (a repeat flips once); the distance is
+        # what was actually flipped, so it is exact whatever the draw.
         flips = rng.integers(0, self.max_flips + 1, size=k)
-        # Flip `flips[i]` distinct bits of row i: rank 256 random keys, keep the lowest ranks.
-        ranks = rng.random((k, HASH_BITS)).argsort(axis=1).argsort(axis=1)
-        masks = np.packbits(ranks < flips[:, None], axis=1)
-        hashes[positions] = self.source_hashes[sources] ^ masks
-        return Batch(hashes, positions, self.source_ids[sources], flips.astype(np.int64))
+        cols = rng.integers(0, HASH_BITS, size=(k, self.max_flips))
+        use = np.arange(self.max_flips) < flips[:, None]
+        bits = np.zeros((k, HASH_BITS), bool)
+        bits[np.nonzero(use)[0], cols[use]] = True
+        hashes[positions] = self.source_hashes[sources] ^ np.packbits(bits, axis=1)
+        return Batch(hashes, positions, self.source_ids[sources],
+                     bits.sum(axis=1, dtype=np.int64))
 
 
 def check_answer(batch: Batch, matches) -> Verdict:
