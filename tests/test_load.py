@@ -117,3 +117,49 @@ def test_check_answer_counts_missed_and_unexpected(bench_on_path):
                             entry_id=3, distance=7)
     verdict = check_answer(batch, [wrong_distance, *right[1:], stray, right[1]])
     assert (verdict.found, verdict.missed, verdict.unexpected) == (len(right) - 1, 1, 3)
+
+
+def test_wrong_answers_are_counted_as_errors(bench_on_path):
+    """A server that forgets one near-duplicate per batch and invents one match: both counted."""
+    import asyncio
+
+    from bench.load_queries import QueryMaker
+    from bench.load_streams import LoadRun, Plan, open_channel
+    from hashmatch.v1 import hashmatch_pb2 as pb
+    from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+    rng = np.random.default_rng(5)
+    sources = rng.integers(0, 256, size=(20, 32), dtype=np.uint8)
+    ids = np.arange(20, dtype=np.uint64) + 500
+
+    class Careless(pb_grpc.MatchingServicer):
+        async def MatchStream(self, requests, context):
+            async for request in requests:
+                queries = np.frombuffer(request.hashes, np.uint8).reshape(-1, 32)
+                dist = np.unpackbits(queries[:, None, :] ^ sources[None], axis=2).sum(axis=2)
+                hits = [pb.Match(position=int(p), entry_id=int(ids[e]), distance=int(dist[p, e]))
+                        for p, e in zip(*np.nonzero(dist <= request.threshold))]
+                invented = pb.Match(position=len(queries) - 1, entry_id=1, distance=3)
+                yield pb.MatchResponse(sequence=request.sequence, matches=hits[1:] + [invented])
+
+    async def scenario():
+        server = grpc.aio.server()
+        pb_grpc.add_MatchingServicer_to_server(Careless(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with open_channel(f"127.0.0.1:{port}") as channel:
+                plan = Plan(streams=2, batch_size=1024, window=2, count=4096, duration=60,
+                            threshold=31)
+                maker = QueryMaker(sources, ids, share=0.02, max_flips=31)
+                return await LoadRun(channel, (), maker, plan).run()
+        finally:
+            await server.stop(None)
+
+    out = asyncio.run(scenario())
+    assert out.batches == 4 and out.answered_hashes == 4096
+    assert out.expected_matches == 4 * round(1024 * 0.02)
+    assert out.checked.missed == 4
+    assert out.checked.unexpected == 4
+    assert out.checked.found == out.expected_matches - 4
+    assert out.errors == 8
