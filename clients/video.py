@@ -1,0 +1,160 @@
+"""vPDQ hashing of a video file, as Meta's vpdq does it, with PyAV instead of its C++ FFmpeg loop.
+
+The rules, from vpdq's filehasher/ffmpegwrapper:
+- the first video stream; fps = its average frame rate, else its real (guessed) rate;
+- every k-th frame in decoder output order is hashed, k = max(1, int(seconds_per_hash * fps));
+- frame_number is the 0-based index of the frame in decoder output, timestamp = frame_number / fps;
+- each sampled frame is converted to RGB24 at full size by swscale with AREA interpolation and
+  the default (BT.601) matrix for untagged sources, then hashed with plain PDQ.
+
+Streaming: frames are decoded one at a time (FFmpeg's own decode threads) and only a bounded
+window of sampled frames waits for the hashing pool, so memory stays flat however long the video
+is. PDQ releases the GIL, so the pool's threads hash in parallel.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from hashmatch.clients.hashing import (
+    Progress,
+    UnsupportedFileError,
+    VideoFrame,
+    VideoHashes,
+    _check_readable,
+    md5_file,
+)
+from hashmatch.core.pdq import pdq_hash
+
+# FFmpeg also "decodes" text files (tty demuxer, ANSI art codecs) and lone still images; none of
+# them is a video.
+_TEXT_FORMATS = {"tty"}
+_TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+_STILL_IMAGE_FORMATS = {"image2"}
+
+# How many sampled frames may wait for the pool per worker before decoding pauses.
+_WINDOW_PER_WORKER = 2
+
+
+def default_workers() -> int:
+    """Hashing threads: the cores this process may use, at most 8 (decode is the bottleneck)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def frame_rate(stream) -> Fraction | None:
+    """The stream's average frame rate, else its real frame rate (vpdq's rule); None if neither."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    return None
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """uint8[height, width, 3]: swscale to RGB24 at full size with AREA interpolation, reading
+    untagged YUV as BT.601 like vpdq's sws_getContext does."""
+    return frame.to_ndarray(format="rgb24", interpolation="AREA", threads=1)
+
+
+def _hash_frame(frame: av.VideoFrame) -> tuple[bytes, int]:
+    return pdq_hash(frame_to_rgb(frame))
+
+
+def _open(path: str):
+    try:
+        return av.open(path, mode="r")
+    except av.FFmpegError as e:
+        raise UnsupportedFileError(
+            f"{path}: not a video this client can read (unknown, broken or truncated "
+            f"container: {e})") from e
+
+
+def _video_stream(path: str, container):
+    if not container.streams.video:
+        if container.streams.audio:
+            raise UnsupportedFileError(f"{path}: has audio but no video stream; nothing to hash")
+        raise UnsupportedFileError(f"{path}: contains no video stream")
+    stream = container.streams.video[0]
+    fmt = container.format.name
+    if fmt in _TEXT_FORMATS or stream.codec_context.name in _TEXT_CODECS:
+        raise UnsupportedFileError(f"{path}: looks like a text file, not a video")
+    if fmt in _STILL_IMAGE_FORMATS or fmt.endswith("_pipe"):
+        raise UnsupportedFileError(
+            f"{path}: a still image in a format this client cannot decode ({fmt})")
+    if not stream.codec_context.width or not stream.codec_context.height:
+        raise UnsupportedFileError(f"{path}: video stream has no frame size (width or height 0)")
+    return stream
+
+
+def hash_video(path, seconds_per_hash: float = 1.0, progress: Progress | None = None,
+               workers: int | None = None) -> VideoHashes:
+    """MD5 and vPDQ of a video file.
+
+    seconds_per_hash: about how often to hash a frame (0 = every frame). progress: optional
+    callable(frames_decoded, frames_total_or_None), called after each decoded frame. workers:
+    hashing threads (default: usable cores, at most 8).
+    Raises UnsupportedFileError for files without a decodable video stream (audio only, unknown
+    container, broken or truncated data), FileNotFoundError for a missing path.
+    """
+    if not seconds_per_hash >= 0:
+        raise ValueError(f"seconds_per_hash must be >= 0, got {seconds_per_hash}")
+    path = _check_readable(path)
+    md5 = md5_file(path)
+    workers = workers or default_workers()
+    with _open(path) as container:
+        stream = _video_stream(path, container)
+        fps = frame_rate(stream)
+        if fps is None:
+            raise UnsupportedFileError(f"{path}: video stream has no frame rate")
+        stream.thread_type = "AUTO"
+        step = max(1, int(seconds_per_hash * float(fps)))
+        total = stream.frames or None
+        frames = _decode_and_hash(path, container, stream, step, float(fps), total, progress,
+                                  workers)
+    if not frames:
+        raise UnsupportedFileError(f"{path}: no video frame could be decoded (broken or "
+                                   f"truncated file)")
+    return VideoHashes(path=path, md5=md5, frames=tuple(frames), fps=float(fps))
+
+
+def _decode_and_hash(path, container, stream, step, fps, total, progress, workers):
+    frames: list[VideoFrame] = []
+    pending: deque[tuple[int, Future]] = deque()
+
+    def collect_one():
+        number, future = pending.popleft()
+        pdq, quality = future.result()
+        frames.append(VideoFrame(frame_number=number, timestamp=number / fps, pdq=pdq,
+                                 quality=quality))
+
+    decoded = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpdq") as pool:
+        try:
+            for frame in container.decode(stream):
+                number = decoded
+                decoded += 1
+                if number % step == 0:
+                    pending.append((number, pool.submit(_hash_frame, frame)))
+                    while len(pending) > _WINDOW_PER_WORKER * workers:
+                        collect_one()
+                if progress is not None:
+                    progress(decoded, total)
+        except av.FFmpegError as e:
+            for _, future in pending:
+                future.cancel()
+            raise UnsupportedFileError(
+                f"{path}: video data is broken or truncated after {decoded} frames ({e})") from e
+        while pending:
+            collect_one()
+    return frames
+
+
+__all__ = ["hash_video", "frame_rate", "frame_to_rgb", "default_workers"]
