@@ -2,3 +2,7 @@
 from hashmatch.core.index import DEFAULT_THRESHOLD, HashIndex
 
 __all__ = ["HashIndex", "DEFAULT_THRESHOLD"]
+
+from hashmatch.core.pdq import pdq_hash  # noqa: E402  (PDQ hashing, appended by the pdq area)
+
+__all__ += ["pdq_hash"]
