@@ -87,32 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def process_cpu(proc, children: bool = True) -> float | None:
-    """user + system CPU seconds of a psutil.Process (and its children); None if unreadable."""
-    if proc is None:
-        return None
-    import psutil
-    try:
-        total = sum(proc.cpu_times()[:2])
-        for child in proc.children(recursive=True) if children else ():
-            with contextlib.suppress(psutil.Error):
-                total += sum(child.cpu_times()[:2])
-        return total
-    except psutil.Error:
-        return None
-
-
-def listening_process(target: str):
-    """The local process listening on the target's port, or None when it cannot be seen."""
-    import psutil
-    port = int(target.rsplit(":", 1)[1])
-    with contextlib.suppress(psutil.Error, OSError):
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
-                return psutil.Process(conn.pid)
-    return None
-
-
 async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
     """Sets up sources, runs the streams, and returns the end-to-end part of the summary."""
     import grpc
@@ -120,6 +94,7 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
     from tqdm import tqdm
 
     from bench import load_streams as ls
+    from bench.load_cpu import process_cpu
     from bench.load_queries import QueryMaker
     from bench.load_server import SOURCE_STREAM
 
@@ -195,6 +170,7 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
 def run(args) -> dict:
     from bench import load_report as report
     from bench.load_core import core_rate
+    from bench.load_cpu import listening_process
     from bench.load_server import ManagedServer, random_hashes
 
     with contextlib.ExitStack() as stack:

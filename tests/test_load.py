@@ -1,6 +1,7 @@
 """The load generator at toy scale: a real server, real streams, every answer checked, and the
 loopback rule that keeps it from ever loading a machine that is not this one."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -9,6 +10,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,8 +129,6 @@ def test_wrong_answers_are_counted_as_errors(bench_on_path):
 
     from bench.load_queries import QueryMaker
     from bench.load_streams import LoadRun, Plan, open_channel
-    from hashmatch.v1 import hashmatch_pb2 as pb
-    from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
     rng = np.random.default_rng(5)
     sources = rng.integers(0, 256, size=(20, 32), dtype=np.uint8)
@@ -163,3 +165,22 @@ def test_wrong_answers_are_counted_as_errors(bench_on_path):
     assert out.checked.unexpected == 4
     assert out.checked.found == out.expected_matches - 4
     assert out.errors == 8
+
+
+def test_target_mode_lists_its_sources_and_withdraws_them(live_server, tmp_path):
+    out = tmp_path / "target.json"
+    cmd = [sys.executable, "-m", "bench.load", "--target", live_server.target,
+           "--streams", "2", "--batch-size", "1024", "--count", "4096", "--sources", "150",
+           "--core-seconds", "0.2", "--quiet", "--json", str(out)]
+    env = {**os.environ, "HASHMATCH_API_KEY": live_server.api_key}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["result"]["errors"] == 0
+    assert summary["result"]["matches_found"] == summary["result"]["matches_expected"] > 0
+    assert not summary["server"]["managed"] and summary["server"]["list_size"] == 150
+    assert summary["result"]["cleanup_error"] is None
+    with live_server.channel() as channel:
+        info = pb_grpc.ListInfoStub(channel).GetListInfo(
+            pb.GetListInfoRequest(), metadata=[("x-api-key", live_server.api_key)], timeout=10)
+    assert sum(c.count for c in info.counts) == 0
