@@ -1,55 +1,126 @@
-"""The in-memory PDQ index: ids and packed 256-bit hashes, searched by Hamming distance.
+"""The in-memory PDQ list: ids and packed 256-bit hashes, searched by Hamming distance.
 
-FIRST VERSION (NumPy brute force) so the server can be built against the final API; the core
-helper replaces the internals with the compiled kernels and the sub-linear index.
+`HashIndex` is what the server's matcher and embedding platforms use. It is exact (the same
+answer as brute force for every threshold), live (add/remove without rebuild, see
+`hashmatch.core.live`) and thread-safe: searches run on an immutable snapshot with the GIL
+released, so several threads search at once while writers change the list.
 """
+from __future__ import annotations
+
 import numpy as np
 
-HASH_BYTES = 32
+from hashmatch.core import kernels
+from hashmatch.core.live import LiveTable
+
+HASH_BYTES = kernels.HASH_BYTES
 DEFAULT_THRESHOLD = 31
 
 
-def _as_hashes(hashes) -> np.ndarray:
-    arr = np.ascontiguousarray(hashes, dtype=np.uint8)
-    if arr.ndim != 2 or arr.shape[1] != HASH_BYTES:
-        raise ValueError(f"hashes must have shape (n, {HASH_BYTES}), got {arr.shape}")
-    return arr
+def _as_ids(ids, name: str = "ids") -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-d array, got shape {arr.shape}")
+    if arr.dtype.kind == "i":
+        if len(arr) and arr.min() < 0:
+            raise ValueError(f"{name} must be non-negative (uint64), got {int(arr.min())}")
+    elif arr.dtype.kind != "u" and not (arr.dtype == object and len(arr) == 0) \
+            and not (arr.dtype.kind == "f" and len(arr) == 0):
+        raise ValueError(f"{name} must be unsigned integers (uint64), got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+class _BruteForceEngine:
+    """Searches a base by the kernel scan; used when the sub-linear index does not apply."""
+
+    def __init__(self, words: np.ndarray):
+        self.words = words
+
+    def search(self, queries: np.ndarray, threshold: int, threads: int):
+        return kernels.range_search(queries, self.words, threshold, threads)
+
+    def memory_bytes(self) -> int:
+        return 0
+
+
+def _build_engine(ids: np.ndarray, words: np.ndarray):
+    return _BruteForceEngine(words)
+
+
+def _merge_csr(nq, parts):
+    """Concatenates per-part CSR results (offsets, ids, distances) and orders each query's hits
+    by (distance, id)."""
+    qidx = np.concatenate([np.repeat(np.arange(nq), np.diff(o)) for o, _, _ in parts])
+    ids = np.concatenate([i for _, i, _ in parts])
+    dist = np.concatenate([d for _, _, d in parts])
+    order = np.lexsort((ids, dist, qidx))
+    offsets = np.zeros(nq + 1, np.int64)
+    np.cumsum(np.bincount(qidx, minlength=nq), out=offsets[1:])
+    return offsets, ids[order], dist[order].astype(np.int32, copy=False)
 
 
 class HashIndex:
-    """ids uint64[n] -> hashes uint8[n, 32]; search returns CSR (offsets, ids, distances)."""
+    """A live list of PDQ hashes keyed by uint64 ids.
 
-    def __init__(self):
-        self._ids = np.zeros(0, np.uint64)
-        self._hashes = np.zeros((0, HASH_BYTES), np.uint8)
+    add(ids uint64[n], hashes uint8[n, 32] or uint64[n, 4]): adds or replaces (dict semantics;
+        within one call the last occurrence of an id wins). Visible to searches that start after
+        it returns.
+    remove(ids uint64[k]): unknown ids are ignored.
+    search(queries uint8[q, 32] or uint64[q, 4], threshold=31) -> (offsets int64[q+1],
+        ids uint64[m], distances int32[m]): for query i, ids[offsets[i]:offsets[i+1]] are ALL
+        listed ids whose hash is within `threshold` (inclusive, 0..256) of it, ordered by
+        (distance, id).
+    threads: threads one search may use (0: one per hardware thread).
+    """
 
-    def __len__(self):
-        return len(self._ids)
+    def __init__(self, threads: int = 0):
+        self.threads = threads
+        self._table = LiveTable(_build_engine, np.zeros((0, kernels.HASH_WORDS), np.uint64))
 
-    def add(self, ids, hashes):
-        ids = np.ascontiguousarray(ids, dtype=np.uint64)
-        hashes = _as_hashes(hashes)
-        if len(ids) != len(hashes):
-            raise ValueError(f"got {len(ids)} ids for {len(hashes)} hashes")
-        self._ids = np.concatenate([self._ids, ids])
-        self._hashes = np.concatenate([self._hashes, hashes])
+    def __len__(self) -> int:
+        return len(self._table.snapshot())
 
-    def remove(self, ids):
-        keep = ~np.isin(self._ids, np.asarray(ids, dtype=np.uint64))
-        self._ids, self._hashes = self._ids[keep], self._hashes[keep]
+    def __repr__(self) -> str:
+        return f"HashIndex({len(self)} hashes, kernel {kernels.backend_name()})"
 
-    def search(self, queries, threshold=DEFAULT_THRESHOLD):
-        queries = _as_hashes(queries)
-        words = self._hashes.view("<u8")
-        offsets = [0]
-        out_ids, out_dist = [], []
-        for q in queries.view("<u8"):
-            dist = np.bitwise_count(words ^ q).sum(axis=1)
-            hit = np.flatnonzero(dist <= threshold)
-            order = np.argsort(dist[hit], kind="stable")
-            out_ids.append(self._ids[hit][order])
-            out_dist.append(dist[hit][order].astype(np.int32))
-            offsets.append(offsets[-1] + len(hit))
-        return (np.asarray(offsets, np.int64),
-                np.concatenate(out_ids) if out_ids else np.zeros(0, np.uint64),
-                np.concatenate(out_dist) if out_dist else np.zeros(0, np.int32))
+    def add(self, ids, hashes) -> None:
+        ids = _as_ids(ids)
+        words = kernels.as_words(hashes, "hashes")
+        if len(ids) != len(words):
+            raise ValueError(f"ids and hashes must have the same length, got {len(ids)} ids "
+                             f"and {len(words)} hashes")
+        if len(ids):
+            self._table.add(ids, words.copy())
+
+    def remove(self, ids) -> None:
+        ids = _as_ids(ids)
+        if len(ids):
+            self._table.remove(ids)
+
+    def search(self, queries, threshold: int = DEFAULT_THRESHOLD):
+        q = kernels.as_words(queries, "queries")
+        t = kernels.check_threshold(threshold)
+        snap = self._table.snapshot()
+        o, rows, dist = snap.engine.search(q, t, self.threads)
+        live = snap.live_base_rows(rows)
+        if not live.all():
+            kept = np.concatenate([[0], np.cumsum(live)])
+            o, rows, dist = kept[o], rows[live], dist[live]
+        parts = [(o, snap.base_ids[rows], dist)]
+        if len(snap.delta_ids):
+            o2, rows2, dist2 = kernels.range_search(q, snap.delta_records, t)
+            parts.append((o2, snap.delta_ids[rows2], dist2))
+        return _merge_csr(len(q), parts)
+
+    def compact(self) -> None:
+        """Folds pending changes into a freshly built base now (readers are not blocked)."""
+        self._table.compact()
+
+    def wait_merged(self) -> None:
+        """Waits until a background merge, if one runs, has published its base."""
+        self._table.wait_merged()
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the current snapshot: hashes, ids, index tables, tombstones, delta."""
+        s = self._table.snapshot()
+        return int(s.base_ids.nbytes + s.base_records.nbytes + s.engine.memory_bytes()
+                   + s.dead.nbytes + s.delta_ids.nbytes + s.delta_records.nbytes)

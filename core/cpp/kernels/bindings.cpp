@@ -1,0 +1,83 @@
+// The one file that knows Python: converts NumPy arrays to pointers and results back to NumPy.
+// Shape errors throw std::invalid_argument, which pybind11 raises as ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu.hpp"
+#include "kernels/range_search.hpp"
+#include "kernels/scan.hpp"
+
+namespace py = pybind11;
+using namespace hashmatch;
+
+namespace {
+
+using Words = py::array_t<uint64_t, py::array::c_style>;
+
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& v) {
+    auto* owned = new std::vector<T>(std::move(v));
+    py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(static_cast<py::ssize_t>(owned->size()), owned->data(), owner);
+}
+
+py::tuple csr_to_numpy(Csr&& csr) {
+    return py::make_tuple(to_numpy(std::move(csr.offsets)), to_numpy(std::move(csr.rows)),
+                          to_numpy(std::move(csr.distances)));
+}
+
+void check_words(const Words& a, const char* name) {
+    if (a.ndim() != 2 || a.shape(1) != kWords)
+        throw std::invalid_argument(std::string(name) +
+                                    " must have shape (n, 4) of uint64 words, got " +
+                                    (a.ndim() == 2 ? "(" + std::to_string(a.shape(0)) + ", " +
+                                                         std::to_string(a.shape(1)) + ")"
+                                                   : std::to_string(a.ndim()) + " dimensions"));
+}
+
+py::tuple py_range_search(const Words& queries, const Words& hashes, int threshold,
+                          int threads) {
+    check_words(queries, "queries");
+    check_words(hashes, "hashes");
+    const uint64_t* q = queries.data();
+    const uint64_t* h = hashes.data();
+    const size_t nq = static_cast<size_t>(queries.shape(0));
+    const size_t n = static_cast<size_t>(hashes.shape(0));
+    const CpuPath path = active_cpu_path();
+    Csr csr;
+    {
+        py::gil_scoped_release release;  // the arrays stay alive: their owners are our args
+        csr = range_search(q, nq, h, n, threshold, path, threads);
+    }
+    return csr_to_numpy(std::move(csr));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_kernels, m) {
+    m.doc() = "hashmatch compiled kernels: Hamming range search with run-time CPU dispatch.";
+    m.attr("VERSION") = HASHMATCH_VERSION;
+    py::dict info;
+    info["version"] = HASHMATCH_VERSION;
+    info["compiler"] = __VERSION__;
+    info["compiled_paths"] = py::make_tuple("avx512", "avx2", "portable");
+    info["dispatch"] = "run time (__builtin_cpu_supports), per-function target attributes";
+    m.attr("BUILD_INFO") = info;
+
+    m.def("range_search", &py_range_search, py::arg("queries"), py::arg("hashes"),
+          py::arg("threshold"), py::arg("threads") = 1,
+          "CSR (offsets, rows, distances) of rows with distance <= threshold, GIL released.");
+    m.def("cpu_path", [] { return std::string(cpu_path_name(active_cpu_path())); });
+    m.def("set_cpu_path", [](const std::string& name) { set_cpu_path(parse_cpu_path(name)); },
+          py::arg("name"));
+    m.def("supported_cpu_paths", [] {
+        std::vector<std::string> out;
+        for (CpuPath p : supported_cpu_paths()) out.emplace_back(cpu_path_name(p));
+        return out;
+    });
+    m.def("hardware_threads", &hardware_threads);
+}

@@ -1,0 +1,79 @@
+#include "kernels/cpu.hpp"
+
+#include <atomic>
+#include <stdexcept>
+
+namespace hashmatch {
+namespace {
+std::atomic<int> g_path{-1};
+}
+
+bool cpu_supports(CpuPath path) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    switch (path) {
+        case CpuPath::portable:
+            return true;
+        case CpuPath::avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+        case CpuPath::avx512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+    }
+    return false;
+#else
+    return path == CpuPath::portable;
+#endif
+}
+
+CpuPath best_cpu_path() {
+    if (cpu_supports(CpuPath::avx512)) return CpuPath::avx512;
+    if (cpu_supports(CpuPath::avx2)) return CpuPath::avx2;
+    return CpuPath::portable;
+}
+
+const char* cpu_path_name(CpuPath path) {
+    switch (path) {
+        case CpuPath::portable: return "portable";
+        case CpuPath::avx2: return "avx2";
+        case CpuPath::avx512: return "avx512";
+    }
+    return "unknown";
+}
+
+CpuPath parse_cpu_path(const std::string& name) {
+    CpuPath path;
+    if (name == "portable") path = CpuPath::portable;
+    else if (name == "avx2") path = CpuPath::avx2;
+    else if (name == "avx512") path = CpuPath::avx512;
+    else
+        throw std::invalid_argument("cpu path must be one of avx512, avx2, portable, got '" +
+                                    name + "'");
+    if (!cpu_supports(path))
+        throw std::invalid_argument("cpu path '" + name + "' is not supported by this CPU");
+    return path;
+}
+
+std::vector<CpuPath> supported_cpu_paths() {
+    std::vector<CpuPath> out;
+    for (CpuPath p : {CpuPath::avx512, CpuPath::avx2, CpuPath::portable})
+        if (cpu_supports(p)) out.push_back(p);
+    return out;
+}
+
+CpuPath active_cpu_path() {
+    int p = g_path.load(std::memory_order_relaxed);
+    if (p < 0) {
+        p = static_cast<int>(best_cpu_path());
+        g_path.store(p, std::memory_order_relaxed);
+    }
+    return static_cast<CpuPath>(p);
+}
+
+void set_cpu_path(CpuPath path) {
+    if (!cpu_supports(path))
+        throw std::invalid_argument(std::string("cpu path '") + cpu_path_name(path) +
+                                    "' is not supported by this CPU");
+    g_path.store(static_cast<int>(path), std::memory_order_relaxed);
+}
+
+}  // namespace hashmatch

@@ -1,0 +1,173 @@
+"""Live id -> record tables behind HashIndex and Md5Index: immutable snapshots, atomic swap.
+
+A snapshot is an immutable base (records sorted by id, searched by a compiled engine), a sorted
+array of dead base rows (tombstones) and a small delta of new records searched by brute force.
+Writers serialise on a lock, build the next snapshot and publish it with one attribute store;
+readers take `snapshot()` once per search and never lock, so they never see a half-applied
+change. When the delta or the tombstones grow, a background thread builds a new base from a
+snapshot and replays the changes made meanwhile before publishing it.
+
+Ids follow dict semantics: adding an id that is present replaces its record; within one add the
+last occurrence of an id wins; removing an unknown id does nothing.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+DELTA_LIMIT = 16384
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent version of the table. Arrays are never written after publication."""
+
+    base_ids: np.ndarray      # uint64[N], ascending, unique
+    base_records: np.ndarray  # records of base rows, same order
+    engine: Any               # built from (base_ids, base_records) by the table's builder
+    dead: np.ndarray          # int64[k], ascending: base rows removed since the base was built
+    delta_ids: np.ndarray     # uint64[d], unique, not live in the base
+    delta_records: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.base_ids) - len(self.dead) + len(self.delta_ids)
+
+    def live_base_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of `rows` (base rows) are not tombstoned."""
+        if not len(self.dead) or not len(rows):
+            return np.ones(len(rows), bool)
+        pos = np.searchsorted(self.dead, rows)
+        pos[pos == len(self.dead)] = 0
+        return self.dead[pos] != rows
+
+
+def last_wins(ids: np.ndarray, records: np.ndarray):
+    """Keeps the last occurrence of each id (dict semantics for one batch)."""
+    if len(ids) < 2:
+        return ids, records
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - first_in_reversed)
+    if len(keep) == len(ids):
+        return ids, records
+    return ids[keep], records[keep]
+
+
+class LiveTable:
+    """Holds the current Snapshot; see the module docstring for the concurrency rules."""
+
+    def __init__(self, build_engine: Callable[[np.ndarray, np.ndarray], Any],
+                 empty_records: np.ndarray, delta_limit: int = DELTA_LIMIT):
+        self._build_engine = build_engine
+        self.delta_limit = delta_limit
+        ids = np.zeros(0, np.uint64)
+        self._snapshot = Snapshot(ids, empty_records, build_engine(ids, empty_records),
+                                  np.zeros(0, np.int64), ids, empty_records)
+        self._lock = threading.Lock()
+        self._merge_thread: threading.Thread | None = None
+        self._log: list | None = None
+        self.merges = 0
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def add(self, ids: np.ndarray, records: np.ndarray) -> None:
+        ids, records = last_wins(ids, records)
+        with self._lock:
+            self._publish(_apply_add(self._snapshot, ids, records), ("add", ids, records))
+            snap = self._snapshot
+            large = len(snap.delta_ids) > max(self.delta_limit, len(snap.base_ids))
+            if not large:
+                self._maybe_start_merge()
+        if large:
+            self.compact()
+
+    def remove(self, ids: np.ndarray) -> None:
+        with self._lock:
+            self._publish(_apply_remove(self._snapshot, ids), ("remove", ids))
+            self._maybe_start_merge()
+
+    def compact(self) -> None:
+        """Builds a new base from everything now in the table (blocks writers, not readers)."""
+        self.wait_merged()
+        with self._lock:
+            self._snapshot = self._merged(self._snapshot)
+            self.merges += 1
+
+    def wait_merged(self) -> None:
+        """Waits for a background merge, if one is running, to publish its base."""
+        thread = self._merge_thread
+        if thread is not None:
+            thread.join()
+
+    def _publish(self, snap: Snapshot, op) -> None:
+        if self._log is not None:
+            self._log.append(op)
+        self._snapshot = snap
+
+    def _maybe_start_merge(self) -> None:
+        snap = self._snapshot
+        dead_limit = max(self.delta_limit, len(snap.base_ids) // 32)
+        if self._merge_thread is not None:
+            return
+        if len(snap.delta_ids) <= self.delta_limit and len(snap.dead) <= dead_limit:
+            return
+        self._log = []
+        thread = threading.Thread(target=self._background_merge, args=(snap,),
+                                  name="hashmatch-merge", daemon=True)
+        self._merge_thread = thread
+        thread.start()
+
+    def _background_merge(self, snap: Snapshot) -> None:
+        try:
+            merged = self._merged(snap)
+        except BaseException:
+            with self._lock:
+                self._log, self._merge_thread = None, None
+            raise
+        with self._lock:
+            for op in self._log or []:
+                merged = (_apply_add(merged, op[1], op[2]) if op[0] == "add"
+                          else _apply_remove(merged, op[1]))
+            self._snapshot = merged
+            self._log, self._merge_thread = None, None
+            self.merges += 1
+
+    def _merged(self, snap: Snapshot) -> Snapshot:
+        live = np.ones(len(snap.base_ids), bool)
+        live[snap.dead] = False
+        ids = np.concatenate([snap.base_ids[live], snap.delta_ids])
+        records = np.concatenate([snap.base_records[live], snap.delta_records])
+        order = np.argsort(ids, kind="stable")
+        ids, records = ids[order], np.ascontiguousarray(records[order])
+        empty_ids = np.zeros(0, np.uint64)
+        return Snapshot(ids, records, self._build_engine(ids, records), np.zeros(0, np.int64),
+                        empty_ids, records[:0])
+
+
+def _apply_remove(snap: Snapshot, ids: np.ndarray) -> Snapshot:
+    if not len(ids):
+        return snap
+    dead = snap.dead
+    if len(snap.base_ids):
+        pos = np.searchsorted(snap.base_ids, ids)
+        pos[pos == len(snap.base_ids)] = 0
+        found = pos[snap.base_ids[pos] == ids].astype(np.int64)
+        if len(found):
+            dead = np.union1d(dead, found)
+    delta_ids, delta_records = snap.delta_ids, snap.delta_records
+    if len(delta_ids):
+        keep = ~np.isin(delta_ids, ids)
+        if not keep.all():
+            delta_ids, delta_records = delta_ids[keep], delta_records[keep]
+    return Snapshot(snap.base_ids, snap.base_records, snap.engine, dead, delta_ids,
+                    delta_records)
+
+
+def _apply_add(snap: Snapshot, ids: np.ndarray, records: np.ndarray) -> Snapshot:
+    snap = _apply_remove(snap, ids)
+    return Snapshot(snap.base_ids, snap.base_records, snap.engine, snap.dead,
+                    np.concatenate([snap.delta_ids, ids]),
+                    np.concatenate([snap.delta_records, records]))

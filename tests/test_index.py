@@ -1,0 +1,232 @@
+"""HashIndex against the Python-int oracle: exactness at every threshold, dict semantics, live
+changes, a Hypothesis state machine and concurrent searches during writes."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from hashmatch.core import DEFAULT_THRESHOLD, HashIndex
+from test_kernels_oracle import flip_bits, index_search, random_words, to_int
+
+
+def as_lists(result):
+    offsets, ids, dists = result
+    assert offsets.dtype == np.int64 and ids.dtype == np.uint64 and dists.dtype == np.int32
+    return [sorted(zip(dists[a:b].tolist(), ids[a:b].tolist()))
+            for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def ordered(result):
+    offsets, ids, dists = result
+    return [list(zip(dists[a:b].tolist(), ids[a:b].tolist()))
+            for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def make_queries(rng, words, count, max_flips=40):
+    rows = rng.integers(0, len(words), size=count)
+    near = np.stack([flip_bits(rng, words[r], int(rng.integers(0, max_flips + 1))) for r in rows])
+    return np.concatenate([near, random_words(rng, count)])
+
+
+@pytest.mark.parametrize("threshold", [0, 31, 47, 63, 64, 100, 256])
+def test_matches_oracle_at_every_threshold(threshold):
+    rng = np.random.default_rng(threshold)
+    words = random_words(rng, 300) | np.uint64(1 << 63)
+    ids = rng.permutation(10**6)[:300].astype(np.uint64)
+    index = HashIndex()
+    index.add(ids, words.view(np.uint8))
+    queries = make_queries(rng, words, 20, max_flips=threshold + 2 if threshold < 60 else 40)
+    entries = {int(i): to_int(w) for i, w in zip(ids, words)}
+    got = index.search(queries.view(np.uint8), threshold)
+    assert ordered(got) == index_search(queries, entries, threshold)
+
+
+def test_exact_distances_around_default_threshold():
+    rng = np.random.default_rng(1)
+    query = random_words(rng, 1)[0]
+    t = DEFAULT_THRESHOLD
+    words = np.stack([flip_bits(rng, query, d) for d in (t - 1, t, t + 1, 0, 200)])
+    index = HashIndex()
+    index.add(np.arange(5, dtype=np.uint64) + 2**63, words)
+    assert ordered(index.search(query[None])) == [[(0, 2**63 + 3), (t - 1, 2**63), (t, 2**63 + 1)]]
+
+
+def test_empty_index_and_empty_queries():
+    index = HashIndex()
+    offsets, ids, dists = index.search(np.zeros((3, 32), np.uint8))
+    assert offsets.tolist() == [0, 0, 0, 0] and len(ids) == 0 and len(dists) == 0
+    index.add([7], np.zeros((1, 32), np.uint8))
+    offsets, ids, dists = index.search(np.zeros((0, 32), np.uint8))
+    assert offsets.tolist() == [0] and len(ids) == 0
+    assert len(index) == 1
+
+
+def test_dict_semantics_replace_and_last_wins():
+    rng = np.random.default_rng(2)
+    a, b, c = random_words(rng, 3)
+    index = HashIndex()
+    index.add([1, 2, 1], np.stack([a, b, c]))
+    assert len(index) == 2
+    assert ordered(index.search(np.stack([a, c]), 0)) == [[], [(0, 1)]]
+    index.add([2], a[None])
+    assert ordered(index.search(np.stack([a, b]), 0)) == [[(0, 2)], []]
+    index.remove([2, 99])
+    assert len(index) == 1
+    assert ordered(index.search(a[None], 0)) == [[]]
+
+
+def test_duplicate_hashes_under_different_ids():
+    rng = np.random.default_rng(3)
+    h = random_words(rng, 1)
+    index = HashIndex()
+    index.add([5, 3, 9], np.repeat(h, 3, axis=0))
+    assert ordered(index.search(h, 0)) == [[(0, 3), (0, 5), (0, 9)]]
+
+
+def test_sliced_non_contiguous_inputs():
+    rng = np.random.default_rng(4)
+    words = random_words(rng, 50)
+    ids = np.arange(100, dtype=np.uint64)[::2]
+    index = HashIndex()
+    index.add(ids, words.view(np.uint8)[:, :][::1])
+    got = index.search(words[::7], 10)
+    assert ordered(got) == [[(0, int(ids[i]))] for i in range(0, 50, 7)]
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda ix: ix.add([1, 2], np.zeros((1, 32), np.uint8)), "same length, got 2 ids and 1 hashes"),
+    (lambda ix: ix.add([1], np.zeros((1, 31), np.uint8)), "32 bytes per hash, got 31"),
+    (lambda ix: ix.add([-1], np.zeros((1, 32), np.uint8)), "non-negative"),
+    (lambda ix: ix.add([[1]], np.zeros((1, 32), np.uint8)), "ids must be a 1-d array"),
+    (lambda ix: ix.add([1.5], np.zeros((1, 32), np.uint8)), "got dtype float64"),
+    (lambda ix: ix.search(np.zeros((1, 32), np.uint8), -1), "threshold must be between 0 and 256"),
+    (lambda ix: ix.search(np.zeros((1, 32), np.uint8), 257), "got 257"),
+    (lambda ix: ix.search(np.zeros(32, np.uint8)), "queries must be a 2-d array"),
+])
+def test_bad_input_raises_value_error(call, fragment):
+    index = HashIndex()
+    with pytest.raises(ValueError, match=fragment):
+        call(index)
+
+
+def test_background_merge_keeps_results_exact():
+    rng = np.random.default_rng(5)
+    index = HashIndex()
+    index._table.delta_limit = 16
+    entries = {}
+    for step in range(12):
+        words = random_words(rng, 23)
+        ids = rng.integers(0, 200, size=23).astype(np.uint64)
+        index.add(ids, words)
+        entries.update({int(i): to_int(w) for i, w in zip(ids, words)})
+        gone = rng.integers(0, 200, size=5).astype(np.uint64)
+        index.remove(gone)
+        for g in gone.tolist():
+            entries.pop(g, None)
+        queries = words[:4]
+        assert ordered(index.search(queries, 40)) == index_search(queries, entries, 40)
+    index.wait_merged()
+    assert index._table.merges > 0
+    assert len(index) == len(entries)
+
+
+_HASH_POOL = random_words(np.random.default_rng(77), 12)
+
+
+class IndexMachine(RuleBasedStateMachine):
+    """Applies the same adds/removes to HashIndex and to a plain dict, and compares searches."""
+
+    @initialize(delta_limit=st.sampled_from([2, 5, 1000]))
+    def start(self, delta_limit):
+        self.index = HashIndex()
+        self.index._table.delta_limit = delta_limit
+        self.model = {}
+
+    @rule(ids=st.lists(st.integers(0, 30), max_size=6), pool=st.lists(st.integers(0, 11), min_size=6, max_size=6),
+          flips=st.lists(st.integers(0, 40), min_size=6, max_size=6), seed=st.integers(0, 1000))
+    def add(self, ids, pool, flips, seed):
+        rng = np.random.default_rng(seed)
+        words = np.stack([flip_bits(rng, _HASH_POOL[p], f) for p, f in zip(pool, flips)])[:len(ids)]
+        self.index.add(np.array(ids, np.uint64), words.reshape(-1, 4))
+        for i, w in zip(ids, words):
+            self.model[i] = to_int(w)
+
+    @rule(ids=st.lists(st.integers(0, 35), max_size=4))
+    def remove(self, ids):
+        self.index.remove(np.array(ids, np.uint64))
+        for i in ids:
+            self.model.pop(i, None)
+
+    @rule()
+    def compact(self):
+        self.index.compact()
+
+    @rule(threshold=st.sampled_from([0, 15, 31, 32, 47, 63, 256]), pool=st.integers(0, 11),
+          flips=st.integers(0, 40), seed=st.integers(0, 1000))
+    def search(self, threshold, pool, flips, seed):
+        query = flip_bits(np.random.default_rng(seed), _HASH_POOL[pool], flips)[None]
+        assert ordered(self.index.search(query, threshold)) == index_search(query, self.model, threshold)
+
+    @invariant()
+    def same_size(self):
+        assert len(self.index) == len(self.model)
+
+    def teardown(self):
+        self.index.wait_merged()
+
+
+TestIndexMachine = IndexMachine.TestCase
+TestIndexMachine.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+
+
+def test_concurrent_searches_see_whole_states():
+    rng = np.random.default_rng(8)
+    pool = random_words(rng, 40)
+    queries = np.stack([flip_bits(rng, pool[i], i % 20) for i in range(0, 40, 4)])
+    # States the writer moves through: each batch of changes is applied by one add/remove call.
+    steps, states, entries = [], [], {}
+    for k in range(30):
+        ids = rng.integers(0, 60, size=6).astype(np.uint64)
+        rows = rng.integers(0, 40, size=6)
+        if k % 3 == 2:
+            steps.append(("remove", ids, None))
+            for i in ids.tolist():
+                entries.pop(i, None)
+        else:
+            steps.append(("add", ids, pool[rows]))
+            for i, r in zip(ids.tolist(), rows.tolist()):
+                entries[i] = to_int(pool[r])
+        states.append(dict(entries))
+    expected = [index_search(queries, s, 31) for s in [{}] + states]
+    index = HashIndex(threads=1)
+    index._table.delta_limit = 8
+    done = threading.Event()
+    seen, errors = [], []
+
+    def reader():
+        try:
+            while not done.is_set():
+                seen.append(as_lists(index.search(queries, 31)))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for op, ids, words in steps:
+        if op == "add":
+            index.add(ids, words)
+        else:
+            index.remove(ids)
+    index.wait_merged()
+    final = as_lists(index.search(queries, 31))
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert final == expected[-1]
+    assert len(seen) > 0
+    for result in seen:
+        assert result in expected
