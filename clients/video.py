@@ -79,9 +79,13 @@ def _open(path: str):
 
 def _video_stream(path: str, container):
     if not container.streams.video:
+        if not container.streams:
+            raise UnsupportedFileError(f"{path}: contains no audio or video stream (broken or "
+                                       f"truncated file?)")
         if container.streams.audio:
             raise UnsupportedFileError(f"{path}: has audio but no video stream; nothing to hash")
-        raise UnsupportedFileError(f"{path}: contains no video stream")
+        raise UnsupportedFileError(f"{path}: contains no video stream (not a video, or broken "
+                                   f"or truncated)")
     stream = container.streams.video[0]
     fmt = container.format.name
     if fmt in _TEXT_FORMATS or stream.codec_context.name in _TEXT_CODECS:
@@ -136,11 +140,13 @@ def _decode_and_hash(path, container, stream, step, fps, total, progress, worker
                                  quality=quality))
 
     decoded = 0
+    last_time = None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpdq") as pool:
         try:
             for frame in container.decode(stream):
                 number = decoded
                 decoded += 1
+                last_time = frame.time if frame.time is not None else last_time
                 if number % step == 0:
                     pending.append((number, pool.submit(_hash_frame, frame)))
                     while len(pending) > _WINDOW_PER_WORKER * workers:
@@ -154,7 +160,29 @@ def _decode_and_hash(path, container, stream, step, fps, total, progress, worker
                 f"{path}: video data is broken or truncated after {decoded} frames ({e})") from e
         while pending:
             collect_one()
+    _check_complete(path, container, stream, decoded, last_time, fps)
     return frames
+
+
+def _check_complete(path, container, stream, decoded, last_time, fps) -> None:
+    """FFmpeg decodes what it can of a cut file without an error; compare what was decoded with
+    what the container announces (frame count, or duration of the video stream) and refuse a
+    file that ends much earlier, so a partial video is never submitted as the whole one."""
+    if stream.frames and decoded < stream.frames - max(2, stream.frames // 50):
+        raise UnsupportedFileError(f"{path}: video is truncated or broken: decoded {decoded} of "
+                                   f"the {stream.frames} frames it announces")
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:
+        duration = container.duration / 1_000_000
+    if duration is None or last_time is None:
+        return
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    covered = last_time - start + 1 / fps
+    if covered < duration - max(2 / fps, 0.05 * duration):
+        raise UnsupportedFileError(f"{path}: video is truncated or broken: frames stop at "
+                                   f"{covered:.2f} s of the {duration:.2f} s it announces")
 
 
 __all__ = ["hash_video", "frame_rate", "frame_to_rgb", "default_workers"]
