@@ -76,6 +76,7 @@ class App:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
         self._metrics_server = None
+        self.metrics_port = 0
 
     async def run(self, fn, *args):
         """Runs blocking work (store, scrypt, matching) on a worker thread."""
@@ -91,6 +92,7 @@ class App:
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._metrics_server = await self.metrics.serve_http(host or "0.0.0.0", int(port))
+            self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
         log.info("listening", extra={"fields": {"port": self.port, "db": self.config.db_path,
                                                 "kernel_backend": kernel_backend()}})
         self.loaded = asyncio.create_task(self._load())

@@ -19,6 +19,8 @@ class ServerConfig:
     default_threshold: int = 31
     max_threshold: int = 64
     max_batch_hashes: int = 16384
+    # Hits one answer may hold; a batch that finds more is refused (its answer would be huge).
+    max_matches_per_batch: int = 200_000
     # Unanswered batches one stream may have; the server stops reading the stream beyond it.
     max_in_flight: int = 8
     max_streams_per_platform: int = 16
@@ -40,7 +42,7 @@ class ServerConfig:
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
             raise ValueError("need 0 <= default_threshold <= max_threshold <= 256, got "
                              f"{self.default_threshold} and {self.max_threshold}")
-        for name in ("max_batch_hashes", "max_in_flight", "max_streams_per_platform",
+        for name in ("max_batch_hashes", "max_matches_per_batch", "max_in_flight", "max_streams_per_platform",
                      "max_case_items", "max_video_frames", "worker_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

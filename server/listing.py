@@ -10,25 +10,16 @@ import threading
 
 import numpy as np
 
-from hashmatch.core import HashIndex
+from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of
-
-try:
-    from hashmatch.core import Md5Index
-except ImportError:
-    from hashmatch.server.md5_standin import DictMd5Index as Md5Index
 
 SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ = 1, 2, 3  # the values of hashmatch.v1.SignalType
 
 
 def kernel_backend() -> str:
-    try:
-        from hashmatch.core.kernels import backend_name
-        return backend_name()
-    except ImportError:
-        return "numpy-standin"
+    return backend_name()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,3 +295,27 @@ def test_garbage_bytes_do_not_hurt_the_server(stubs, random_hashes):
     listed = random_hashes(1, seed=11)
     stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
     assert len(match(stubs, listed.tobytes()).matches) == 1
+
+
+def test_too_many_matches_in_one_answer(start_server, random_hashes):
+    server = start_server(max_matches_per_batch=10)
+    stubs = make_stubs(server)
+    listed = random_hashes(1, seed=12)
+    stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
+    assert len(match(stubs, np.repeat(listed, 10, axis=0).tobytes()).matches) == 10
+    error = rejected(lambda: match(stubs, np.repeat(listed, 11, axis=0).tobytes()))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_matches_per_batch (10)" in error.details()
+
+
+def test_metrics_endpoint(start_server, random_hashes):
+    import urllib.request
+    server = start_server(metrics_listen="127.0.0.1:0")
+    stubs = make_stubs(server)
+    match(stubs, random_hashes(3).tobytes())
+    rejected(lambda: match(stubs, b"x"))
+    url = f"http://127.0.0.1:{server.app.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert "hashmatch_batches_total 1" in text and "hashmatch_hashes_total 3" in text
+    assert 'hashmatch_errors_total{code="INVALID_ARGUMENT"} 1' in text
+    assert 'hashmatch_list_size{kind="pdq"} 0' in text
