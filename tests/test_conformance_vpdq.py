@@ -101,3 +101,34 @@ def test_hash_file_sniffs_a_video_with_an_image_name(tmp_path, hashed):
     assert isinstance(got, VideoHashes)
     assert [(f.frame_number, f.pdq) for f in got.frames] == \
         [(f.frame_number, f.pdq) for f in hashed[mp4.name].frames]
+
+
+@pytest.mark.parametrize("mp4", VIDEOS, ids=lambda p: p.name)
+def test_project_matcher_finds_the_expected_video(mp4, hashed):
+    """The same check through hashmatch.core.video (the server's matcher): our 1-fps hashes of
+    the sample video match the listed expected subset, and only it, at 100% / 100%."""
+    core_video = pytest.importorskip("hashmatch.core.video")
+    np = pytest.importorskip("numpy")
+    from hashmatch.core import HashIndex
+
+    listed = {}
+    for entry_id, other in enumerate(VIDEOS + [CONFORMANCE / "expected-vpdq/pattern-hd-no-bar.mp4"]):
+        lines = [ln for ln in expected_vpdq(other.with_suffix(".txt")) if ln.frame_number % 30 == 0]
+        frames, _ = core_video.prepare_frames(
+            np.frombuffer(b"".join(ln.hash for ln in lines), np.uint8).reshape(-1, 32),
+            [ln.quality for ln in lines])
+        listed[entry_id] = (other.name, frames)
+    index = HashIndex()
+    for entry_id, (_, frames) in listed.items():
+        index.add((np.uint64(entry_id) << np.uint64(core_video.FRAME_BITS))
+                  + np.arange(len(frames), dtype=np.uint64), frames)
+    got = hashed[mp4.name]
+    query = np.frombuffer(b"".join(f.pdq for f in got.frames), np.uint8).reshape(-1, 32)
+    matches = core_video.match_video(
+        index, query, lambda ids: [len(listed[int(i)][1]) for i in ids],
+        qualities=[f.quality for f in got.frames])
+    names = {listed[int(e)][0] for e in matches.entry_ids}
+    assert mp4.name in names
+    row = [listed[int(e)][0] for e in matches.entry_ids].index(mp4.name)
+    assert (matches.query_percent[row], matches.compared_percent[row]) == (100.0, 100.0)
+    assert "pattern-hd-no-bar.mp4" not in names
