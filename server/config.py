@@ -50,6 +50,29 @@ class ServerConfig:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
 
 
+HELP = {
+    "db_path": "SQLite file of the list (created if missing)",
+    "listen": "HOST:PORT to serve gRPC on; port 0 picks a free one",
+    "port_file": "write the bound port here once SERVING",
+    "default_threshold": "PDQ threshold when a request sets none (inclusive)",
+    "max_threshold": "highest threshold a request may ask for",
+    "max_batch_hashes": "most hashes in one match batch",
+    "max_matches_per_batch": "most matches one answer may hold",
+    "max_in_flight": "unanswered batches the server reads from one stream",
+    "max_streams_per_platform": "open MatchStream calls per platform",
+    "rate_limit_hashes_per_s": "per-platform matching rate (0 = off)",
+    "max_case_items": "most photos and videos in one case",
+    "max_video_frames": "most frame hashes in one submitted video",
+    "max_message_bytes": "largest request or answer message",
+    "keepalive_time_s": "seconds between keepalive pings",
+    "keepalive_timeout_s": "seconds to wait for a keepalive answer",
+    "worker_threads": "threads for matching and store work",
+    "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",
+}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -64,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
         flags = [_flag(field.name)] + (["--db"] if field.name == "db_path" else [])
         kind = str if default is None else type(default)
         p.add_argument(*flags, dest=field.name, type=kind, default=default,
-                       help=f"default: {default}")
+                       help=f"{HELP[field.name]} (default: {default})")
     return p
 
 
