@@ -50,7 +50,11 @@ async def match_stream(app, answer, platform: str, context) -> None:
     reader = asyncio.create_task(read_all())
     try:
         while (response := await answers.get()) is not None:
-            await context.write(response)
+            try:
+                await context.write(response)
+            except Exception:  # noqa: BLE001 - a failed write means the client went away
+                log.debug("stream ended by the client", extra={"fields": {"platform": platform}})
+                return
             slots.release()
         await reader
     finally:

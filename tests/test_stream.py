@@ -3,6 +3,7 @@
 A stream must survive any single bad batch, must not let one client's unread answers grow the
 server or starve other streams, and must release its slot when the client goes away.
 """
+import logging
 import threading
 import time
 
@@ -75,7 +76,12 @@ def wait_until_still(read, settle_s: float = 1.0, limit_s: float = 20.0):
     return value
 
 
-def test_a_client_that_never_reads_is_not_read_and_others_are_served(start_server, random_hashes):
+def no_errors_logged(caplog) -> bool:
+    return not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_client_that_never_reads_is_not_read_and_others_are_served(start_server, random_hashes,
+                                                                     caplog):
     server = start_server(max_in_flight=4, max_batch_hashes=16384)
     stubs = make_stubs(server)
     listed = random_hashes(1, seed=3)
@@ -105,9 +111,11 @@ def test_a_client_that_never_reads_is_not_read_and_others_are_served(start_serve
 
     stuck.cancel()
     stuck_channel.close()
+    wait_until_still(lambda: len(caplog.records), settle_s=0.5, limit_s=5)
+    assert no_errors_logged(caplog)
 
 
-def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random_hashes):
+def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random_hashes, caplog):
     server = start_server(max_streams_per_platform=1)
     stubs = make_stubs(server)
     listed = random_hashes(1, seed=4)
@@ -137,6 +145,7 @@ def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random
     else:
         pytest.fail("the vanished client's stream was never released")
     assert len(answers[0].matches) == 1
+    assert no_errors_logged(caplog)
 
 
 def test_too_many_streams_per_platform(start_server, random_hashes):
