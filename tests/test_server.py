@@ -319,3 +319,29 @@ def test_metrics_endpoint(start_server, random_hashes):
     assert "hashmatch_batches_total 1" in text and "hashmatch_hashes_total 3" in text
     assert 'hashmatch_errors_total{code="INVALID_ARGUMENT"} 1' in text
     assert 'hashmatch_list_size{kind="pdq"} 0' in text
+
+
+def test_health_turns_not_serving_on_shutdown(start_server):
+    import threading
+    server = start_server(shutdown_grace_s=0.5)
+    channel = server.channel()
+    health = health_pb2_grpc.HealthStub(channel)
+    seen, first = [], threading.Event()
+
+    def watch():
+        try:
+            for answer in health.Watch(health_pb2.HealthCheckRequest(service="")):
+                seen.append(answer.status)
+                first.set()
+        except grpc.RpcError:
+            pass
+        first.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert first.wait(10)
+    server.stop()
+    watcher.join(10)
+    channel.close()
+    assert seen[0] == health_pb2.HealthCheckResponse.SERVING
+    assert seen[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
