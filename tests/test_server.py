@@ -345,3 +345,22 @@ def test_health_turns_not_serving_on_shutdown(start_server):
     channel.close()
     assert seen[0] == health_pb2.HealthCheckResponse.SERVING
     assert seen[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_concurrent_submits_and_withdrawals_keep_the_list_consistent(stubs, random_hashes):
+    from concurrent.futures import ThreadPoolExecutor
+    listed = random_hashes(16, seed=13)
+
+    def submit_then_maybe_withdraw(i):
+        case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[i])]))
+        if i % 2:
+            stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
+        return case.entry_ids[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        entries = list(pool.map(submit_then_maybe_withdraw, range(16)))
+    answer = match(stubs, listed.tobytes(), threshold=0)
+    assert hits(answer) == [(i, entries[i], 0) for i in range(0, 16, 2)]
+    info = stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key)
+    assert info.last_sequence == answer.list_sequence == 16 + 8
+    assert {c.signal_type: c.count for c in info.counts}[PDQ] == 8
