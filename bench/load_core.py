@@ -17,12 +17,23 @@ def kernel_backend() -> str:
         return "unknown"
 
 
+def build_info() -> dict:
+    """What the compiled kernels say they were built with (compiler, compiled CPU paths)."""
+    try:
+        from hashmatch.core import _kernels
+        return {k: v if isinstance(v, (str, int, float)) else list(v)
+                for k, v in dict(_kernels.BUILD_INFO).items()}
+    except (ImportError, AttributeError, TypeError):
+        return {}
+
+
 def core_rate(list_hashes: np.ndarray, batches: list, threshold: int, seconds: float,
               threads: int | None = None) -> dict:
     """Searches `batches` (uint8[b, 32] each, cycled) in a HashIndex of `list_hashes` with
     `threads` workers (default: every CPU) for about `seconds`, at least one batch a thread.
 
-    Returns hashes_per_s, queries, matches, seconds, threads, backend and build_s (index add)."""
+    Returns hashes_per_s, queries, matches, seconds, threads (concurrent searches),
+    index_threads (HashIndex's own setting; 0 = all), backend, build and build_s (index add)."""
     from hashmatch.core import HashIndex
     threads = threads or os.cpu_count() or 1
     t0 = time.perf_counter()
@@ -47,4 +58,5 @@ def core_rate(list_hashes: np.ndarray, batches: list, threshold: int, seconds: f
     elapsed = time.perf_counter() - started
     return {"hashes_per_s": searched / elapsed if elapsed else 0.0, "queries": searched,
             "matches": matches, "seconds": elapsed, "threads": threads,
-            "backend": kernel_backend(), "build_s": build_s}
+            "index_threads": getattr(index, "threads", None), "backend": kernel_backend(),
+            "build": build_info(), "build_s": build_s}
