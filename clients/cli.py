@@ -46,33 +46,51 @@ def _hashing():
 def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: float = 1.0):
     """Hashes each file locally; yields (path, ImageHashes | VideoHashes) for those that work.
 
-    A file that cannot be read or is neither image nor video is reported and skipped.
+    A file that cannot be read or is neither image nor video is reported and skipped. Progress
+    (files, and frames of each video) goes to stderr when it is a terminal.
     """
     hashing = _hashing()
-    with reporter.progress(len(paths), "file", "hashing") as bar:
+    with reporter.progress(len(paths), "file", "hashing", hidden=len(paths) < 2) as files_bar:
         for path in paths:
+            frames_bar = None
+
+            def frames_done(done, total):
+                nonlocal frames_bar
+                if frames_bar is None:
+                    frames_bar = reporter.progress(total, "frame", Path(path).name)
+                frames_bar.update(done - frames_bar.n)
+
             try:
-                if Path(path).is_dir():
-                    raise IsADirectoryError(f"{path} is a directory, not a photo or video")
-                hashes = _hash_one(hashing, path, seconds_per_hash)
-            except hashing.UnsupportedFileError as error:
-                reporter.fail(f"{path}: {error}", path=path)
-            except FileNotFoundError:
-                reporter.fail(f"{path}: no such file", path=path)
-            except OSError as error:
-                reporter.fail(f"{path}: cannot read it ({error.strerror or error})", path=path)
+                hashes = _hash_one(hashing, path, seconds_per_hash, frames_done)
+            except (hashing.UnsupportedFileError, OSError) as error:
+                reporter.fail(_file_problem(path, error), path=path)
+            except Exception as error:  # a decoder's own failure must not stop the other files
+                reporter.fail(f"{path}: could not hash it ({type(error).__name__}: {error})",
+                              path=path)
             else:
                 yield path, hashes
-            bar.update(1)
+            finally:
+                if frames_bar is not None:
+                    frames_bar.close()
+            files_bar.update(1)
 
 
-def _hash_one(hashing, path: str, seconds_per_hash: float):
+def _hash_one(hashing, path: str, seconds_per_hash: float, progress):
     if seconds_per_hash == 1.0:
-        return hashing.hash_file(path)
-    hashes = hashing.hash_file(path)
-    if hasattr(hashes, "frames"):
-        return hashing.hash_video(path, seconds_per_hash=seconds_per_hash)
-    return hashes
+        return hashing.hash_file(path, progress=progress)
+    try:
+        return hashing.hash_image(path)
+    except hashing.UnsupportedFileError:
+        return hashing.hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
+
+
+def _file_problem(path: str, error: Exception) -> str:
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{path}: cannot read it ({error.strerror})"
+    message = str(error)
+    return message if message.startswith(path) else f"{path}: {message}"
 
 
 def _is_video(hashes) -> bool:
@@ -200,7 +218,6 @@ def cmd_submit(args, reporter: output.Reporter) -> None:
             if not usable:
                 reporter.note(f"{path}: no frame of this video has PDQ quality >= "
                               f"{QUALITY_FLOOR}, so only exact copies will be matched (MD5).")
-                hashes = _without_frames(hashes)
             sent = f"md5 + {usable} frame hashes"
         media.append(hashes)
         items.append({"path": path, "kind": kind, "sent": sent})
@@ -221,11 +238,6 @@ def cmd_submit(args, reporter: output.Reporter) -> None:
 def _without_pdq(hashes):
     import dataclasses
     return dataclasses.replace(hashes, pdq=b"", quality=0)
-
-
-def _without_frames(hashes):
-    import dataclasses
-    return dataclasses.replace(hashes, frames=())
 
 
 def cmd_status(args, reporter: output.Reporter) -> None:
@@ -265,11 +277,23 @@ def _match_files(client, args, reporter) -> None:
         for item_id, item_hits in found.items():
             hits[item_id].extend(item_hits)
     for i, (path, hashes) in enumerate(hashed):
-        if _is_video(hashes) and hashes.frames:
-            hits[i].extend(client.match_video(hashes, threshold=args.threshold))
+        if _is_video(hashes):
+            try:
+                hits[i].extend(_match_video(client, path, hashes, args.threshold, reporter))
+            except HashmatchError as error:
+                reporter.fail(f"{path}: the video could not be matched: {error}", path=path,
+                              code=error.code.name)
+                continue
         item_hits = sorted(hits[i], key=lambda h: (h.kind != "md5", h.distance, h.entry_id))
         kind = "video" if _is_video(hashes) else "image"
         reporter.emit(*output.file_matches(path, kind, item_hits))
+
+
+def _match_video(client, path, hashes, threshold, reporter) -> list:
+    if not any(frame.quality >= QUALITY_FLOOR for frame in hashes.frames):
+        reporter.note(f"{path}: no frame has PDQ quality >= {QUALITY_FLOOR}; matched by MD5 only")
+        return []
+    return client.match_video(hashes, threshold=threshold)
 
 
 def _match_hash_file(client, args, reporter) -> None:
@@ -310,24 +334,32 @@ def cmd_serve(args, reporter: output.Reporter) -> None:
 
     settings = {"db_path": args.db, "listen": args.listen, "port_file": args.port_file}
     known = {f.name for f in dataclasses.fields(ServerConfig)}
-    for name in LIMIT_FLAGS:
+    for name in SERVER_FLAGS:
         value = getattr(args, name)
         if value is None:
             continue
         if name not in known:
             raise UsageError(f"--{name.replace('_', '-')} is not supported by this server")
         settings[name] = value
-    config = ServerConfig(**settings)
-    reporter.emit(*output.serving(args.listen, args.db))
+    try:
+        config = ServerConfig(**settings)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    reporter.note(output.starting(args.listen, args.db))
     serve(config)
 
 
-LIMIT_FLAGS = {
-    "max_threshold": "highest PDQ threshold a request may ask for",
-    "max_batch_hashes": "most hashes in one match batch",
-    "max_in_flight": "unanswered batches one match stream may have",
-    "max_case_items": "most photos/videos in one case",
-    "workers": "threads that answer requests",
+# The main limits of `hashmatch.server.config.ServerConfig`; `python -m hashmatch.server --help`
+# lists every setting.
+SERVER_FLAGS = {
+    "default_threshold": (int, "PDQ threshold when a request sets none (default 31)"),
+    "max_threshold": (int, "highest PDQ threshold a request may ask for"),
+    "max_batch_hashes": (int, "most hashes in one match batch"),
+    "max_in_flight": (int, "unanswered batches one match stream may have"),
+    "max_case_items": (int, "most photos and videos in one case"),
+    "rate_limit_hashes_per_s": (float, "per-platform matching rate limit (0 = none)"),
+    "worker_threads": (int, "threads that match and write (default: CPU count)"),
+    "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
 }
 
 
@@ -445,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--listen", default=DEFAULT_TARGET,
                      help=f"HOST:PORT to listen on (default {DEFAULT_TARGET}; port 0 = any)")
     sub.add_argument("--port-file", help="write the bound port here once serving")
-    for name, help_text in LIMIT_FLAGS.items():
-        sub.add_argument(f"--{name.replace('_', '-')}", type=int, help=help_text)
+    for name, (kind, help_text) in SERVER_FLAGS.items():
+        sub.add_argument(f"--{name.replace('_', '-')}", type=kind, help=help_text)
 
     platform = command("platform", None, "manage participating platforms")
     platform_commands = platform.add_subparsers(dest="platform_command", metavar="COMMAND",

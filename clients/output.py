@@ -46,9 +46,9 @@ class Reporter:
         self.err.flush()
 
     def progress(self, total: int | None, unit: str, description: str = "",
-                 force: bool = False):
-        """A tqdm bar on stderr when stderr is a terminal (or `force`), else a silent one."""
-        enabled = force or self.err.isatty()
+                 hidden: bool = False):
+        """A tqdm bar on stderr when stderr is a terminal (and not `hidden`), else a silent one."""
+        enabled = not hidden and self.err.isatty()
         return tqdm(total=total, unit=unit, desc=description, file=self.err,
                     disable=not enabled, leave=False, dynamic_ncols=True)
 
@@ -196,6 +196,6 @@ def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
     return record, text
 
 
-def serving(address: str, db_path: str) -> tuple[dict, str]:
-    return ({"serving": address, "db": db_path},
-            f"hashmatch serving on {address} (store: {db_path}); Ctrl-C or SIGTERM stops it")
+def starting(address: str, db_path: str) -> str:
+    return (f"hashmatch: starting on {address} with store {db_path} (Ctrl-C or SIGTERM stops it; "
+            "the server logs JSON lines to stderr)")

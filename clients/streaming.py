@@ -7,10 +7,11 @@ once, the window the server announces in GetListInfo. Answers may come back in a
 echoes its batch's sequence, which maps its positions back to the caller's item ids. A batch the
 server rejects comes back as an outcome with `error` set; the stream and the other batches go
 on. Only a broken stream (server gone, bad API key) ends everything, and then every unanswered
-batch is reported with that error rather than silently dropped.
+or unsent batch is reported with that error rather than silently dropped.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -87,11 +88,11 @@ class StreamingMatcher:
         self._threshold = threshold
         self._include_video_frames = include_video_frames
 
-        self._lock = threading.Lock()
-        self._window = threading.Condition(self._lock)
+        self._cond = threading.Condition()
         self._buffer_ids: list = []
         self._buffer_hashes = bytearray()
         self._buffer_started = 0.0
+        self._sealed: collections.deque[tuple[tuple, bytes]] = collections.deque()
         self._next_sequence = 1
         self._pending: dict[int, tuple] = {}
         self._stream_error: HashmatchError | None = None
@@ -101,12 +102,8 @@ class StreamingMatcher:
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue = queue.SimpleQueue()
         self._call = client.open_match_stream(self._request_iterator())
-        self._reader = threading.Thread(target=self._read_answers, name="hashmatch-stream-reader",
-                                        daemon=True)
-        self._reader.start()
-        self._timer = threading.Thread(target=self._seal_lingering, name="hashmatch-stream-linger",
-                                       daemon=True)
-        self._timer.start()
+        for target, name in ((self._send_batches, "sender"), (self._read_answers, "reader")):
+            threading.Thread(target=target, name=f"hashmatch-stream-{name}", daemon=True).start()
 
     # ------------------------------------------------------------------ feeding
 
@@ -115,14 +112,14 @@ class StreamingMatcher:
         if len(hash) != self._hash_bytes:
             raise ValueError(f"hash for item {item_id!r} must be {self._hash_bytes} bytes, "
                              f"got {len(hash)}")
-        with self._lock:
-            self._check_open()
+        with self._cond:
+            self._wait_for_room()
             if not self._buffer_ids:
-                self._buffer_started = time.monotonic()
+                self._start_buffer()
             self._buffer_ids.append(item_id)
             self._buffer_hashes += hash
             if len(self._buffer_ids) >= self.batch_size:
-                self._seal_locked()
+                self._seal()
 
     def add_many(self, item_ids: Iterable[Hashable], hashes) -> None:
         """Queues many hashes at once: `hashes` packed bytes or uint8[n, 32|16], ids beside."""
@@ -135,40 +132,38 @@ class StreamingMatcher:
                              f"hashes, got {len(packed)}")
         start = 0
         while start < len(ids):
-            with self._lock:
-                self._check_open()
+            with self._cond:
+                self._wait_for_room()
                 if not self._buffer_ids:
-                    self._buffer_started = time.monotonic()
+                    self._start_buffer()
                 take = min(self.batch_size - len(self._buffer_ids), len(ids) - start)
                 self._buffer_ids.extend(ids[start:start + take])
                 self._buffer_hashes += packed[start * self._hash_bytes:
                                               (start + take) * self._hash_bytes]
                 start += take
                 if len(self._buffer_ids) >= self.batch_size:
-                    self._seal_locked()
+                    self._seal()
 
     def flush(self) -> None:
-        """Sends the partly filled batch now instead of after the linger."""
-        with self._lock:
+        """Sends the partly filled batch as soon as the window allows, not after the linger."""
+        with self._cond:
             self._check_open()
-            self._seal_locked()
+            self._seal()
 
     def close(self) -> None:
         """Sends what is buffered and ends the request side; answers still arrive in results()."""
-        with self._lock:
-            if self._closing:
-                return
-            if self._stream_error is None:
-                self._seal_locked()
+        with self._cond:
+            if not self._closing and self._stream_error is None:
+                self._seal()
             self._closing = True
-        self._requests.put(_END)
+            self._cond.notify_all()
 
     def cancel(self) -> None:
         """Abandons the stream; unanswered batches come back with a CANCELLED error."""
-        self._call.cancel()
-        with self._lock:
+        with self._cond:
             self._closing = True
-        self._requests.put(_END)
+            self._cond.notify_all()
+        self._call.cancel()
 
     def __enter__(self) -> "StreamingMatcher":
         return self
@@ -192,7 +187,11 @@ class StreamingMatcher:
             yield outcome
 
     def match(self, pairs: Iterable[tuple[Hashable, bytes]]) -> Iterator[BatchOutcome]:
-        """Feeds `pairs` from a helper thread, closes, and yields outcomes as they come."""
+        """Feeds `pairs` from a helper thread, closes, and yields outcomes as they come.
+
+        Raises the stream's `HashmatchError` at the end if the stream broke (the outcomes
+        already yielded then include the unanswered batches, each with that error).
+        """
         feed_error: list[BaseException] = []
 
         def feed() -> None:
@@ -219,6 +218,9 @@ class StreamingMatcher:
         return self._stream_error
 
     # ------------------------------------------------------------------ internals
+    # Callers fill the buffer and seal full batches; one sender thread numbers and sends them
+    # (and sends a lingering partial batch); one reader thread takes answers. All state is
+    # guarded by self._cond.
 
     def _check_open(self) -> None:
         if self._stream_error is not None:
@@ -226,66 +228,95 @@ class StreamingMatcher:
         if self._closing:
             raise RuntimeError("the StreamingMatcher is closed")
 
-    def _seal_locked(self) -> None:
-        """Turns the buffer into a request; waits (releasing the lock) for room in the window."""
-        if not self._buffer_ids:
-            return
-        while len(self._pending) >= self.max_in_flight and self._stream_error is None:
-            self._window.wait()
-        if self._stream_error is not None:
-            raise self._stream_error
-        sequence = self._next_sequence
-        self._next_sequence += 1
-        request = pb.MatchRequest(sequence=sequence, signal_type=self._signal_type,
-                                  hashes=bytes(self._buffer_hashes),
-                                  include_video_frames=self._include_video_frames)
-        if self._threshold is not None:
-            request.threshold = self._threshold
-        self._pending[sequence] = tuple(self._buffer_ids)
-        self._buffer_ids = []
-        self._buffer_hashes = bytearray()
-        self._requests.put(request)
+    def _wait_for_room(self) -> None:
+        """Backpressure: at most two sealed batches wait for the window."""
+        self._check_open()
+        while len(self._sealed) >= 2:
+            self._cond.wait()
+            self._check_open()
+
+    def _start_buffer(self) -> None:
+        self._buffer_started = time.monotonic()
+        self._cond.notify_all()  # the sender starts timing the linger
+
+    def _seal(self) -> None:
+        if self._buffer_ids:
+            self._sealed.append((tuple(self._buffer_ids), bytes(self._buffer_hashes)))
+            self._buffer_ids = []
+            self._buffer_hashes = bytearray()
+            self._cond.notify_all()
+
+    def _next_batch(self) -> tuple[tuple, bytes] | None:
+        """Waits for a batch that may be sent now; None when there is nothing more to send."""
+        while True:
+            if self._stream_error is not None:
+                return None
+            has_room = len(self._pending) < self.max_in_flight
+            if self._sealed and has_room:
+                return self._sealed.popleft()
+            if self._closing and not self._sealed:
+                return None
+            wait = None
+            if self._buffer_ids and not self._sealed:
+                wait = self._buffer_started + self._linger - time.monotonic()
+                if wait <= 0 and has_room:
+                    self._seal()
+                    continue
+                wait = wait if wait > 0 else None
+            self._cond.wait(wait)
+
+    def _send_batches(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    batch = self._next_batch()
+                    if batch is None:
+                        return
+                    item_ids, hashes = batch
+                    sequence = self._next_sequence
+                    self._next_sequence += 1
+                    self._pending[sequence] = item_ids
+                    self._cond.notify_all()
+                request = pb.MatchRequest(sequence=sequence, signal_type=self._signal_type,
+                                          hashes=hashes,
+                                          include_video_frames=self._include_video_frames)
+                if self._threshold is not None:
+                    request.threshold = self._threshold
+                self._requests.put(request)
+        finally:
+            self._requests.put(_END)
 
     def _request_iterator(self) -> Iterator[pb.MatchRequest]:
-        while True:
-            request = self._requests.get()
-            if request is _END:
-                return
+        while (request := self._requests.get()) is not _END:
             yield request
-
-    def _seal_lingering(self) -> None:
-        while not self._finished.wait(self._linger / 2):
-            with self._lock:
-                if (self._buffer_ids and not self._closing and self._stream_error is None
-                        and time.monotonic() - self._buffer_started >= self._linger):
-                    try:
-                        self._seal_locked()
-                    except HashmatchError:
-                        return
 
     def _read_answers(self) -> None:
         try:
             for response in self._call:
-                with self._lock:
+                with self._cond:
                     item_ids = self._pending.pop(response.sequence, None)
-                    self._window.notify_all()
-                if item_ids is None:
-                    continue
-                self._outcomes.put(_outcome(response, item_ids))
-            unanswered_error = HashmatchError(
-                grpc.StatusCode.INTERNAL, "the server ended the stream without answering this batch")
+                    self._cond.notify_all()
+                if item_ids is not None:
+                    self._outcomes.put(_outcome(response, item_ids))
+            broken = HashmatchError(grpc.StatusCode.INTERNAL,
+                                    "the server ended the stream before answering this batch")
         except grpc.RpcError as error:
-            unanswered_error = HashmatchError.from_rpc_error(error)
-        with self._lock:
-            if self._pending or not self._closing:
-                self._stream_error = unanswered_error
-            unanswered = sorted(self._pending.items())
+            broken = HashmatchError.from_rpc_error(error)
+        with self._cond:
+            unanswered = [(sequence, ids) for sequence, ids in sorted(self._pending.items())]
+            unsent = list(self._sealed) + ([(tuple(self._buffer_ids), b"")]
+                                           if self._buffer_ids else [])
+            if unanswered or unsent or not self._closing:
+                self._stream_error = broken
             self._pending.clear()
+            self._sealed.clear()
+            self._buffer_ids = []
             self._closing = True
-            self._window.notify_all()
+            self._cond.notify_all()
         for sequence, item_ids in unanswered:
-            self._outcomes.put(BatchOutcome(sequence, item_ids, (), unanswered_error))
-        self._requests.put(_END)
+            self._outcomes.put(BatchOutcome(sequence, item_ids, (), broken))
+        for item_ids, _ in unsent:
+            self._outcomes.put(BatchOutcome(0, item_ids, (), broken))
         self._finished.set()
         self._outcomes.put(_END)
 
