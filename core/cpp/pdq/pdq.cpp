@@ -3,9 +3,9 @@
 //
 // Exactness notes (each step matches the reference's float operations one for one):
 // - luma: float coefficients, products and sums in float, left to right;
+// - luma: float(0.299f * R) etc. are the same products whether computed per pixel or tabulated;
 // - box filter: running float sum with an add then a separate subtract, divided by the int count;
-//   the column pass runs over whole rows at once (one running sum per column), which keeps each
-//   column's sequence of operations and is cache friendly;
+//   many rows (or columns) are filtered side by side, each keeping its own chain of operations;
 // - DCT matrix: float(float(sqrt(2/64)) * cos(double)); sums in float, k ascending;
 // - median: the 128th smallest of 256 (what the reference's Torben selection returns).
 // Built without -ffast-math and without FMA contraction so that no operation is fused or
@@ -74,43 +74,11 @@ BoxPhases box_phases(int length, int window) {
   return {half - 1, window - half + 1, length - window, half - 1};
 }
 
-// One box-filter pass along a contiguous vector.
-void box_1d(const float* in, float* out, int length, int window) {
-  const BoxPhases ph = box_phases(length, window);
-  int li = 0, ri = 0, oi = 0, count = 0;
-  float sum = 0.0f;
-  for (int i = 0; i < ph.p1; i++) {
-    sum += in[ri++];
-    count++;
-  }
-  for (int i = 0; i < ph.p2; i++) {
-    sum += in[ri++];
-    count++;
-    out[oi++] = sum / count;
-  }
-  for (int i = 0; i < ph.p3; i++) {
-    sum += in[ri++];
-    sum -= in[li++];
-    out[oi++] = sum / count;
-  }
-  for (int i = 0; i < ph.p4; i++) {
-    sum -= in[li++];
-    count--;
-    out[oi++] = sum / count;
-  }
-}
-
-void box_along_rows(const float* in, float* out, int rows, int cols, int window) {
-  for (int r = 0; r < rows; r++) {
-    box_1d(in + static_cast<std::size_t>(r) * cols, out + static_cast<std::size_t>(r) * cols,
-           cols, window);
-  }
-}
-
-// The same filter down every column at once: sums[c] is column c's running sum, so each column
-// sees exactly the operations box_1d would apply to it.
-void box_along_cols(const float* in, float* out, int rows, int cols, int window,
-                    std::vector<float>& sums) {
+// One box-filter pass down the columns of `in` (rows x cols, row-major), all columns at once:
+// sums[c] is column c's running float sum, so every column sees exactly the reference's
+// sequence of operations (add, then a separate subtract, then divide by the int count).
+void box_down_columns(const float* in, float* out, int rows, int cols, int window,
+                      std::vector<float>& sums) {
   const BoxPhases ph = box_phases(rows, window);
   sums.assign(cols, 0.0f);
   float* s = sums.data();
@@ -151,24 +119,69 @@ void box_along_cols(const float* in, float* out, int rows, int cols, int window,
   }
 }
 
-void jarosz_filter(float* buffer1, float* buffer2, int rows, int cols) {
-  const int window_along_rows = jarosz_window_size(cols, kDown);
-  const int window_along_cols = jarosz_window_size(rows, kDown);
+// One box-filter pass along the rows. A row's running sum is a serial chain, so kLanes rows are
+// transposed into a small tile and filtered together by box_down_columns (independent chains,
+// vector instructions), then written back. With `keep_cols`, only those columns are written, to
+// out[rows][keep_cols.size()].
+constexpr int kLanes = 8;
+
+void box_along_rows(const float* in, float* out, int rows, int cols, int window,
+                    const std::vector<int>* keep_cols = nullptr) {
+  std::vector<float> tile_in(static_cast<std::size_t>(cols) * kLanes, 0.0f);
+  std::vector<float> tile_out(tile_in.size());
   std::vector<float> sums;
-  for (int pass = 0; pass < kJaroszPasses; pass++) {
-    box_along_rows(buffer1, buffer2, rows, cols, window_along_rows);
-    box_along_cols(buffer2, buffer1, rows, cols, window_along_cols, sums);
+  const int kept = keep_cols ? static_cast<int>(keep_cols->size()) : 0;
+  for (int r0 = 0; r0 < rows; r0 += kLanes) {
+    const int n = std::min(kLanes, rows - r0);
+    for (int k = 0; k < n; k++) {
+      const float* row = in + static_cast<std::size_t>(r0 + k) * cols;
+      for (int c = 0; c < cols; c++) tile_in[static_cast<std::size_t>(c) * kLanes + k] = row[c];
+    }
+    box_down_columns(tile_in.data(), tile_out.data(), cols, kLanes, window, sums);
+    for (int k = 0; k < n; k++) {
+      if (keep_cols) {
+        float* row = out + static_cast<std::size_t>(r0 + k) * kept;
+        for (int j = 0; j < kept; j++) {
+          row[j] = tile_out[static_cast<std::size_t>((*keep_cols)[j]) * kLanes + k];
+        }
+      } else {
+        float* row = out + static_cast<std::size_t>(r0 + k) * cols;
+        for (int c = 0; c < cols; c++) row[c] = tile_out[static_cast<std::size_t>(c) * kLanes + k];
+      }
+    }
   }
 }
 
-// Samples the centre of each of the 64x64 target cells.
-void decimate(const float* in, int rows, int cols, Buffer64 out) {
-  for (int oi = 0; oi < kDown; oi++) {
-    const int ii = static_cast<int>(((oi + 0.5) * rows) / kDown);
-    for (int oj = 0; oj < kDown; oj++) {
-      const int ij = static_cast<int>(((oj + 0.5) * cols) / kDown);
-      out[oi][oj] = in[static_cast<std::size_t>(ii) * cols + ij];
-    }
+// The reference's sample points: the centre of each of the 64 target cells.
+std::vector<int> sample_points(int length) {
+  std::vector<int> points(kDown);
+  for (int i = 0; i < kDown; i++) points[i] = static_cast<int>(((i + 0.5) * length) / kDown);
+  return points;
+}
+
+// Two Jarosz passes (box along rows, then down columns, twice) followed by decimation to 64x64.
+// The reference filters the whole image in the second pass too; as columns are independent and
+// each output keeps its own chain of operations, only the 64 sampled columns are carried through
+// the last column pass, which gives the same values for less work. `luma` and `scratch` are
+// rows x cols and are overwritten.
+void blur_and_decimate(float* luma, float* scratch, int rows, int cols, Buffer64 out) {
+  static_assert(kJaroszPasses == 2, "the pass structure below is written for two passes");
+  const int window_along_rows = jarosz_window_size(cols, kDown);
+  const int window_along_cols = jarosz_window_size(rows, kDown);
+  const std::vector<int> sample_rows = sample_points(rows);
+  const std::vector<int> sample_cols = sample_points(cols);
+  std::vector<float> sums;
+
+  box_along_rows(luma, scratch, rows, cols, window_along_rows);
+  box_down_columns(scratch, luma, rows, cols, window_along_cols, sums);
+
+  std::vector<float> kept(static_cast<std::size_t>(rows) * kDown);
+  std::vector<float> filtered(kept.size());
+  box_along_rows(luma, kept.data(), rows, cols, window_along_rows, &sample_cols);
+  box_down_columns(kept.data(), filtered.data(), rows, kDown, window_along_cols, sums);
+  for (int i = 0; i < kDown; i++) {
+    std::memcpy(out[i], filtered.data() + static_cast<std::size_t>(sample_rows[i]) * kDown,
+                sizeof(float) * kDown);
   }
 }
 
@@ -265,8 +278,7 @@ int dct_from_luma(float* luma, float* scratch, int rows, int cols, bool allow_sh
   if (allow_shortcut && rows == kDown && cols == kDown) {
     std::memcpy(&w.b64[0][0], luma, sizeof(w.b64));
   } else {
-    jarosz_filter(luma, scratch, rows, cols);
-    decimate(luma, rows, cols, w.b64);
+    blur_and_decimate(luma, scratch, rows, cols, w.b64);
   }
   const int quality = quality_metric(w.b64);
   dct_64_to_16(w.b64, w.b16x64, w.b16);
@@ -289,14 +301,29 @@ int jarosz_window_size(int old_dim, int new_dim) {
 std::vector<float> dct_matrix() { return dct(); }
 
 void luma_from_rgb(const RgbView& rgb, float* luma) {
+  // float(coefficient * v) for each 8-bit v, so the loop does the reference's two float
+  // additions (left to right) on the very same products, without a multiply per pixel.
+  struct Tables {
+    float r[256], g[256], b[256];
+    Tables() {
+      for (int v = 0; v < 256; v++) {
+        r[v] = kLumaR * v;
+        g[v] = kLumaG * v;
+        b[v] = kLumaB * v;
+      }
+    }
+  };
+  static const Tables t;
+  const std::ptrdiff_t cs = rgb.channel_stride;
   for (int r = 0; r < rgb.rows; r++) {
     const uint8_t* p = rgb.data + r * rgb.row_stride;
     float* out = luma + static_cast<std::size_t>(r) * rgb.cols;
-    for (int c = 0; c < rgb.cols; c++, p += rgb.col_stride) {
-      const int red = p[0];
-      const int green = p[rgb.channel_stride];
-      const int blue = p[2 * rgb.channel_stride];
-      out[c] = kLumaR * red + kLumaG * green + kLumaB * blue;
+    if (rgb.col_stride == 3 && cs == 1) {
+      for (int c = 0; c < rgb.cols; c++, p += 3) out[c] = t.r[p[0]] + t.g[p[1]] + t.b[p[2]];
+    } else {
+      for (int c = 0; c < rgb.cols; c++, p += rgb.col_stride) {
+        out[c] = t.r[p[0]] + t.g[p[cs]] + t.b[p[2 * cs]];
+      }
     }
   }
 }
@@ -330,9 +357,11 @@ template <class R, class F>
 R hash_rgb_with(const RgbView& rgb, F hash_fn) {
   check_dims(rgb.rows, rgb.cols);
   const std::size_t n = static_cast<std::size_t>(rgb.rows) * rgb.cols;
-  std::vector<float> luma(n), scratch(n);
-  luma_from_rgb(rgb, luma.data());
-  return hash_fn(luma.data(), scratch.data(), rgb.rows, rgb.cols);
+  // Uninitialised: every element is written before it is read.
+  std::unique_ptr<float[]> luma(new float[n]);
+  std::unique_ptr<float[]> scratch(new float[n]);
+  luma_from_rgb(rgb, luma.get());
+  return hash_fn(luma.get(), scratch.get(), rgb.rows, rgb.cols);
 }
 }  // namespace
 
