@@ -31,6 +31,7 @@ from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hashmatch.server")
+CASE_THREADS = 2
 SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
 
 
@@ -60,6 +61,10 @@ class App:
         self.metrics = Metrics(self.state)
         self.pool = concurrent.futures.ThreadPoolExecutor(config.worker_threads,
                                                           thread_name_prefix="hashmatch")
+        # Case calls (scrypt, fsync) get their own threads so a burst of anonymous submissions
+        # cannot hold up platform matching.
+        self.case_pool = concurrent.futures.ThreadPoolExecutor(CASE_THREADS,
+                                                               thread_name_prefix="hashmatch-cases")
         self.health = HealthServicer()
         self.server = grpc.aio.server(interceptors=[TolerantDecoding()],
                                       options=_grpc_options(config),
@@ -79,8 +84,12 @@ class App:
         self.metrics_port = 0
 
     async def run(self, fn, *args):
-        """Runs blocking work (store, scrypt, matching) on a worker thread."""
+        """Runs blocking matching work on a worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def run_case(self, fn, *args):
+        """Runs blocking case work (store commit, scrypt) on a case thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.case_pool, fn, *args)
 
     async def _set_health(self, status) -> None:
         for name in ("", *SERVICES):
@@ -123,6 +132,7 @@ class App:
         if self._metrics_server:
             self._metrics_server.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.case_pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()
         log.info("stopped")
 

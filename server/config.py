@@ -42,8 +42,9 @@ class ServerConfig:
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
             raise ValueError("need 0 <= default_threshold <= max_threshold <= 256, got "
                              f"{self.default_threshold} and {self.max_threshold}")
-        for name in ("max_batch_hashes", "max_matches_per_batch", "max_in_flight", "max_streams_per_platform",
-                     "max_case_items", "max_video_frames", "worker_threads"):
+        for name in ("max_batch_hashes", "max_matches_per_batch", "max_in_flight",
+                     "max_streams_per_platform", "max_case_items", "max_video_frames",
+                     "worker_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_video_frames >= 1 << 24:

@@ -31,10 +31,12 @@ class Metrics:
                 "# TYPE hashmatch_hashes_total counter", f"hashmatch_hashes_total {self.hashes}",
                 "# TYPE hashmatch_matches_total counter", f"hashmatch_matches_total {self.matches}",
                 "# TYPE hashmatch_errors_total counter",
-                *(f'hashmatch_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())),
+                *(f'hashmatch_errors_total{{code="{code}"}} {n}'
+                  for code, n in sorted(self.errors.items())),
             ]
         lines += ["# TYPE hashmatch_list_size gauge",
-                  *(f'hashmatch_list_size{{kind="{k}"}} {v}' for k, v in self._state.counts().items()),
+                  *(f'hashmatch_list_size{{kind="{kind}"}} {n}'
+                    for kind, n in self._state.counts().items()),
                   "# TYPE hashmatch_list_sequence gauge",
                   f"hashmatch_list_sequence {self._state.sequence}"]
         return "\n".join(lines) + "\n"

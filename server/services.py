@@ -52,7 +52,7 @@ class CasesService(pb_grpc.CasesServicer):
     @rpc_errors
     async def SubmitCase(self, request, context):
         media = convert.media_from_request(request, self.app.config)
-        case = await self.app.run(self.app.keeper.submit_case, media)
+        case = await self.app.run_case(self.app.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
             "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
         return convert.submit_response(case)
@@ -60,13 +60,14 @@ class CasesService(pb_grpc.CasesServicer):
     @rpc_errors
     async def GetCaseStatus(self, request, context):
         convert.check_decoded(request)
-        status = await self.app.run(self.app.keeper.case_status, request.case_id, request.pin)
+        status = await self.app.run_case(self.app.keeper.case_status, request.case_id, request.pin)
         return convert.status_response(status)
 
     @rpc_errors
     async def WithdrawCase(self, request, context):
         convert.check_decoded(request)
-        sequence = await self.app.run(self.app.keeper.withdraw_case, request.case_id, request.pin)
+        sequence = await self.app.run_case(self.app.keeper.withdraw_case, request.case_id,
+                                           request.pin)
         log.info("case withdrawn", extra={"fields": {"case_id": request.case_id,
                                                      "sequence": sequence}})
         return convert.pb.WithdrawCaseResponse(sequence=sequence)

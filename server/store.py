@@ -105,13 +105,16 @@ class Store:
 
     def _take(self, key: str, n: int) -> int:
         """Reserves n consecutive values of a counter (inside a write); returns the first."""
-        (first,) = self._con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        first = self._next(key)
         self._con.execute("UPDATE meta SET value=? WHERE key=?", (first + n, key))
         return first
 
+    def _next(self, key: str) -> int:
+        return self._con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
+
     def last_sequence(self) -> int:
         with self._lock:
-            return self._con.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0] - 1
+            return self._next("next_seq") - 1
 
     # ------------------------------------------------------------ platforms
 
@@ -158,7 +161,8 @@ class Store:
                                          if video else (item.pdq, bytes([item.quality])))
                     con.execute("INSERT INTO hash_blocks VALUES (?,1,?,?,?)",
                                 (entry, int(video), hashes, qualities))
-                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)", (seq0 + i, OP_ADD, entry, now))
+                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
+                            (seq0 + i, OP_ADD, entry, now))
         entry_ids = list(range(entry0, entry0 + len(media)))
         return SubmittedCase(case_id, pin, entry_ids, seq0 + len(media) - 1,
                              _rows_of(entry_ids, media, seq0 + len(media) - 1))
@@ -173,7 +177,8 @@ class Store:
         if not exists:
             raise NotFound(f"no case {case_id!r}")
         if not row:
-            raise PermissionDenied(f"case {case_id!r} is locked after {MAX_PIN_FAILURES} wrong PINs")
+            raise PermissionDenied(f"case {case_id!r} is locked after {MAX_PIN_FAILURES} wrong "
+                                   "PINs")
         salt, digest, attempts = row
         if not credentials.pin_matches(pin, salt, digest):
             raise PermissionDenied(f"wrong PIN for case {case_id!r} "
@@ -214,7 +219,8 @@ class Store:
                 con.execute("UPDATE entries SET removed_seq=?, md5=NULL WHERE id=?",
                             (seq0 + i, entry))
                 con.execute("DELETE FROM hash_blocks WHERE first_entry=?", (entry,))
-                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)", (seq0 + i, OP_REMOVE, entry, now))
+                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
+                            (seq0 + i, OP_REMOVE, entry, now))
             con.execute("UPDATE cases SET withdrawn=? WHERE id=?", (now, case_id))
         last = seq0 + len(rows) - 1
         return last, _removed_rows(rows, last)
@@ -237,13 +243,12 @@ class Store:
             with self._write() as con:
                 entry0 = self._take("next_entry", len(chunk))
                 seq0 = self._take("next_seq", len(chunk))
-                offsets = range(0, len(chunk), IMPORT_BLOCK)
-                con.executemany("INSERT INTO hash_blocks VALUES (?,?,0,?,NULL)", (
-                    (entry0 + o, len(chunk[o:o + IMPORT_BLOCK]), chunk[o:o + IMPORT_BLOCK].tobytes())
-                    for o in offsets))
-                con.executemany("INSERT INTO changes VALUES (?,?,?,?,?)", (
-                    (seq0 + o, len(chunk[o:o + IMPORT_BLOCK]), OP_ADD, entry0 + o, now)
-                    for o in offsets))
+                blocks = [(o, chunk[o:o + IMPORT_BLOCK])
+                          for o in range(0, len(chunk), IMPORT_BLOCK)]
+                con.executemany("INSERT INTO hash_blocks VALUES (?,?,0,?,NULL)",
+                                ((entry0 + o, len(b), b.tobytes()) for o, b in blocks))
+                con.executemany("INSERT INTO changes VALUES (?,?,?,?,?)",
+                                ((seq0 + o, len(b), OP_ADD, entry0 + o, now) for o, b in blocks))
             if progress is not None:
                 progress(start + len(chunk), total)
         return total
@@ -255,8 +260,7 @@ class Store:
         with self._lock:
             self._con.execute("BEGIN")
             try:
-                sequence = self._con.execute(
-                    "SELECT value FROM meta WHERE key='next_seq'").fetchone()[0] - 1
+                sequence = self._next("next_seq") - 1
                 for first, count, video, blob in self._con.execute(
                         "SELECT first_entry, entry_count, video, hashes FROM hash_blocks"):
                     hashes = np.frombuffer(blob, np.uint8).reshape(-1, PDQ_BYTES)
@@ -265,7 +269,8 @@ class Store:
                         counts.append(len(hashes))
                         frame_hashes.append(hashes)
                     else:
-                        image_ids.append(index_ids(np.arange(first, first + count, dtype=np.uint64)))
+                        entries = np.arange(first, first + count, dtype=np.uint64)
+                        image_ids.append(index_ids(entries))
                         image_hashes.append(hashes)
                 md5_rows = self._con.execute("SELECT id, md5 FROM entries WHERE md5 IS NOT NULL "
                                              "AND removed_seq IS NULL").fetchall()
@@ -273,7 +278,8 @@ class Store:
                 self._con.execute("COMMIT")
         rows = ListRows(sequence=sequence)
         if image_ids:
-            rows.image_ids, rows.image_hashes = np.concatenate(image_ids), np.concatenate(image_hashes)
+            rows.image_ids = np.concatenate(image_ids)
+            rows.image_hashes = np.concatenate(image_hashes)
         if videos:
             rows.video_entries = np.asarray(videos, np.uint64)
             rows.video_frame_counts = np.asarray(counts, np.int64)
