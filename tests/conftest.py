@@ -7,6 +7,7 @@
 - `live_server`: one started with the defaults and a registered platform.
 - `stubs`: Cases/Matching/ListInfo stubs on `live_server`, with `stubs.key` metadata for calls
   that need an API key (`stubs.matching.MatchBatch(req, metadata=stubs.key)`).
+- `connect(server)`: the same stubs for a server from `start_server` (closed at the end).
 - `random_hashes(n, seed=0)`: packed random PDQ hashes uint8[n, 32].
 
 Any test may use these; they assume nothing about the test's own data.
@@ -80,7 +81,7 @@ def live_server(start_server) -> LiveServer:
     return start_server()
 
 
-def make_stubs(server: LiveServer) -> types.SimpleNamespace:
+def _stubs(server: LiveServer) -> types.SimpleNamespace:
     channel = server.channel()
     return types.SimpleNamespace(
         channel=channel, key=[("x-api-key", server.api_key)],
@@ -89,10 +90,21 @@ def make_stubs(server: LiveServer) -> types.SimpleNamespace:
 
 
 @pytest.fixture
-def stubs(live_server):
-    s = make_stubs(live_server)
-    yield s
-    s.channel.close()
+def connect():
+    opened = []
+
+    def make(server: LiveServer) -> types.SimpleNamespace:
+        opened.append(_stubs(server))
+        return opened[-1]
+
+    yield make
+    for s in opened:
+        s.channel.close()
+
+
+@pytest.fixture
+def stubs(live_server, connect):
+    return connect(live_server)
 
 
 @pytest.fixture

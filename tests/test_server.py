@@ -12,8 +12,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hashmatch.server.store import Store
 from hashmatch.v1 import hashmatch_pb2 as pb
 
-from conftest import make_stubs
-
 PDQ, MD5, VPDQ = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5, pb.SIGNAL_TYPE_VPDQ
 
 
@@ -147,9 +145,9 @@ BAD_CASES = [
 ]
 
 
-def test_bad_cases_are_rejected_and_nothing_is_stored(start_server):
+def test_bad_cases_are_rejected_and_nothing_is_stored(start_server, connect):
     server = start_server(max_case_items=4)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     for media, message in BAD_CASES:
         error = rejected(lambda: stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=media)))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, message
@@ -180,9 +178,9 @@ def bad_batches(max_threshold: int, max_batch: int):
     ]
 
 
-def test_bad_batches_are_invalid_argument(start_server, random_hashes):
+def test_bad_batches_are_invalid_argument(start_server, random_hashes, connect):
     server = start_server(max_batch_hashes=64, max_threshold=40)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     listed = random_hashes(1, seed=7)
     stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
     for fields, message in bad_batches(40, 64):
@@ -218,9 +216,9 @@ def test_case_locks_after_repeated_wrong_pins(stubs):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked" in error.details()
 
 
-def test_restart_reloads_everything(start_server, random_hashes):
+def test_restart_reloads_everything(start_server, random_hashes, connect):
     first = start_server()
-    stubs = make_stubs(first)
+    stubs = connect(first)
     listed, frames = random_hashes(1, seed=8), random_hashes(5, seed=9)
     kept = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
         image(listed[0], md5=b"k" * 16), video(frames, md5=b"v" * 16)]))
@@ -232,7 +230,7 @@ def test_restart_reloads_everything(start_server, random_hashes):
     Store(first.db_path).import_pdq_hashes(imported)
 
     second = start_server(db_path=first.db_path)
-    stubs = make_stubs(second)
+    stubs = connect(second)
     image_entry, video_entry = kept.entry_ids
     assert hits(match(stubs, listed.tobytes())) == [(0, image_entry, 0)]
     assert hits(match(stubs, b"k" * 16 + b"v" * 16 + b"g" * 16, MD5)) == [(0, image_entry, 0),
@@ -248,7 +246,7 @@ def test_restart_reloads_everything(start_server, random_hashes):
     assert (status.image_count, status.video_count) == (1, 1)
 
 
-def test_health_is_not_serving_until_loaded(start_server, monkeypatch):
+def test_health_is_not_serving_until_loaded(start_server, monkeypatch, connect):
     import threading
     gate = threading.Event()
     load_all = Store.load_all
@@ -259,7 +257,7 @@ def test_health_is_not_serving_until_loaded(start_server, monkeypatch):
 
     monkeypatch.setattr(Store, "load_all", slow_load_all)
     server = start_server(wait_serving=False)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     health = health_pb2_grpc.HealthStub(stubs.channel)
     request = health_pb2.HealthCheckRequest(service="hashmatch.v1.Matching")
     assert health.Check(request).status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -297,9 +295,9 @@ def test_garbage_bytes_do_not_hurt_the_server(stubs, random_hashes):
     assert len(match(stubs, listed.tobytes()).matches) == 1
 
 
-def test_too_many_matches_in_one_answer(start_server, random_hashes):
+def test_too_many_matches_in_one_answer(start_server, random_hashes, connect):
     server = start_server(max_matches_per_batch=10)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     listed = random_hashes(1, seed=12)
     stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
     assert len(match(stubs, np.repeat(listed, 10, axis=0).tobytes()).matches) == 10
@@ -308,10 +306,10 @@ def test_too_many_matches_in_one_answer(start_server, random_hashes):
     assert "max_matches_per_batch (10)" in error.details()
 
 
-def test_metrics_endpoint(start_server, random_hashes):
+def test_metrics_endpoint(start_server, random_hashes, connect):
     import urllib.request
     server = start_server(metrics_listen="127.0.0.1:0")
-    stubs = make_stubs(server)
+    stubs = connect(server)
     match(stubs, random_hashes(3).tobytes())
     rejected(lambda: match(stubs, b"x"))
     url = f"http://127.0.0.1:{server.app.metrics_port}/metrics"

@@ -14,8 +14,6 @@ import pytest
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
-from conftest import make_stubs
-
 PDQ, MD5 = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5
 
 
@@ -81,9 +79,9 @@ def no_errors_logged(caplog) -> bool:
 
 
 def test_a_client_that_never_reads_is_not_read_and_others_are_served(start_server, random_hashes,
-                                                                     caplog):
+                                                                     caplog, connect):
     server = start_server(max_in_flight=4, max_batch_hashes=16384)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     listed = random_hashes(1, seed=3)
     entry = listed_image(stubs, listed[0])
     # Each answer holds 16384 matches (~160 KB), so unread answers fill HTTP/2 windows quickly.
@@ -115,9 +113,10 @@ def test_a_client_that_never_reads_is_not_read_and_others_are_served(start_serve
     assert no_errors_logged(caplog)
 
 
-def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random_hashes, caplog):
+def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random_hashes, caplog,
+                                                             connect):
     server = start_server(max_streams_per_platform=1)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     listed = random_hashes(1, seed=4)
     listed_image(stubs, listed[0])
     gone = threading.Event()
@@ -148,9 +147,9 @@ def test_a_client_that_disappears_mid_stream_frees_its_slot(start_server, random
     assert no_errors_logged(caplog)
 
 
-def test_too_many_streams_per_platform(start_server, random_hashes):
+def test_too_many_streams_per_platform(start_server, random_hashes, connect):
     server = start_server(max_streams_per_platform=1)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     hold = threading.Event()
 
     def requests():
@@ -168,9 +167,9 @@ def test_too_many_streams_per_platform(start_server, random_hashes):
     assert list(first) == []
 
 
-def test_rate_limit_per_platform(start_server):
+def test_rate_limit_per_platform(start_server, connect):
     server = start_server(rate_limit_hashes_per_s=5, max_batch_hashes=100)
-    stubs = make_stubs(server)
+    stubs = connect(server)
     full = pb.MatchRequest(signal_type=MD5, hashes=bytes(16 * 100))
     stubs.matching.MatchBatch(full, metadata=stubs.key)
     with pytest.raises(grpc.RpcError) as info:
