@@ -108,7 +108,9 @@ class StreamingMatcher:
     # ------------------------------------------------------------------ feeding
 
     def add(self, item_id: Hashable, hash: bytes) -> None:
-        """Queues one hash (32 bytes PDQ / 16 bytes MD5) under the caller's `item_id`."""
+        """Queues one hash (32 bytes PDQ / 16 bytes MD5, or a uint8 row) under `item_id`."""
+        if not isinstance(hash, bytes):
+            hash = np.ascontiguousarray(hash, dtype=np.uint8).tobytes()
         if len(hash) != self._hash_bytes:
             raise ValueError(f"hash for item {item_id!r} must be {self._hash_bytes} bytes, "
                              f"got {len(hash)}")
