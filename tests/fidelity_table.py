@@ -168,6 +168,16 @@ def _image_tables() -> list[str]:
     out += ["", "Largest distance per source (rows with a bound):", "",
             "| source | max distance |", "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in sorted(worst.items())]
+    from PIL import ImageOps
+
+    exif_path = "images/reg-test-input/exif-rotn/exif-rotn-6.jpg"
+    exif_rows = [r for r in rows if r.path == exif_path]
+    if exif_rows:
+        with Image.open(CONFORMANCE / exif_path) as img:
+            rotated = pdq_hash(rgb_from_image(ImageOps.exif_transpose(img)))[0]
+        out += ["", f"EXIF orientation applied before hashing instead (exif-rotn-6.jpg): distance "
+                    f"{_distance(rotated, exif_rows[0].hash)} to the C++ row, against "
+                    f"{_distance(ours[exif_path].pdq, exif_rows[0].hash)} in stored order."]
     out += ["", "Float32 luma (ours, as Meta's C++) against the pdqhash package (float64 luma "
             "rounded to float32) on the same Pillow pixels:", "",
             "| image | distance | quality ours / pdqhash |", "| --- | --- | --- |"]
@@ -200,6 +210,81 @@ def _video_tables() -> list[str]:
     return out
 
 
+def _swscale_tables() -> list[str]:
+    """Every frame of each sample video, converted with vpdq's flags (AREA) and with AREA plus
+    ACCURATE_RND, against all lines of the expected file."""
+    import av
+    from av.video.reformatter import Interpolation
+
+    from hashmatch.core.pdq import pdq_hash
+
+    flags = {"AREA (ours, vpdq's flags)": Interpolation.AREA,
+             "AREA + ACCURATE_RND": Interpolation.AREA | Interpolation.ACCURATE_RND}
+    out = ["| video | conversion | exact frames | max distance (both q >= 50) |",
+           "| --- | --- | --- | --- |"]
+    for mp4 in sample_videos():
+        expected = expected_vpdq(mp4.with_suffix(".txt"))
+        for name, flag in flags.items():
+            exact, worst = 0, 0
+            with av.open(str(mp4)) as c:
+                for i, frame in enumerate(c.decode(video=0)):
+                    h, q = pdq_hash(frame.to_ndarray(format="rgb24", interpolation=flag))
+                    d = _distance(h, expected[i].hash)
+                    exact += d == 0
+                    if q >= MIN_QUALITY and expected[i].quality >= MIN_QUALITY:
+                        worst = max(worst, d)
+            out.append(f"| {mp4.name} | {name} | {exact}/{len(expected)} "
+                       f"({100 * exact / len(expected):.0f}%) | {worst} |")
+    return out
+
+
+def _luma_precision_table(count: int = 300) -> list[str]:
+    """Our float32 luma (Meta's C++) against pdqhash's float64 luma rounded to float32, on the same
+    generated pixels. Luma values differ in the last bit often; the hash only where the blur
+    averages little (tiny images) or where coefficients crowd the median (flat, smooth images)."""
+    import pdqhash
+
+    from hashmatch.core.pdq import luma_from_rgb, pdq_hash
+    from tests.media import pattern_rgb
+
+    rng = np.random.default_rng(2024)
+
+    def sizes(lo, hi):
+        return int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+
+    kinds = {
+        "noise, 5..63 px a side": lambda: rng.integers(0, 256, (*sizes(5, 64), 3), np.uint8),
+        "patterns, 64..399 px": lambda: pattern_rgb(*sizes(64, 400), seed=int(rng.integers(1e9))),
+        "near-flat 100x100 (one value +0/1)": lambda: (
+            np.full((100, 100, 3), int(rng.integers(0, 255)), np.uint8)
+            + rng.integers(0, 2, (100, 100, 3), np.uint8)),
+        "smooth gradient 200x150": lambda: np.clip(
+            np.add.outer(np.arange(200), np.arange(150))[:, :, None] * rng.uniform(0.2, 1.5, 3),
+            0, 255).astype(np.uint8),
+    }
+    out = ["| images | luma values that differ | hashes that differ | max distance "
+           "| max quality of a differing hash |", "| --- | --- | --- | --- | --- |"]
+    for name, make in kinds.items():
+        luma_differs = pixels = differ = worst = 0
+        worst_quality = None
+        for _ in range(count):
+            rgb = make()
+            theirs_luma = (rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587
+                           + rgb[:, :, 2] * 0.114).astype(np.float32)
+            luma_differs += int((luma_from_rgb(rgb) != theirs_luma).sum())
+            pixels += rgb.shape[0] * rgb.shape[1]
+            bits, _ = pdqhash.compute(rgb)
+            ours, quality = pdq_hash(rgb)
+            d = _distance(ours, np.packbits(bits.astype(np.uint8)).tobytes())
+            if d:
+                differ += 1
+                worst = max(worst, d)
+                worst_quality = max(worst_quality or 0, quality)
+        out.append(f"| {count} {name} | {100 * luma_differs / pixels:.1f}% | {differ} | {worst} "
+                   f"| {'-' if worst_quality is None else worst_quality} |")
+    return out
+
+
 def main() -> None:
     import av
     import PIL
@@ -209,8 +294,12 @@ def main() -> None:
           f"(FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))} libavcodec).\n")
     print("## Images\n")
     print("\n".join(_image_tables()))
+    print("\n### Float32 against float64 luma\n")
+    print("\n".join(_luma_precision_table()))
     print("\n## Videos (1 frame a second)\n")
     print("\n".join(_video_tables()))
+    print("\n### Every frame, two swscale settings\n")
+    print("\n".join(_swscale_tables()))
 
 
 if __name__ == "__main__":
