@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -104,10 +105,11 @@ def _open_image(path: str) -> Image.Image | None:
     """The opened image, or None when Pillow does not recognise the content as a still image."""
     try:
         img = Image.open(path)
-    except UnidentifiedImageError:
-        return None
     except Image.DecompressionBombError as e:
         raise UnsupportedFileError(f"{path}: image too large to hash safely ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        # Not an image header Pillow accepts; the caller may still try it as a video.
+        return None
     if img.format in _PILLOW_VIDEO_FORMATS:
         img.close()
         return None

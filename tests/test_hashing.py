@@ -158,3 +158,10 @@ def test_missing_file_and_directory(tmp_path):
         hash_image(tmp_path / "nope.jpg")
     with pytest.raises(UnsupportedFileError, match="directory"):
         hash_file(tmp_path)
+
+
+def test_decompression_bomb_is_refused_clearly(tmp_path, rgb, monkeypatch):
+    path = save(tmp_path, Image.fromarray(rgb), "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(UnsupportedFileError, match="big.png.*too large"):
+        hash_image(path)

@@ -270,3 +270,20 @@ def test_float32_luma_is_near_pdqhash_float64_luma():
         theirs, q2 = pdqhash_package(rgb)
         assert abs(q - q2) <= 1
         assert hamming_distance(ours, theirs) <= 8
+
+
+def test_hypothesis_small_images_equal_oracle():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    shapes = st.tuples(st.integers(1, 90), st.integers(1, 90), st.just(3))
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(arrays(np.uint8, shapes, elements=st.integers(0, 255)))
+    def check(rgb):
+        assert pdq_hash(rgb) == oracle_hash(rgb)
+
+    assert hypothesis.__version__
+    check()

@@ -172,3 +172,10 @@ def test_decoding_waits_for_hashing_so_memory_stays_flat(clip, monkeypatch):
     assert len(got.frames) == 90
     window = video._WINDOW_PER_WORKER * 1 + 1
     assert max(decoded_while_blocked) <= window
+
+
+def test_hash_file_passes_progress_for_videos(clip):
+    calls = []
+    got = hash_file(clip, progress=lambda done, total: calls.append(done))
+    assert isinstance(got, VideoHashes)
+    assert calls[-1] == 90
