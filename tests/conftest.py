@@ -8,11 +8,19 @@
 - `stubs`: Cases/Matching/ListInfo stubs on `live_server`, with `stubs.key` metadata for calls
   that need an API key (`stubs.matching.MatchBatch(req, metadata=stubs.key)`).
 - `connect(server)`: the same stubs for a server from `start_server` (closed at the end).
+- `server_process(*flags, db_path=None)`: the server as a real subprocess (`python -m
+  hashmatch.server`, port 0, --port-file), started and SERVING; returns a `ProcessServer`
+  (`target`, `api_key`, `process`, `log_path`, `stop()`, `kill()`). Stopped at the end.
 - `random_hashes(n, seed=0)`: packed random PDQ hashes uint8[n, 32].
 
 Any test may use these; they assume nothing about the test's own data.
 """
 import dataclasses
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 import types
 
 import grpc
@@ -112,3 +120,58 @@ def random_hashes():
     def make(n: int, seed: int = 0) -> np.ndarray:
         return np.random.default_rng(seed).integers(0, 256, size=(n, 32), dtype=np.uint8)
     return make
+
+
+@dataclasses.dataclass
+class ProcessServer:
+    """`python -m hashmatch.server` in a subprocess; its JSON log goes to `log_path`."""
+    process: subprocess.Popen
+    target: str
+    db_path: str
+    api_key: str
+    log_path: pathlib.Path
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM (graceful shutdown); returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    started: list[ProcessServer] = []
+
+    def start(*flags: str, db_path: str | None = None) -> ProcessServer:
+        db_path = db_path or str(tmp_path / "list.db")
+        store = Store(db_path)
+        try:
+            api_key = store.add_platform(f"process-{len(started)}")
+        finally:
+            store.close()
+        port_file = tmp_path / f"port-{len(started)}"
+        log_path = tmp_path / f"server-{len(started)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hashmatch.server", "--db", db_path, "--listen",
+                 "127.0.0.1:0", "--port-file", str(port_file), *flags],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"server did not start serving:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        server = ProcessServer(process, f"127.0.0.1:{port_file.read_text().strip()}", db_path,
+                               api_key, log_path)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.kill()

@@ -178,3 +178,36 @@ def test_rate_limit_per_platform(start_server, connect):
     assert "rate_limit_hashes_per_s" in info.value.details()
     (answer,) = stubs.matching.MatchStream(iter([full]), metadata=stubs.key)
     assert answer.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
+def test_server_memory_stays_bounded_when_answers_are_not_read(server_process, random_hashes):
+    import psutil
+    server = server_process("--max-in-flight", "4")
+    channel = grpc.insecure_channel(server.target)
+    key = [("x-api-key", server.api_key)]
+    listed = random_hashes(1, seed=5)
+    pb_grpc.CasesStub(channel).SubmitCase(pb.SubmitCaseRequest(media=[pb.MediaHashes(
+        image=pb.ImageHashes(pdq=listed.tobytes(), quality=90))]))
+    batch = np.repeat(listed, 16384, axis=0).tobytes()  # 512 KiB asked, ~160 KB answered
+    sent = []
+
+    def requests():
+        for i in range(4000):  # 2 GiB if the server took it all in
+            sent.append(i)
+            yield pb.MatchRequest(sequence=i, signal_type=PDQ, hashes=batch)
+
+    rss = psutil.Process(server.process.pid).memory_info
+    before = rss().rss
+    stuck = pb_grpc.MatchingStub(channel).MatchStream(requests(), metadata=key)
+    wait_until_still(lambda: (len(sent), rss().rss // (8 << 20)))
+    grown = rss().rss - before
+    assert len(sent) < 200
+    assert grown < 256 << 20, f"server grew by {grown >> 20} MiB for a client that reads nothing"
+    other = grpc.insecure_channel(server.target)
+    reply = pb_grpc.MatchingStub(other).MatchBatch(pb.MatchRequest(
+        signal_type=PDQ, hashes=listed.tobytes()), metadata=key)
+    assert len(reply.matches) == 1
+    stuck.cancel()
+    other.close()
+    channel.close()
+    assert server.stop() == 0
