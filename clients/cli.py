@@ -29,6 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QUALITY_FLOOR = output.QUALITY_FLOOR
 # Inputs up to this many hashes go in one MatchBatch call; more go over a MatchStream.
 STREAM_ABOVE = 1000
+SHOWN_BAD_LINES = 20
 
 
 class UsageError(Exception):
@@ -105,6 +106,7 @@ def read_hash_lines(path: str, reporter: output.Reporter, allowed=("pdq", "md5")
     bad lines are reported with their number and skipped.
     """
     kinds = {2 * PDQ_BYTES: "pdq", 2 * MD5_BYTES: "md5"}
+    bad_lines = 0
     try:
         stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")
     except OSError as error:
@@ -123,10 +125,15 @@ def read_hash_lines(path: str, reporter: output.Reporter, allowed=("pdq", "md5")
             if kind is None or kind not in allowed:
                 wanted = " or ".join(f"{2 * (PDQ_BYTES if k == 'pdq' else MD5_BYTES)} hex digits "
                                      f"({k})" for k in allowed)
+                bad_lines += 1
                 reporter.fail(f"{path}:{number}: not a hash: expected {wanted}, got "
-                              f"{_preview(token)}", line=number)
+                              f"{_preview(token)}", show=bad_lines <= SHOWN_BAD_LINES,
+                              line=number)
                 continue
             yield number, kind, value
+    if bad_lines > SHOWN_BAD_LINES:
+        reporter.note(f"hashmatch: {path}: {bad_lines} bad lines in all "
+                      f"({bad_lines - SHOWN_BAD_LINES} not shown)")
 
 
 class HashmatchInputError(Exception):

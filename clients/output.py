@@ -27,23 +27,24 @@ class Reporter:
     def emit(self, record: dict, text: str) -> None:
         """Writes one result: `record` as JSON with --json, else `text` (may span lines)."""
         if self.json_mode:
-            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            _write(json.dumps(record, separators=(",", ":")), self.out)
         elif text:
-            self.out.write(text + "\n")
-        self.out.flush()
+            _write(text, self.out)
 
-    def fail(self, message: str, **fields) -> None:
-        """Reports one failed item (counted: the command then exits non-zero)."""
+    def fail(self, message: str, show: bool = True, **fields) -> None:
+        """Reports one failed item (counted: the command then exits non-zero).
+
+        `show=False` keeps it off stderr (a flood of bad lines); --json still writes it.
+        """
         self.failures += 1
-        self.err.write(f"hashmatch: {message}\n")
-        self.err.flush()
+        if show:
+            _write(f"hashmatch: {message}", self.err)
         if self.json_mode:
             self.emit({"error": message, **fields}, "")
 
     def note(self, text: str) -> None:
         """A remark for people (summaries, hints); stderr, so stdout stays the results."""
-        self.err.write(text + "\n")
-        self.err.flush()
+        _write(text, self.err)
 
     def progress(self, total: int | None, unit: str, description: str = "",
                  hidden: bool = False):
@@ -51,6 +52,12 @@ class Reporter:
         enabled = not hidden and self.err.isatty()
         return tqdm(total=total, unit=unit, desc=description, file=self.err,
                     disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _write(text: str, stream: TextIO) -> None:
+    """Writes a line without tearing a progress bar that shares the terminal."""
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 def _when(unix_seconds: int) -> str:

@@ -252,3 +252,25 @@ def test_platform_add_and_list_import(capsys, tmp_path, random_hashes):
     assert [line["line"] for line in lines if "error" in line] == [4, 5]
     assert lines[-1] == {"path": str(list_file), "imported": 4, "bad_lines": 2}
     assert f"{list_file}:4:" in err
+
+
+def test_video_submit_and_match_by_frames_and_md5(capsys, live_server, tmp_path):
+    from media import make_video, video_frames
+
+    original = make_video(tmp_path / "clip.mp4", 90, size=(128, 96))
+    copy = make_video(tmp_path / "copy.avi", 90, size=(128, 96))
+    other = make_video(tmp_path / "other.mp4", video_frames(90, 96, 128, seed=5))
+    code, lines, _ = run(capsys, "submit", "--json", "--server", live_server.target, original)
+    assert code == 0 and lines[0]["items"][0]["kind"] == "video"
+    entry = lines[0]["entry_ids"][0]
+
+    code, lines, _ = run(capsys, "match", "--json", "--server", live_server.target,
+                         "--api-key", live_server.api_key, original, copy, other)
+    assert code == 0
+    by_input = {line["input"]: line for line in lines}
+    assert {(m["kind"], m["entry_id"]) for m in by_input[str(original)]["matches"]} == {
+        ("md5", entry), ("vpdq", entry)}
+    copy_hits = by_input[str(copy)]["matches"]
+    assert [(m["kind"], m["entry_id"]) for m in copy_hits] == [("vpdq", entry)]
+    assert copy_hits[0]["query_match_percent"] >= 80
+    assert by_input[str(other)]["matches"] == []
