@@ -274,3 +274,15 @@ def test_video_submit_and_match_by_frames_and_md5(capsys, live_server, tmp_path)
     assert [(m["kind"], m["entry_id"]) for m in copy_hits] == [("vpdq", entry)]
     assert copy_hits[0]["query_match_percent"] >= 80
     assert by_input[str(other)]["matches"] == []
+
+
+def test_pin_is_asked_without_echo_in_a_terminal(capsys, live_server, photos, monkeypatch):
+    _, lines, _ = run(capsys, "submit", "--json", "--server", live_server.target, photos[0])
+    case_id, pin = lines[0]["case_id"], lines[0]["pin"]
+    prompts = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: prompts.append(prompt) or pin)
+    code, out, err = run(capsys, "status", "--server", live_server.target, case_id)
+    assert code == 0 and "active" in out
+    assert prompts == [f"PIN for case {case_id}: "]
+    assert pin not in out + err
