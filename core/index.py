@@ -42,7 +42,30 @@ class _BruteForceEngine:
         return 0
 
 
+class _MultiIndexEngine:
+    """The compiled multi-index hashing tables (`_kernels.MihIndex`): exact, sub-linear for
+    thresholds up to `max_indexed_threshold`, a scan above it or where probing would cost more."""
+
+    def __init__(self, words: np.ndarray):
+        from hashmatch.core import _kernels
+
+        self.words = words
+        self.tables = _kernels.MihIndex(words, threads=0)
+
+    def search(self, queries: np.ndarray, threshold: int, threads: int):
+        return self.tables.search(queries, threshold, threads)
+
+    def memory_bytes(self) -> int:
+        return int(self.tables.memory_bytes())
+
+
+# Below this many hashes a scan is as fast as the tables and needs no memory for them.
+MIN_INDEXED_HASHES = 4096
+
+
 def _build_engine(ids: np.ndarray, words: np.ndarray):
+    if len(words) >= MIN_INDEXED_HASHES and kernels.backend_name().startswith("cpp"):
+        return _MultiIndexEngine(words)
     return _BruteForceEngine(words)
 
 
@@ -118,6 +141,17 @@ class HashIndex:
     def wait_merged(self) -> None:
         """Waits until a background merge, if one runs, has published its base."""
         self._table.wait_merged()
+
+    def describe(self) -> dict:
+        """What serves searches now: engine, slot widths, kernel backend, sizes."""
+        s = self._table.snapshot()
+        out = {"kernel": kernels.backend_name(), "engine": type(s.engine).__name__.strip("_"),
+               "base": len(s.base_ids), "delta": len(s.delta_ids), "tombstones": len(s.dead),
+               "memory_bytes": self.memory_bytes()}
+        if isinstance(s.engine, _MultiIndexEngine):
+            out["slot_widths"] = list(s.engine.tables.slot_widths)
+            out["max_indexed_threshold"] = s.engine.tables.max_indexed_threshold
+        return out
 
     def memory_bytes(self) -> int:
         """Bytes held by the current snapshot: hashes, ids, index tables, tombstones, delta."""

@@ -4,10 +4,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/cpu.hpp"
+#include "kernels/mih.hpp"
 #include "kernels/range_search.hpp"
 #include "kernels/scan.hpp"
 
@@ -56,6 +58,36 @@ py::tuple py_range_search(const Words& queries, const Words& hashes, int thresho
     return csr_to_numpy(std::move(csr));
 }
 
+// Keeps the hashes array alive for as long as the index that points into it.
+struct PyMihIndex {
+    Words hashes;
+    std::unique_ptr<MihIndex> index;
+};
+
+std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots) {
+    check_words(hashes, "hashes");
+    auto out = std::make_unique<PyMihIndex>();
+    out->hashes = hashes;
+    const uint64_t* h = hashes.data();
+    const size_t n = static_cast<size_t>(hashes.shape(0));
+    py::gil_scoped_release release;
+    out->index = std::make_unique<MihIndex>(h, n, threads, slots);
+    return out;
+}
+
+py::tuple mih_search(const PyMihIndex& self, const Words& queries, int threshold, int threads) {
+    check_words(queries, "queries");
+    const uint64_t* q = queries.data();
+    const size_t nq = static_cast<size_t>(queries.shape(0));
+    const CpuPath path = active_cpu_path();
+    Csr csr;
+    {
+        py::gil_scoped_release release;  // the index is immutable; many threads may search it
+        csr = self.index->search(q, nq, threshold, path, threads);
+    }
+    return csr_to_numpy(std::move(csr));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -80,4 +112,23 @@ PYBIND11_MODULE(_kernels, m) {
         return out;
     });
     m.def("hardware_threads", &hardware_threads);
+
+    py::class_<PyMihIndex>(m, "MihIndex",
+                           "Immutable multi-index hashing tables over hashes uint64[n, 4].")
+        .def(py::init(&make_mih), py::arg("hashes"), py::arg("threads") = 0, py::arg("slots") = 0)
+        .def("search", &mih_search, py::arg("queries"), py::arg("threshold"),
+             py::arg("threads") = 1)
+        .def("memory_bytes", [](const PyMihIndex& self) { return self.index->memory_bytes(); })
+        .def_property_readonly("row_bytes",
+                               [](const PyMihIndex& self) { return self.index->row_bytes(); })
+        .def("__len__", [](const PyMihIndex& self) { return self.index->size(); })
+        .def_property_readonly("max_indexed_threshold",
+                               [](const PyMihIndex& self) {
+                                   return self.index->max_indexed_threshold();
+                               })
+        .def_property_readonly("slot_widths", [](const PyMihIndex& self) {
+            std::vector<int> widths;
+            for (const auto& s : self.index->slots()) widths.push_back(s.width);
+            return widths;
+        });
 }

@@ -1,0 +1,294 @@
+#include "kernels/mih.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/scan.hpp"
+
+namespace hashmatch {
+namespace {
+
+static_assert(MihIndex::kMaxSlotBits <= 32, "a slot value must fit 32 bits");
+
+inline uint32_t slot_value(const uint64_t* hash, MihIndex::Slot s) {
+    const int word = s.start >> 6, shift = s.start & 63;
+    uint64_t v = hash[word] >> shift;
+    if (shift + s.width > 64) v |= hash[word + 1] << (64 - shift);
+    return static_cast<uint32_t>(v & ((uint64_t{1} << s.width) - 1));
+}
+
+inline uint32_t read_row(const uint8_t* rows, size_t i, int row_bytes) {
+    uint32_t v;
+    std::memcpy(&v, rows + i * row_bytes, 4);  // the rows buffer carries 1 byte of padding
+    return row_bytes == 3 ? (v & 0xFFFFFFu) : v;
+}
+
+// Candidates of slot k that pass the full distance are kept only if no earlier slot j < k was
+// within its radius: that slot's table found (or will find) the same row, so each hit is
+// reported exactly once without a set.
+inline bool found_earlier(const uint64_t* x, const MihIndex::Slot* slots, const int* radii,
+                          int k) {
+    for (int j = 0; j < k; ++j)
+        if (__builtin_popcount(slot_value(x, slots[j])) <= radii[j]) return true;
+    return false;
+}
+
+struct VerifyArgs {
+    const uint64_t* q;
+    const uint64_t* hashes;
+    const uint32_t* cand;
+    size_t count;
+    size_t readable;  // candidates that may be prefetched from cand onwards
+    int k;
+    int threshold;
+    const MihIndex::Slot* slots;
+    const int* radii;
+};
+
+void verify_portable(const VerifyArgs& a, std::vector<uint64_t>& out) {
+    for (size_t c = 0; c < a.count; ++c) {
+        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
+        const uint64_t x[4] = {a.q[0] ^ h[0], a.q[1] ^ h[1], a.q[2] ^ h[2], a.q[3] ^ h[3]};
+        const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
+                      __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
+        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, a.k))
+            out.push_back(pack_hit(a.cand[c], d));
+    }
+}
+
+constexpr size_t kHashAhead = 24;
+
+__attribute__((target("popcnt"))) void verify_popcnt(const VerifyArgs& a,
+                                                     std::vector<uint64_t>& out) {
+    for (size_t c = 0; c < a.count; ++c) {
+        if (c + kHashAhead < a.readable)
+            __builtin_prefetch(a.hashes + static_cast<size_t>(a.cand[c + kHashAhead]) * kWords);
+        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
+        const uint64_t x[4] = {a.q[0] ^ h[0], a.q[1] ^ h[1], a.q[2] ^ h[2], a.q[3] ^ h[3]};
+        const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
+                      __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
+        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, a.k))
+            out.push_back(pack_hit(a.cand[c], d));
+    }
+}
+
+__attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_avx512(
+    const VerifyArgs& a, std::vector<uint64_t>& out) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q));
+    for (size_t c = 0; c < a.count; ++c) {
+        if (c + kHashAhead < a.readable)
+            __builtin_prefetch(a.hashes + static_cast<size_t>(a.cand[c + kHashAhead]) * kWords);
+        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
+        const __m256i x =
+            _mm256_xor_si256(qv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h)));
+        const __m256i pc = _mm256_popcnt_epi64(x);
+        const __m128i s2 =
+            _mm_add_epi64(_mm256_castsi256_si128(pc), _mm256_extracti128_si256(pc, 1));
+        const int d = static_cast<int>(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1));
+        if (d > a.threshold) continue;
+        alignas(32) uint64_t xs[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
+        if (!found_earlier(xs, a.slots, a.radii, a.k)) out.push_back(pack_hit(a.cand[c], d));
+    }
+}
+
+bool has_avx512vl() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
+    if (count != 0 && count != 12 && count != 16)
+        throw std::invalid_argument("slots must be 0 (automatic), 12 or 16, got " +
+                                    std::to_string(count));
+    std::vector<MihIndex::Slot> slots;
+    int start = 0;
+    auto add = [&](int width, int count) {
+        for (int i = 0; i < count; ++i, start += width) slots.push_back({start, width});
+    };
+    if (count == 16 || (count == 0 && n < MihIndex::kWideFrom)) {
+        add(16, 16);
+    } else {
+        add(21, 8);
+        add(22, 4);
+    }
+    return slots;
+}
+
+}  // namespace
+
+MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
+    : hashes_(hashes),
+      n_(n),
+      row_bytes_(n < (size_t{1} << 24) ? 3 : 4),
+      slots_(layout_for(n, slots)) {
+    if (n > 0xFFFFFFFFull) throw std::invalid_argument("MihIndex holds at most 2^32 - 1 hashes");
+    masks_.resize(kMaxSlotBits + 1);
+    within_.resize(kMaxSlotBits + 1);
+    for (const Slot& s : slots_) {
+        auto& masks = masks_[s.width];
+        if (!masks.empty()) continue;
+        auto& within = within_[s.width];
+        // Masks with popcount 0, 1, 2, 3 in that order, built from bit positions.
+        masks.push_back(0);
+        within.push_back(1);
+        for (int a = 0; a < s.width; ++a) masks.push_back(1u << a);
+        within.push_back(masks.size());
+        for (int a = 0; a < s.width; ++a)
+            for (int b = a + 1; b < s.width; ++b) masks.push_back((1u << a) | (1u << b));
+        within.push_back(masks.size());
+        for (int a = 0; a < s.width; ++a)
+            for (int b = a + 1; b < s.width; ++b)
+                for (int c = b + 1; c < s.width; ++c)
+                    masks.push_back((1u << a) | (1u << b) | (1u << c));
+        within.push_back(masks.size());
+    }
+    const size_t m = slots_.size();
+    offsets_.resize(m);
+    rows_.resize(m);
+    parallel_for(m, threads, [&](size_t k0, size_t k1) {
+        for (size_t k = k0; k < k1; ++k) {
+            const Slot s = slots_[k];
+            auto& off = offsets_[k];
+            off.assign((size_t{1} << s.width) + 1, 0);
+            for (size_t i = 0; i < n_; ++i) ++off[slot_value(hashes_ + i * kWords, s) + 1];
+            for (size_t b = 0; b + 1 < off.size(); ++b) off[b + 1] += off[b];
+            std::vector<uint32_t> fill(off.begin(), off.end() - 1);
+            auto& rows = rows_[k];
+            rows.assign(n_ * row_bytes_ + 1, 0);
+            for (size_t i = 0; i < n_; ++i) {
+                const uint32_t pos = fill[slot_value(hashes_ + i * kWords, s)]++;
+                const uint32_t row = static_cast<uint32_t>(i);
+                std::memcpy(rows.data() + size_t(pos) * row_bytes_, &row, row_bytes_);
+            }
+        }
+    });
+}
+
+int MihIndex::max_indexed_threshold() const {
+    return static_cast<int>(slots_.size()) * (kMaxProbeRadius + 1) - 1;
+}
+
+MihIndex::Radii MihIndex::radii_for(int threshold) const {
+    // sum (r_k + 1) = threshold + 1 exactly; the spare bits go to the narrowest slots, whose
+    // probe balls are smallest (slots are laid out narrowest first).
+    const int m = static_cast<int>(slots_.size());
+    const int base = (threshold + 1) / m, extra = (threshold + 1) % m;
+    Radii r(m);
+    for (int k = 0; k < m; ++k) r[k] = base - 1 + (k < extra ? 1 : 0);
+    return r;
+}
+
+size_t MihIndex::memory_bytes() const {
+    size_t total = 0;
+    for (size_t k = 0; k < slots_.size(); ++k)
+        total += offsets_[k].capacity() * sizeof(uint32_t) + rows_[k].capacity();
+    return total;
+}
+
+bool MihIndex::search_one(const uint64_t* q, int threshold, const Radii& radii, CpuPath path,
+                          size_t limit, std::vector<uint64_t>& probes,
+                          std::vector<uint32_t>& cand, std::vector<uint64_t>& out) const {
+    // Three passes so the random reads of each overlap instead of waiting one by one: bucket
+    // bounds (offsets tables), then candidate rows (bucket lists), then the hashes themselves.
+    // A probe is packed as (begin << 32) | end.
+    constexpr size_t kAhead = 16;
+    const int m = static_cast<int>(slots_.size());
+    size_t probe_start[kMaxSlots + 1], cand_start[kMaxSlots + 1];
+    probes.clear();
+    size_t total = 0;
+    for (int k = 0; k < m; ++k) {
+        probe_start[k] = probes.size();
+        if (radii[k] < 0) continue;
+        const Slot s = slots_[k];
+        const uint32_t v = slot_value(q, s);
+        const uint32_t* off = offsets_[k].data();
+        const uint32_t* masks = masks_[s.width].data();
+        const size_t np = within_[s.width][radii[k]];
+        for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off + (v ^ masks[p]));
+        for (size_t p = 0; p < np; ++p) {
+            if (p + kAhead < np) __builtin_prefetch(off + (v ^ masks[p + kAhead]));
+            const uint32_t b = v ^ masks[p];
+            const uint32_t begin = off[b], end = off[b + 1];
+            if (begin != end) probes.push_back((uint64_t{begin} << 32) | end);
+            total += end - begin;
+        }
+    }
+    if (total > limit) return false;
+    probe_start[m] = probes.size();
+    cand.clear();
+    for (int k = 0; k < m; ++k) {
+        cand_start[k] = cand.size();
+        const uint8_t* rows = rows_[k].data();
+        const size_t p0 = probe_start[k], p1 = probe_start[k + 1];
+        for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
+            __builtin_prefetch(rows + (probes[p] >> 32) * row_bytes_);
+        for (size_t p = p0; p < p1; ++p) {
+            if (p + kAhead < p1) __builtin_prefetch(rows + (probes[p + kAhead] >> 32) * row_bytes_);
+            const uint32_t begin = static_cast<uint32_t>(probes[p] >> 32);
+            const uint32_t end = static_cast<uint32_t>(probes[p]);
+            for (uint32_t i = begin; i < end; ++i) cand.push_back(read_row(rows, i, row_bytes_));
+        }
+    }
+    cand_start[m] = cand.size();
+    const bool simd = path == CpuPath::avx512 && has_avx512vl();
+    for (int k = 0; k < m; ++k) {
+        const VerifyArgs args{q, hashes_, cand.data() + cand_start[k],
+                              cand_start[k + 1] - cand_start[k], cand.size() - cand_start[k],
+                              k, threshold, slots_.data(), radii.data()};
+        if (simd)
+            verify_avx512(args, out);
+        else if (path == CpuPath::portable)
+            verify_portable(args, out);
+        else
+            verify_popcnt(args, out);
+    }
+    std::sort(out.begin(), out.end());
+    return true;
+}
+
+Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath path,
+                     int threads) const {
+    check_threshold(threshold);
+    if (!cpu_supports(path))
+        throw std::invalid_argument(std::string("cpu path '") + cpu_path_name(path) +
+                                    "' is not supported by this CPU");
+    std::vector<std::vector<uint64_t>> hits(nq);
+    std::vector<uint8_t> use_scan(nq, 1);
+    if (threshold <= max_indexed_threshold()) {
+        const Radii radii = radii_for(threshold);
+        const size_t limit = n_ / kScanRatio;
+        parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
+            std::vector<uint64_t> probes;
+            std::vector<uint32_t> cand;
+            for (size_t i = b; i < e; ++i)
+                use_scan[i] = !search_one(queries + i * kWords, threshold, radii, path, limit,
+                                          probes, cand, hits[i]);
+        });
+    }
+    std::vector<size_t> scan;
+    for (size_t i = 0; i < nq; ++i)
+        if (use_scan[i]) scan.push_back(i);
+    if (!scan.empty()) {
+        std::vector<uint64_t> sub(scan.size() * kWords);
+        for (size_t j = 0; j < scan.size(); ++j)
+            std::memcpy(&sub[j * kWords], queries + scan[j] * kWords, sizeof(uint64_t) * kWords);
+        Csr part = range_search(sub.data(), scan.size(), hashes_, n_, threshold, path, threads);
+        for (size_t j = 0; j < scan.size(); ++j) {
+            auto& list = hits[scan[j]];
+            for (int64_t x = part.offsets[j]; x < part.offsets[j + 1]; ++x)
+                list.push_back(pack_hit(static_cast<uint64_t>(part.rows[x]), part.distances[x]));
+        }
+    }
+    return hits_to_csr(hits);
+}
+
+}  // namespace hashmatch

@@ -1,0 +1,69 @@
+// Multi-index hashing over 256-bit hashes: exact Hamming range search, sub-linear in the list.
+//
+// The hash is cut into m disjoint slots. If popcount(q ^ h) <= t then, by pigeonhole, some slot
+// k has popcount(q_k ^ h_k) <= r_k whenever sum_k (r_k + 1) >= t + 1. Each slot has a
+// direct-addressed table (2^width buckets -> rows with that slot value, ascending), so a query
+// probes every value within r_k of its slot in table k and verifies the rows found against the
+// full hash. Slot width grows with the list (16 x 16 bits below 8M hashes, 8 x 21 + 4 x 22
+// above) so buckets stay a few rows deep. An immutable object: built once, then searched from
+// any number of threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu.hpp"
+#include "kernels/range_search.hpp"
+
+namespace hashmatch {
+
+class MihIndex {
+public:
+    static constexpr int kMaxSlots = 16;
+    static constexpr int kMaxSlotBits = 22;
+    static constexpr int kMaxProbeRadius = 3;
+    static constexpr size_t kWideFrom = size_t{1} << 23;  // lists this long get 12 wide slots
+    // A query whose probes would visit more than n / kScanRatio rows is scanned instead.
+    static constexpr size_t kScanRatio = 64;
+
+    struct Slot {
+        int start;  // first bit (bit i is bit i % 64 of word i / 64)
+        int width;
+    };
+
+    // hashes: n x 4 words, C-contiguous; must outlive this object (it is not copied).
+    // slots: 16 or 12 forces a layout, 0 picks one from n.
+    MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0);
+
+    // Same contract as range_search(): CSR with ascending rows per query, exact for every
+    // threshold (queries the tables cannot serve cheaply are answered by the scan kernel).
+    Csr search(const uint64_t* queries, size_t nq, int threshold, CpuPath path,
+               int threads) const;
+
+    size_t size() const { return n_; }
+    int row_bytes() const { return row_bytes_; }
+    const std::vector<Slot>& slots() const { return slots_; }
+    // Largest threshold the tables can serve (above it every query is scanned).
+    int max_indexed_threshold() const;
+    // Bytes of the tables (offsets and rows), not counting the hashes themselves.
+    size_t memory_bytes() const;
+
+private:
+    using Radii = std::vector<int>;
+    Radii radii_for(int threshold) const;
+    // False (and nothing written) when the probes would visit more than `limit` rows.
+    bool search_one(const uint64_t* query, int threshold, const Radii& radii, CpuPath path,
+                    size_t limit, std::vector<uint64_t>& probes, std::vector<uint32_t>& cand,
+                    std::vector<uint64_t>& out) const;
+
+    const uint64_t* hashes_;
+    size_t n_;
+    int row_bytes_;  // 3 while n < 2^24, else 4
+    std::vector<Slot> slots_;
+    std::vector<std::vector<uint32_t>> offsets_;  // per slot: 2^width + 1 bucket starts
+    std::vector<std::vector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
+    std::vector<std::vector<uint32_t>> masks_;    // per width: masks by popcount (<= radius 3)
+    std::vector<std::vector<size_t>> within_;     // per width: masks with popcount <= r
+};
+
+}  // namespace hashmatch

@@ -1,0 +1,118 @@
+"""The compiled multi-index hashing tables: exact against brute force on both slot layouts,
+every CPU path, thresholds below, at and above what the tables serve, and skewed data."""
+import numpy as np
+import pytest
+
+from hashmatch.core import HashIndex, _kernels, kernels
+from test_kernels_oracle import flip_bits, index_search, random_words, range_search, to_int
+
+N = 5003  # not a multiple of any block size
+
+
+def near_queries(rng, words, distances):
+    rows = rng.integers(0, len(words), size=len(distances))
+    return np.stack([flip_bits(rng, words[r], d) for r, d in zip(rows, distances)])
+
+
+def as_lists(result):
+    offsets, rows, dists = result
+    return [list(zip(rows[a:b].tolist(), dists[a:b].tolist()))
+            for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(2024)
+    words = random_words(rng, N)
+    words[::7, 3] |= np.uint64(1 << 63)
+    words[100] = words[200]  # a duplicate
+    distances = [0, 1, 15, 16, 17, 30, 31, 32, 33, 40, 46, 47, 48, 49, 60, 64]
+    queries = np.concatenate([near_queries(rng, words, distances), random_words(rng, 4),
+                              words[[100]]])
+    return words, queries
+
+
+@pytest.fixture(scope="module", params=[16, 12], ids=["16x16bit", "12-wide"])
+def tables(request, data):
+    words, _ = data
+    index = _kernels.MihIndex(words, threads=2, slots=request.param)
+    assert len(index.slot_widths) == request.param and sum(index.slot_widths) == 256
+    return index
+
+
+@pytest.fixture(params=kernels.supported_cpu_paths())
+def cpu_path(request):
+    before = kernels.cpu_path() or "avx512"
+    kernels.use_cpu_path(request.param)
+    yield request.param
+    kernels.use_cpu_path(before)
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 5, 15, 16, 31, 32, 40, 47, 48, 63, 64, 130])
+def test_tables_equal_brute_force(tables, data, cpu_path, threshold):
+    words, queries = data
+    expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+    assert as_lists(tables.search(queries, threshold, 2)) == expected
+    assert as_lists(tables.search(queries, threshold, 1)) == expected
+
+
+def test_tables_equal_python_oracle_at_default_threshold(tables, data):
+    words, queries = data
+    assert as_lists(tables.search(queries[:8], 31)) == range_search(queries[:8], words, 31)
+    assert tables.max_indexed_threshold >= 47
+
+
+def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
+    rng = np.random.default_rng(5)
+    words = random_words(rng, 6000)
+    words[:, 0] = np.uint64(0x1234_5678_9ABC_DEF0)  # 4 slots shared by every hash
+    words[:3000, 1] = np.uint64(0)
+    index = _kernels.MihIndex(words, threads=1)
+    queries = np.concatenate([near_queries(rng, words, [3, 20, 31, 33]), random_words(rng, 3)])
+    for threshold in (10, 31, 40):
+        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        assert as_lists(index.search(queries, threshold, 2)) == expected
+
+
+def test_tables_reject_bad_input(tables):
+    with pytest.raises(ValueError, match=r"queries must have shape \(n, 4\)"):
+        tables.search(np.zeros((2, 2), np.uint64), 31)
+    with pytest.raises(ValueError, match="threshold must be between 0 and 256.*got -1"):
+        tables.search(np.zeros((2, 4), np.uint64), -1)
+    with pytest.raises(ValueError, match="slots must be 0 .automatic., 12 or 16, got 8"):
+        _kernels.MihIndex(np.zeros((2, 4), np.uint64), slots=8)
+
+
+def test_empty_and_single_row_tables():
+    for n in (0, 1):
+        words = random_words(np.random.default_rng(n), n)
+        index = _kernels.MihIndex(words)
+        q = np.concatenate([words, np.zeros((1, 4), np.uint64)])
+        assert as_lists(index.search(q, 31)) == range_search(q, words, 31)
+
+
+def test_hash_index_uses_tables_and_matches_oracle():
+    rng = np.random.default_rng(7)
+    words = random_words(rng, N)
+    ids = rng.choice(2**62, size=N, replace=False).astype(np.uint64)
+    index = HashIndex()
+    index.add(ids, words.view(np.uint8))
+    assert index.describe()["delta"] == N  # small adds wait in the delta for a merge
+    index.compact()
+    info = index.describe()
+    assert info["engine"] == "MultiIndexEngine" and info["base"] == N
+    # A live change on top of the tables: replace one, remove one, add one.
+    index.add(ids[:1], words[1:2])
+    index.remove(ids[2:3])
+    index.add(np.array([2**64 - 1], np.uint64), words[3:4])
+    entries = {int(i): to_int(w) for i, w in zip(ids, words)}
+    entries[int(ids[0])] = to_int(words[1])
+    del entries[int(ids[2])]
+    entries[2**64 - 1] = to_int(words[3])
+    queries = np.concatenate([words[:4], near_queries(rng, words, [10, 30, 31, 32, 45])])
+    for threshold in (31, 47, 70):
+        offsets, got_ids, dists = index.search(queries, threshold)
+        got = [list(zip(dists[a:b].tolist(), got_ids[a:b].tolist()))
+               for a, b in zip(offsets[:-1], offsets[1:])]
+        assert got == index_search(queries, entries, threshold)
+    assert index.memory_bytes() > N * 40
