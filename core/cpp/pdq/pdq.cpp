@@ -2,8 +2,8 @@
 // 16x16 corner of the 2-D DCT -> one bit per coefficient above the median.
 //
 // Exactness notes (each step matches the reference's float operations one for one):
-// - luma: float coefficients, products and sums in float, left to right;
-// - luma: float(0.299f * R) etc. are the same products whether computed per pixel or tabulated;
+// - luma: float coefficients, products and sums in float, left to right (the products
+//   float(0.299f * R) etc. are tabulated, which gives the very same values);
 // - box filter: running float sum with an add then a separate subtract, divided by the int count;
 //   many rows (or columns) are filtered side by side, each keeping its own chain of operations;
 // - DCT matrix: float(float(sqrt(2/64)) * cos(double)); sums in float, k ascending;
