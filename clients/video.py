@@ -4,8 +4,9 @@ The rules, from vpdq's filehasher/ffmpegwrapper:
 - the first video stream; fps = its average frame rate, else its real (guessed) rate;
 - every k-th frame in decoder output order is hashed, k = max(1, int(seconds_per_hash * fps));
 - frame_number is the 0-based index of the frame in decoder output, timestamp = frame_number / fps;
-- each sampled frame is converted to RGB24 at full size by swscale with AREA interpolation and
-  the default (BT.601) matrix for untagged sources, then hashed with plain PDQ.
+- each sampled frame is converted to RGB24 at full size by swscale with AREA interpolation,
+  reading YUV as BT.601 whatever the colour tags say (vpdq's swscale context never sees them),
+  then hashed with plain PDQ.
 
 Streaming: frames are decoded one at a time (FFmpeg's own decode threads) and only a bounded
 window of sampled frames waits for the hashing pool, so memory stays flat however long the video
@@ -58,10 +59,22 @@ def frame_rate(stream) -> Fraction | None:
     return None
 
 
+def _legacy_yuv_options(fmt) -> dict:
+    """vpdq converts with sws_getContext + sws_scale, which never see the frame's colour tags:
+    YUV is read with the BT.601 matrix, full range only for the yuvj* formats. PyAV's
+    sws_scale_frame would honour the tags (BT.709 for most HD and phone video, about 18 bits away
+    on a tagged test clip), so the legacy reading is requested explicitly."""
+    if fmt.is_rgb or fmt.has_palette or len(fmt.components) < 3:
+        return {}
+    return {"src_colorspace": "ITU601", "dst_colorspace": "ITU601",
+            "src_color_range": "JPEG" if fmt.name.startswith("yuvj") else "MPEG"}
+
+
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """uint8[height, width, 3]: swscale to RGB24 at full size with AREA interpolation, reading
-    untagged YUV as BT.601 like vpdq's sws_getContext does."""
-    return frame.to_ndarray(format="rgb24", interpolation="AREA", threads=1)
+    YUV as vpdq's legacy swscale context does (see _legacy_yuv_options)."""
+    return frame.to_ndarray(format="rgb24", interpolation="AREA", threads=1,
+                            **_legacy_yuv_options(frame.format))
 
 
 def _hash_frame(frame: av.VideoFrame) -> tuple[bytes, int]:

@@ -30,10 +30,12 @@ def video_frames(count: int, height: int, width: int, seed: int = 0):
 
 
 def make_video(path, frames, size: tuple[int, int] | None = None, fps: int = 30,
-               codec: str = "mpeg4", pix_fmt: str = "yuv420p", audio: bool = False) -> Path:
+               codec: str = "mpeg4", pix_fmt: str = "yuv420p", audio: bool = False,
+               colorspace: int | None = None) -> Path:
     """Encodes `frames` (an int count, or an iterable of uint8[h, w, 3]) with PyAV.
 
-    size is (width, height) and only used when frames is a count. Returns the path.
+    size is (width, height) and only used when frames is a count. colorspace: an AVColorSpace
+    tag for the stream (1 = BT.709). Returns the path.
     """
     import av
 
@@ -49,6 +51,8 @@ def make_video(path, frames, size: tuple[int, int] | None = None, fps: int = 30,
                 stream = out.add_stream(codec, rate=fps)
                 stream.height, stream.width = rgb.shape[:2]
                 stream.pix_fmt = pix_fmt
+                if colorspace is not None:
+                    stream.codec_context.colorspace = colorspace
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)

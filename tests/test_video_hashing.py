@@ -179,3 +179,25 @@ def test_hash_file_passes_progress_for_videos(clip):
     got = hash_file(clip, progress=lambda done, total: calls.append(done))
     assert isinstance(got, VideoHashes)
     assert calls[-1] == 90
+
+
+def test_yuv_is_read_as_bt601_whatever_the_tags_say(tmp_path):
+    """vpdq's swscale context never sees colour tags, so a BT.709-tagged clip is still converted
+    with the BT.601 matrix (limited range). Checked against the textbook formula on 4:4:4 frames
+    (no chroma resampling), where honouring the tag would be off by up to ~30 levels."""
+    import numpy as np
+
+    path = make_video(tmp_path / "bt709.mp4", 3, (96, 64), codec="libx264", pix_fmt="yuv444p",
+                      colorspace=1)
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+    assert frame.colorspace == 1
+    y, u, v = (plane.astype(np.float64) for plane in frame.to_ndarray())
+    y, u, v = (y - 16) * 255 / 219, (u - 128) * 255 / 224, (v - 128) * 255 / 224
+    bt601 = np.clip(np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], -1)
+                    .round(), 0, 255)
+    assert np.abs(video.frame_to_rgb(frame) - bt601).max() <= 1
+    tagged = frame.to_ndarray(format="rgb24", interpolation="AREA").astype(np.float64)
+    assert np.abs(tagged - bt601).max() > 10
+    got = hash_video(path, seconds_per_hash=0)
+    assert (got.frames[0].pdq, got.frames[0].quality) == pdq_hash(video.frame_to_rgb(frame))
