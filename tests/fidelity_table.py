@@ -216,6 +216,7 @@ def _swscale_tables() -> list[str]:
     import av
     from av.video.reformatter import Interpolation
 
+    from hashmatch.clients.video import _legacy_yuv_options
     from hashmatch.core.pdq import pdq_hash
 
     flags = {"AREA (ours, vpdq's flags)": Interpolation.AREA,
@@ -228,7 +229,8 @@ def _swscale_tables() -> list[str]:
             exact, worst = 0, 0
             with av.open(str(mp4)) as c:
                 for i, frame in enumerate(c.decode(video=0)):
-                    h, q = pdq_hash(frame.to_ndarray(format="rgb24", interpolation=flag))
+                    h, q = pdq_hash(frame.to_ndarray(format="rgb24", interpolation=flag,
+                                                     **_legacy_yuv_options(frame.format)))
                     d = _distance(h, expected[i].hash)
                     exact += d == 0
                     if q >= MIN_QUALITY and expected[i].quality >= MIN_QUALITY:
