@@ -163,17 +163,19 @@ def hash_video(path, seconds_per_hash: float = 1.0, progress: Progress | None = 
     return video.hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
 
 
-def hash_file(path, progress: Progress | None = None) -> FileHashes:
+def hash_file(path, progress: Progress | None = None, seconds_per_hash: float = 1.0) -> FileHashes:
     """Hashes of a photo or video, told apart by content (not by file name).
 
-    Returns ImageHashes for a still image, VideoHashes (1 frame a second) for a video. Raises
-    UnsupportedFileError for anything else, FileNotFoundError for a missing path.
+    Returns ImageHashes for a still image, VideoHashes (one frame every seconds_per_hash) for a
+    video; progress is only called for videos. Raises UnsupportedFileError for anything else
+    (including an image that is broken: it is not retried as a video), FileNotFoundError for a
+    missing path.
     """
     path = _check_readable(path)
     img = _open_image(path)
     if img is not None:
         return _hash_opened_image(path, img)
-    return hash_video(path, progress=progress)
+    return hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
 
 
 __all__ = ["ImageHashes", "VideoFrame", "VideoHashes", "FileHashes", "UnsupportedFileError",

@@ -201,3 +201,8 @@ def test_yuv_is_read_as_bt601_whatever_the_tags_say(tmp_path):
     assert np.abs(tagged - bt601).max() > 10
     got = hash_video(path, seconds_per_hash=0)
     assert (got.frames[0].pdq, got.frames[0].quality) == pdq_hash(video.frame_to_rgb(frame))
+
+
+def test_hash_file_takes_the_sampling_interval(clip):
+    got = hash_file(clip, seconds_per_hash=0.5)
+    assert [f.frame_number for f in got.frames] == list(range(0, 90, 15))
