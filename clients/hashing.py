@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from hashmatch.core.pdq import pdq_hash
 
 Progress = Callable[[int, Union[int, None]], None]
-"""progress(frames_done, frames_total_or_None), called from the hashing thread."""
+"""progress(frames_decoded, frames_total_or_None), called in the caller's thread after each frame."""
 
 _CHUNK = 1 << 20
 # Pillow identifies these containers but cannot decode them; they are videos to us.
@@ -140,6 +140,8 @@ def _check_readable(path) -> str:
         raise UnsupportedFileError(f"{path}: is a directory, not a file")
     if os.path.getsize(path) == 0:
         raise UnsupportedFileError(f"{path}: file is empty")
+    with open(path, "rb"):  # PermissionError here, not a misleading "not a video" later
+        pass
     return path
 
 

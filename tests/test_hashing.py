@@ -165,3 +165,17 @@ def test_decompression_bomb_is_refused_clearly(tmp_path, rgb, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UnsupportedFileError, match="big.png.*too large"):
         hash_image(path)
+
+
+def test_unreadable_file_is_an_os_error_not_a_format_error(tmp_path, rgb):
+    import os
+
+    path = save(tmp_path, Image.fromarray(rgb), "locked.png")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running with privileges that ignore file permissions")
+        with pytest.raises(PermissionError):
+            hash_file(path)
+    finally:
+        path.chmod(0o600)
