@@ -80,7 +80,7 @@ def _numpy_range_search(queries, hashes, threshold, threads=1):
 def _load_numba():
     import numba
 
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True)
     def _count(queries, hashes, threshold, counts):
         for i in range(queries.shape[0]):
             c = 0
@@ -92,7 +92,7 @@ def _load_numba():
                     c += 1
             counts[i] = c
 
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True)
     def _fill(queries, hashes, threshold, offsets, rows, dists):
         for i in range(queries.shape[0]):
             k = offsets[i]
