@@ -3,7 +3,8 @@
 The rules, from vpdq's filehasher/ffmpegwrapper:
 - the first video stream; fps = its average frame rate, else its real (guessed) rate;
 - every k-th frame in decoder output order is hashed, k = max(1, int(seconds_per_hash * fps));
-- frame_number is the 0-based index of the frame in decoder output, timestamp = frame_number / fps;
+- frame_number is the 0-based index of the frame in decoder output, timestamp = frame_number / fps
+  (divided in 32-bit floats, as vpdq does, so printed timestamps agree to the last digit);
 - each sampled frame is converted to RGB24 at full size by swscale with AREA interpolation,
   reading YUV as BT.601 whatever the colour tags say (vpdq's swscale context never sees them),
   then hashed with plain PDQ.
@@ -57,6 +58,11 @@ def frame_rate(stream) -> Fraction | None:
         if rate is not None and rate > 0:
             return Fraction(rate)
     return None
+
+
+def vpdq_timestamp(frame_number: int, fps: float) -> float:
+    """Seconds of a frame, computed as vpdq does: float32(frame_number) / float32(fps)."""
+    return float(np.float32(frame_number) / np.float32(fps))
 
 
 def _legacy_yuv_options(fmt) -> dict:
@@ -149,8 +155,8 @@ def _decode_and_hash(path, container, stream, step, fps, total, progress, worker
     def collect_one():
         number, future = pending.popleft()
         pdq, quality = future.result()
-        frames.append(VideoFrame(frame_number=number, timestamp=number / fps, pdq=pdq,
-                                 quality=quality))
+        frames.append(VideoFrame(frame_number=number, timestamp=vpdq_timestamp(number, fps),
+                                 pdq=pdq, quality=quality))
 
     decoded = 0
     last_time = None
@@ -198,4 +204,4 @@ def _check_complete(path, container, stream, decoded, last_time, fps) -> None:
                                    f"{covered:.2f} s of the {duration:.2f} s it announces")
 
 
-__all__ = ["hash_video", "frame_rate", "frame_to_rgb", "default_workers"]
+__all__ = ["hash_video", "frame_rate", "frame_to_rgb", "default_workers", "vpdq_timestamp"]
