@@ -12,6 +12,7 @@ Exit codes: 0 all went well, 1 some item failed or the server refused, 2 usage e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import sys
@@ -243,7 +244,6 @@ def cmd_submit(args, reporter: output.Reporter) -> None:
 
 
 def _without_pdq(hashes):
-    import dataclasses
     return dataclasses.replace(hashes, pdq=b"", quality=0)
 
 
@@ -311,13 +311,13 @@ def _match_hash_file(client, args, reporter) -> None:
     total, matched = 0, 0
     for kind, pairs in lines.items():
         total += len(pairs)
-        hex_by_line = {number: value.hex() for number, value in pairs}
         found = match_pairs(client, kind, pairs, args.threshold, reporter,
                             args.include_video_frames, describe=lambda n: f"line {n}")
-        for number in sorted(found):
-            matched += 1
-            reporter.emit(*output.hash_line_matches(args.hashes, number, hex_by_line[number],
-                                                    kind, found[number]))
+        for number, value in pairs:
+            if number in found:
+                matched += 1
+                reporter.emit(*output.hash_line_matches(args.hashes, number, value.hex(), kind,
+                                                        found[number]))
     elapsed = time.monotonic() - started
     if not reporter.json_mode:
         rate = f", {total / elapsed:,.0f} hashes/s" if elapsed > 0 and total else ""
@@ -334,8 +334,6 @@ def cmd_info(args, reporter: output.Reporter) -> None:
 
 
 def cmd_serve(args, reporter: output.Reporter) -> None:
-    import dataclasses
-
     from hashmatch.server.app import serve
     from hashmatch.server.config import ServerConfig
 

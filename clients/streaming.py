@@ -56,9 +56,9 @@ class StreamingMatcher:
                 ...
 
     Or feed from one thread with `add` / `add_many` and `close()`, and read `results()` in
-    another. `add` blocks while `max_in_flight` batches are unanswered (backpressure).
-    `batch_size` is capped at the server's `max_batch_hashes`; `max_in_flight` None asks the
-    server (GetListInfo) for its window.
+    another. `add` blocks while the window is full and two more batches wait (backpressure).
+    The server's limits (GetListInfo) cap `batch_size` (at `max_batch_hashes`) and
+    `max_in_flight`; None takes the server's window as it is.
     """
 
     def __init__(self, client: HashmatchClient, signal_type="pdq", *,
@@ -73,14 +73,13 @@ class StreamingMatcher:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
         if linger <= 0:
             raise ValueError(f"linger must be > 0 seconds, got {linger}")
-        if max_in_flight is None or batch_size > DEFAULT_BATCH_SIZE:
-            info = client.list_info()
-            if max_in_flight is None:
-                max_in_flight = info.max_in_flight or 1
-            if info.max_batch_hashes:
-                batch_size = min(batch_size, info.max_batch_hashes)
-        if max_in_flight < 1:
+        if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        info = client.list_info()
+        if info.max_in_flight:
+            max_in_flight = min(max_in_flight or info.max_in_flight, info.max_in_flight)
+        if info.max_batch_hashes:
+            batch_size = min(batch_size, info.max_batch_hashes)
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self._hash_bytes = HASH_BYTES[self._signal_type]
