@@ -125,10 +125,16 @@ PYBIND11_MODULE(_pdq, m) {
   m.attr("VERSION") = HASHMATCH_VERSION;
   m.attr("HASH_BYTES") = pdq::kHashBytes;
   m.attr("MIN_HASHABLE_DIM") = pdq::kMinHashableDim;
-  m.def("pdq_hash", &pdq_hash, py::arg("rgb"));
-  m.def("pdq_hash_dihedral", &pdq_hash_dihedral, py::arg("rgb"));
-  m.def("pdq_hash_luma", &pdq_hash_luma, py::arg("luma"));
-  m.def("luma_from_rgb", &luma_from_rgb, py::arg("rgb"));
-  m.def("jarosz_window_size", &pdq::jarosz_window_size, py::arg("old_dim"), py::arg("new_dim"));
-  m.def("dct_matrix", &dct_matrix);
+  m.def("pdq_hash", &pdq_hash, py::arg("rgb"),
+        "uint8[h, w, 3] RGB -> (32-byte hash in printed order, quality 0..100)");
+  m.def("pdq_hash_dihedral", &pdq_hash_dihedral, py::arg("rgb"),
+        "uint8[h, w, 3] RGB -> (8 hashes: original, rot90, rot180, rot270, flipx, flipy, "
+        "flipplus1, flipminus1; quality)");
+  m.def("pdq_hash_luma", &pdq_hash_luma, py::arg("luma"),
+        "float32[h, w] luma -> (32-byte hash, quality); the input is not modified");
+  m.def("luma_from_rgb", &luma_from_rgb, py::arg("rgb"),
+        "uint8[h, w, 3] RGB -> float32[h, w] luma, the reference's float32 formula");
+  m.def("jarosz_window_size", &pdq::jarosz_window_size, py::arg("old_dim"), py::arg("new_dim"),
+        "box-filter window for downscaling old_dim to new_dim: ceil(old_dim / (2 new_dim))");
+  m.def("dct_matrix", &dct_matrix, "float32[16, 64]: the DCT rows 1..16 PDQ keeps");
 }
