@@ -63,7 +63,8 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
                 frames_bar.update(done - frames_bar.n)
 
             try:
-                hashes = _hash_one(hashing, path, seconds_per_hash, frames_done)
+                hashes = hashing.hash_file(path, progress=frames_done,
+                                           seconds_per_hash=seconds_per_hash)
             except (hashing.UnsupportedFileError, OSError) as error:
                 reporter.fail(_file_problem(path, error), path=path)
             except Exception as error:  # a decoder's own failure must not stop the other files
@@ -75,15 +76,6 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
                 if frames_bar is not None:
                     frames_bar.close()
             files_bar.update(1)
-
-
-def _hash_one(hashing, path: str, seconds_per_hash: float, progress):
-    if seconds_per_hash == 1.0:
-        return hashing.hash_file(path, progress=progress)
-    try:
-        return hashing.hash_image(path)
-    except hashing.UnsupportedFileError:
-        return hashing.hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
 
 
 def _file_problem(path: str, error: Exception) -> str:

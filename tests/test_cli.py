@@ -101,6 +101,8 @@ def test_hash_video_compact_and_with_frames(capsys, tmp_path):
     assert len(out.splitlines()) == 1 and "frames hashed" in out
     code, out, _ = run(capsys, "hash", "--frames", video)
     assert len(out.splitlines()) == 1 + lines[0]["frame_count"]
+    code, denser, _ = run(capsys, "hash", "--json", "--seconds-per-hash", "0.5", video)
+    assert denser[0]["frame_count"] > lines[0]["frame_count"]
 
 
 def test_usage_errors_exit_2(capsys, tmp_path):
