@@ -36,7 +36,10 @@ _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.ListInfo", "GetListInfo"),
 ]
 
-_RETRY_SERVICE_CONFIG = json.dumps({
+# round_robin: a target that resolves to several servers (dns:///list.example:50051) spreads
+# calls and streams over all of them, as the brief's multi-server setup expects.
+_SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
         "name": [{"service": service, "method": method} for service, method in _IDEMPOTENT_METHODS],
         "retryPolicy": {
@@ -218,7 +221,7 @@ class HashmatchClient:
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.enable_retries", 1),
-            ("grpc.service_config", _RETRY_SERVICE_CONFIG),
+            ("grpc.service_config", _SERVICE_CONFIG),
         ]
         overridden = {name for name, _ in options}
         channel_options = [opt for opt in base_options if opt[0] not in overridden] + list(options)

@@ -288,3 +288,10 @@ def test_pin_is_asked_without_echo_in_a_terminal(capsys, live_server, photos, mo
     assert code == 0 and "active" in out
     assert prompts == [f"PIN for case {case_id}: "]
     assert pin not in out + err
+
+
+def test_serve_rejects_inconsistent_limits_before_starting(capsys, tmp_path):
+    code, _, err = run(capsys, "serve", "--db", tmp_path / "x.db", "--listen", "127.0.0.1:0",
+                       "--max-threshold", "10")
+    assert code == 2 and "default_threshold" in err
+    assert not (tmp_path / "x.db").exists()
