@@ -83,6 +83,7 @@ class StreamingMatcher:
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self._hash_bytes = HASH_BYTES[self._signal_type]
+        self._target = client.target
         self._linger = linger
         self._threshold = threshold
         self._include_video_frames = include_video_frames
@@ -302,7 +303,7 @@ class StreamingMatcher:
             broken = HashmatchError(grpc.StatusCode.INTERNAL,
                                     "the server ended the stream before answering this batch")
         except grpc.RpcError as error:
-            broken = HashmatchError.from_rpc_error(error)
+            broken = HashmatchError.from_rpc_error(error, self._target)
         with self._cond:
             unanswered = [(sequence, ids) for sequence, ids in sorted(self._pending.items())]
             unsent = list(self._sealed) + ([(tuple(self._buffer_ids), b"")]

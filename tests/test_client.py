@@ -256,6 +256,17 @@ def test_stream_maps_out_of_order_answers_to_caller_ids(client):
     assert watcher.sent == len(outcomes)
 
 
+@pytest.mark.parametrize("batch_size", [1, 7, 4096])
+def test_stream_answers_every_item_once_whatever_the_batch_size(client, batch_size):
+    hashes = random_hashes(300, seed=batch_size)
+    with StreamingMatcher(client, "pdq", batch_size=batch_size) as matcher:
+        outcomes = list(matcher.match(zip(range(300), hashes)))
+    assert sorted(i for o in outcomes for i in o.item_ids) == list(range(300))
+    assert all(len(o.item_ids) <= batch_size for o in outcomes)
+    matched = sorted(item_id for o in outcomes for item_id, _ in o.matches)
+    assert matched == list(range(0, 300, 7))
+
+
 def test_stream_reports_a_rejected_batch_and_goes_on(client):
     hashes = random_hashes(100, seed=3)
     hashes[42] = POISON
