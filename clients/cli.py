@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
+import itertools
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -296,24 +298,97 @@ def _match_video(client, path, hashes, threshold, reporter) -> list:
 
 
 def _match_hash_file(client, args, reporter) -> None:
+    """Matches a file of hex hashes and prints the lines that match.
+
+    Up to STREAM_ABOVE hashes: one MatchBatch per kind, printed in line order. More: read and
+    matched as a stream (one StreamingMatcher per kind), so a file or pipe of any length runs
+    in constant memory; lines are printed as their answers arrive.
+    """
     started = time.monotonic()
-    lines = {"pdq": [], "md5": []}
-    for number, kind, value in read_hash_lines(args.hashes, reporter):
-        lines[kind].append((number, value))
-    total, matched = 0, 0
-    for kind, pairs in lines.items():
-        total += len(pairs)
-        found = match_pairs(client, kind, pairs, args.threshold, reporter,
-                            args.include_video_frames, describe=lambda n: f"line {n}")
-        for number, value in pairs:
-            if number in found:
-                matched += 1
-                reporter.emit(*output.hash_line_matches(args.hashes, number, value.hex(), kind,
-                                                        found[number]))
+    lines = read_hash_lines(args.hashes, reporter)
+    head = list(itertools.islice(lines, STREAM_ABOVE + 1))
+    matched = _LineCounter()
+
+    def print_hits(kind, number, value, hits):
+        matched.add()
+        reporter.emit(*output.hash_line_matches(args.hashes, number, value.hex(), kind, hits))
+
+    if len(head) <= STREAM_ABOVE:
+        for kind in ("pdq", "md5"):
+            pairs = [((number, value), value) for number, k, value in head if k == kind]
+            found = match_pairs(client, kind, pairs, args.threshold, reporter,
+                                args.include_video_frames, describe=lambda item: f"line {item[0]}")
+            for number, value in sorted(found):
+                print_hits(kind, number, value, found[(number, value)])
+        total = len(head)
+    else:
+        total = _stream_hash_lines(client, args, reporter, itertools.chain(head, lines),
+                                   print_hits)
     elapsed = time.monotonic() - started
     if not reporter.json_mode:
         rate = f", {total / elapsed:,.0f} hashes/s" if elapsed > 0 and total else ""
-        reporter.note(f"{total} hash(es) checked, {matched} matched ({elapsed:.2f} s{rate})")
+        reporter.note(f"{total} hash(es) checked, {matched.count} matched "
+                      f"({elapsed:.2f} s{rate})")
+
+
+class _LineCounter:
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def _stream_hash_lines(client, args, reporter, lines, print_hits) -> int:
+    """Feeds (line, kind, hash) onto one stream per kind; returns how many were sent."""
+    from hashmatch.clients.streaming import StreamingMatcher
+
+    matchers, readers, total = {}, [], 0
+    bar = reporter.progress(None, "hash", "matching")
+    try:
+        for number, kind, value in lines:
+            matcher = matchers.get(kind)
+            if matcher is None:
+                matcher = matchers[kind] = StreamingMatcher(
+                    client, kind, threshold=args.threshold,
+                    include_video_frames=args.include_video_frames)
+                reader = threading.Thread(target=_print_outcomes, daemon=True,
+                                          args=(matcher, kind, reporter, print_hits, bar))
+                reader.start()
+                readers.append(reader)
+            matcher.add((number, value), value)
+            total += 1
+    except BaseException:
+        for matcher in matchers.values():
+            matcher.cancel()
+        raise
+    finally:
+        for matcher in matchers.values():
+            matcher.close()
+        for reader in readers:
+            reader.join()
+        bar.close()
+    for matcher in matchers.values():
+        if matcher.error is not None:
+            raise matcher.error
+    return total
+
+
+def _print_outcomes(matcher, kind, reporter, print_hits, bar) -> None:
+    for outcome in matcher.results():
+        bar.update(len(outcome.item_ids))
+        if outcome.error is not None:
+            first, last = outcome.item_ids[0][0], outcome.item_ids[-1][0]
+            reporter.fail(f"{len(outcome.item_ids)} {kind} hashes (lines {first} to {last}) "
+                          f"were not matched: {outcome.error}", code=outcome.error.code.name)
+            continue
+        hits_by_line = defaultdict(list)
+        for item, hit in outcome.matches:
+            hits_by_line[item].append(hit)
+        for (number, value), hits in hits_by_line.items():
+            print_hits(kind, number, value, hits)
 
 
 def cmd_info(args, reporter: output.Reporter) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import threading
 from typing import TextIO
 
 from tqdm import tqdm
@@ -23,28 +24,32 @@ class Reporter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.failures = 0
+        self._lock = threading.RLock()  # streams report from their reader threads
 
     def emit(self, record: dict, text: str) -> None:
         """Writes one result: `record` as JSON with --json, else `text` (may span lines)."""
-        if self.json_mode:
-            _write(json.dumps(record, separators=(",", ":")), self.out)
-        elif text:
-            _write(text, self.out)
+        with self._lock:
+            if self.json_mode:
+                _write(json.dumps(record, separators=(",", ":")), self.out)
+            elif text:
+                _write(text, self.out)
 
     def fail(self, message: str, show: bool = True, **fields) -> None:
         """Reports one failed item (counted: the command then exits non-zero).
 
         `show=False` keeps it off stderr (a flood of bad lines); --json still writes it.
         """
-        self.failures += 1
-        if show:
-            _write(f"hashmatch: {message}", self.err)
-        if self.json_mode:
-            self.emit({"error": message, **fields}, "")
+        with self._lock:
+            self.failures += 1
+            if show:
+                _write(f"hashmatch: {message}", self.err)
+            if self.json_mode:
+                self.emit({"error": message, **fields}, "")
 
     def note(self, text: str) -> None:
         """A remark for people (summaries, hints); stderr, so stdout stays the results."""
-        _write(text, self.err)
+        with self._lock:
+            _write(text, self.err)
 
     def progress(self, total: int | None, unit: str, description: str = "",
                  hidden: bool = False):
