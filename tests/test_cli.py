@@ -4,6 +4,7 @@ Checks what people and scripts rely on: every command's --json lines, messages f
 and bad lines, exit codes (0 ok, 1 some item failed or server refused, 2 usage), PINs never
 printed except once at submission. tests/test_e2e.py runs the same command as a subprocess.
 """
+import io
 import json
 
 import numpy as np
@@ -197,7 +198,8 @@ def test_match_hash_file_reports_bad_lines_and_md5(capsys, live_server, photos, 
     assert found[(5, "md5")][0]["entry_id"] == found[(3, "pdq")][0]["entry_id"]
 
 
-def test_match_large_hash_file_streams(capsys, start_server, random_hashes, tmp_path):
+def test_match_large_hash_input_streams_from_stdin(capsys, start_server, random_hashes,
+                                                   tmp_path, monkeypatch):
     db = str(tmp_path / "big.db")
     listed = random_hashes(5000, seed=11)
     store = Store(db)
@@ -210,13 +212,14 @@ def test_match_large_hash_file_streams(capsys, start_server, random_hashes, tmp_
     planted = {7: 0, 1500: 17, 2999: 4999}
     for row, listed_row in planted.items():
         queries[row] = listed[listed_row]
-    hash_file = tmp_path / "queries.txt"
-    hash_file.write_text("".join(row.tobytes().hex() + "\n" for row in queries))
+    md5_lines = [row[:16].tobytes().hex() for row in random_hashes(500, seed=13)]
+    text = "".join(row.tobytes().hex() + "\n" for row in queries) + "\n".join(md5_lines) + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
     code, lines, _ = run(capsys, "match", "--json", "--server", server.target,
-                         "--api-key", server.api_key, "--hashes", hash_file, "--threshold", "0")
+                         "--api-key", server.api_key, "--hashes", "-", "--threshold", "0")
     assert code == 0
     assert sorted(line["line"] for line in lines) == [row + 1 for row in sorted(planted)]
-    assert all(line["matches"][0]["distance"] == 0 for line in lines)
+    assert all(line["input"] == "-" and line["matches"][0]["distance"] == 0 for line in lines)
 
 
 def test_wrong_api_key_and_unreachable_server(capsys, live_server, photos):
