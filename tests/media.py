@@ -102,3 +102,38 @@ def truncate(src, dst, keep: float = 0.5) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * keep)])
     return Path(dst)
+
+
+def reencode(src, dst, size: tuple[int, int] | None = None, bit_rate: int | None = None,
+             drop_first: int = 0, drop_last: int = 0, codec: str = "mpeg4") -> Path:
+    """A copy of the video `src` as a platform might receive it: decoded and encoded again.
+
+    size (width, height) rescales every frame (swscale); bit_rate (bits/s) sets the encoder's
+    target; drop_first / drop_last frames are cut (a trimmed copy). Keeps the frame rate.
+    Frames pass from decoder to encoder without an RGB round trip. Returns the path.
+    """
+    import av
+
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate
+        total = stream.frames
+        width, height = size or (stream.codec_context.width, stream.codec_context.height)
+        encoder = out.add_stream(codec, rate=rate)
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        if bit_rate:
+            encoder.bit_rate = bit_rate
+        written = 0
+        for number, frame in enumerate(source.decode(stream)):
+            if number < drop_first or (total and number >= total - drop_last):
+                continue
+            frame = frame.reformat(width=width, height=height, format="yuv420p")
+            frame.pts, frame.time_base = written, Fraction(1, rate)
+            written += 1
+            for packet in encoder.encode(frame):
+                out.mux(packet)
+        for packet in encoder.encode():
+            out.mux(packet)
+    return dst
