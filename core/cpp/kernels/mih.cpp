@@ -37,54 +37,63 @@ inline bool found_earlier(const uint64_t* x, const MihIndex::Slot* slots, const 
     return false;
 }
 
+// A candidate is packed as row << 32 | query-in-batch << 4 | slot.
+inline uint64_t pack_pair(uint32_t row, uint32_t query, int slot) {
+    return (uint64_t{row} << 32) | (uint64_t{query} << 4) | static_cast<uint64_t>(slot);
+}
+constexpr uint32_t kMaxBatch = 1u << 20;
+
 struct VerifyArgs {
-    const uint64_t* q;
+    const uint64_t* queries;  // the batch's queries
     const uint64_t* hashes;
-    const uint32_t* cand;
+    const uint64_t* pairs;    // sorted by row block
     size_t count;
-    size_t readable;  // candidates that may be prefetched from cand onwards
-    int k;
     int threshold;
     const MihIndex::Slot* slots;
     const int* radii;
 };
 
-void verify_portable(const VerifyArgs& a, std::vector<uint64_t>& out) {
+constexpr size_t kHashAhead = 16;
+
+template <bool kPrefetch>
+inline void verify_scalar(const VerifyArgs& a, std::vector<uint64_t>* hits) {
     for (size_t c = 0; c < a.count; ++c) {
-        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
-        const uint64_t x[4] = {a.q[0] ^ h[0], a.q[1] ^ h[1], a.q[2] ^ h[2], a.q[3] ^ h[3]};
+        if (kPrefetch && c + kHashAhead < a.count)
+            __builtin_prefetch(a.hashes + (a.pairs[c + kHashAhead] >> 32) * kWords);
+        const uint64_t pair = a.pairs[c];
+        const uint32_t row = static_cast<uint32_t>(pair >> 32);
+        const uint32_t qi = static_cast<uint32_t>(pair >> 4) & (kMaxBatch - 1);
+        const int k = static_cast<int>(pair & 15);
+        const uint64_t* h = a.hashes + size_t{row} * kWords;
+        const uint64_t* q = a.queries + size_t{qi} * kWords;
+        const uint64_t x[4] = {q[0] ^ h[0], q[1] ^ h[1], q[2] ^ h[2], q[3] ^ h[3]};
         const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
                       __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
-        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, a.k))
-            out.push_back(pack_hit(a.cand[c], d));
+        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, k))
+            hits[qi].push_back(pack_hit(row, d));
     }
 }
 
-constexpr size_t kHashAhead = 24;
+void verify_portable(const VerifyArgs& a, std::vector<uint64_t>* hits) {
+    verify_scalar<false>(a, hits);
+}
 
 __attribute__((target("popcnt"))) void verify_popcnt(const VerifyArgs& a,
-                                                     std::vector<uint64_t>& out) {
-    for (size_t c = 0; c < a.count; ++c) {
-        if (c + kHashAhead < a.readable)
-            __builtin_prefetch(a.hashes + static_cast<size_t>(a.cand[c + kHashAhead]) * kWords);
-        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
-        const uint64_t x[4] = {a.q[0] ^ h[0], a.q[1] ^ h[1], a.q[2] ^ h[2], a.q[3] ^ h[3]};
-        const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
-                      __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
-        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, a.k))
-            out.push_back(pack_hit(a.cand[c], d));
-    }
+                                                     std::vector<uint64_t>* hits) {
+    verify_scalar<true>(a, hits);
 }
 
 __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_avx512(
-    const VerifyArgs& a, std::vector<uint64_t>& out) {
-    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q));
+    const VerifyArgs& a, std::vector<uint64_t>* hits) {
     for (size_t c = 0; c < a.count; ++c) {
-        if (c + kHashAhead < a.readable)
-            __builtin_prefetch(a.hashes + static_cast<size_t>(a.cand[c + kHashAhead]) * kWords);
-        const uint64_t* h = a.hashes + static_cast<size_t>(a.cand[c]) * kWords;
-        const __m256i x =
-            _mm256_xor_si256(qv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h)));
+        if (c + kHashAhead < a.count)
+            __builtin_prefetch(a.hashes + (a.pairs[c + kHashAhead] >> 32) * kWords);
+        const uint64_t pair = a.pairs[c];
+        const uint32_t row = static_cast<uint32_t>(pair >> 32);
+        const uint32_t qi = static_cast<uint32_t>(pair >> 4) & (kMaxBatch - 1);
+        const __m256i x = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.queries + size_t{qi} * kWords)),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.hashes + size_t{row} * kWords)));
         const __m256i pc = _mm256_popcnt_epi64(x);
         const __m128i s2 =
             _mm_add_epi64(_mm256_castsi256_si128(pc), _mm256_extracti128_si256(pc, 1));
@@ -92,7 +101,8 @@ __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_a
         if (d > a.threshold) continue;
         alignas(32) uint64_t xs[4];
         _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
-        if (!found_earlier(xs, a.slots, a.radii, a.k)) out.push_back(pack_hit(a.cand[c], d));
+        if (!found_earlier(xs, a.slots, a.radii, static_cast<int>(pair & 15)))
+            hits[qi].push_back(pack_hit(row, d));
     }
 }
 
@@ -194,15 +204,13 @@ size_t MihIndex::memory_bytes() const {
     return total;
 }
 
-bool MihIndex::search_one(const uint64_t* q, int threshold, const Radii& radii, CpuPath path,
-                          size_t limit, std::vector<uint64_t>& probes,
-                          std::vector<uint32_t>& cand, std::vector<uint64_t>& out) const {
-    // Three passes so the random reads of each overlap instead of waiting one by one: bucket
-    // bounds (offsets tables), then candidate rows (bucket lists), then the hashes themselves.
-    // A probe is packed as (begin << 32) | end.
+bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_t limit,
+                       std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const {
+    // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists), each
+    // pass prefetching ahead so the random reads overlap. A probe is (begin << 32) | end.
     constexpr size_t kAhead = 16;
     const int m = static_cast<int>(slots_.size());
-    size_t probe_start[kMaxSlots + 1], cand_start[kMaxSlots + 1];
+    size_t probe_start[kMaxSlots + 1];
     probes.clear();
     size_t total = 0;
     for (int k = 0; k < m; ++k) {
@@ -224,35 +232,58 @@ bool MihIndex::search_one(const uint64_t* q, int threshold, const Radii& radii, 
     }
     if (total > limit) return false;
     probe_start[m] = probes.size();
-    cand.clear();
     for (int k = 0; k < m; ++k) {
-        cand_start[k] = cand.size();
         const uint8_t* rows = rows_[k].data();
         const size_t p0 = probe_start[k], p1 = probe_start[k + 1];
         for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
             __builtin_prefetch(rows + (probes[p] >> 32) * row_bytes_);
         for (size_t p = p0; p < p1; ++p) {
-            if (p + kAhead < p1) __builtin_prefetch(rows + (probes[p + kAhead] >> 32) * row_bytes_);
+            if (p + kAhead < p1)
+                __builtin_prefetch(rows + (probes[p + kAhead] >> 32) * row_bytes_);
             const uint32_t begin = static_cast<uint32_t>(probes[p] >> 32);
             const uint32_t end = static_cast<uint32_t>(probes[p]);
-            for (uint32_t i = begin; i < end; ++i) cand.push_back(read_row(rows, i, row_bytes_));
+            for (uint32_t i = begin; i < end; ++i)
+                pairs.push_back(pack_pair(read_row(rows, i, row_bytes_), qi, k));
         }
     }
-    cand_start[m] = cand.size();
-    const bool simd = path == CpuPath::avx512 && has_avx512vl();
-    for (int k = 0; k < m; ++k) {
-        const VerifyArgs args{q, hashes_, cand.data() + cand_start[k],
-                              cand_start[k + 1] - cand_start[k], cand.size() - cand_start[k],
-                              k, threshold, slots_.data(), radii.data()};
-        if (simd)
-            verify_avx512(args, out);
-        else if (path == CpuPath::portable)
-            verify_portable(args, out);
-        else
-            verify_popcnt(args, out);
-    }
-    std::sort(out.begin(), out.end());
     return true;
+}
+
+void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
+                      std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
+                      std::vector<uint64_t>* hits) const {
+    // Candidates of the whole batch are sorted by row (LSD radix, 12 bits a pass), so the
+    // hashes are read in ascending order, which the hardware prefetcher streams, instead of at
+    // random from memory.
+    constexpr int kDigit = 12;
+    int row_bits = 1;
+    while (row_bits < 32 && (size_t{1} << row_bits) < n_) ++row_bits;
+    sorted.resize(pairs.size());
+    std::vector<uint32_t> count(size_t{1} << kDigit);
+    const uint64_t mask = (uint64_t{1} << kDigit) - 1;
+    for (int shift = 32; shift < 32 + row_bits; shift += kDigit) {
+        std::fill(count.begin(), count.end(), 0);
+        for (uint64_t p : pairs) ++count[(p >> shift) & mask];
+        uint32_t sum = 0;
+        for (auto& c : count) {
+            const uint32_t here = c;
+            c = sum;
+            sum += here;
+        }
+        for (uint64_t p : pairs) sorted[count[(p >> shift) & mask]++] = p;
+        pairs.swap(sorted);
+    }
+    pairs.swap(sorted);  // the sorted candidates end in `sorted`
+    const VerifyArgs args{batch, hashes_, sorted.data(), sorted.size(), threshold, slots_.data(),
+                          radii.data()};
+    if (path == CpuPath::avx512 && has_avx512vl())
+        verify_avx512(args, hits);
+    else if (path == CpuPath::portable)
+        verify_portable(args, hits);
+    else
+        verify_popcnt(args, hits);
+    pairs.clear();
+    sorted.clear();
 }
 
 Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath path,
@@ -263,15 +294,26 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
                                     "' is not supported by this CPU");
     std::vector<std::vector<uint64_t>> hits(nq);
     std::vector<uint8_t> use_scan(nq, 1);
-    if (threshold <= max_indexed_threshold()) {
+    if (threshold <= max_indexed_threshold() && n_ > 0) {
         const Radii radii = radii_for(threshold);
         const size_t limit = n_ / kScanRatio;
+        // A batch is verified together once its candidates reach about n / 2 (at most 8M, 64
+        // MiB): by then reading the hashes in row order costs less than the random reads it
+        // replaces (measured 1.5x faster at 1M than verifying query by query).
+        const size_t flush_at = std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23);
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
-            std::vector<uint64_t> probes;
-            std::vector<uint32_t> cand;
-            for (size_t i = b; i < e; ++i)
-                use_scan[i] = !search_one(queries + i * kWords, threshold, radii, path, limit,
-                                          probes, cand, hits[i]);
+            std::vector<uint64_t> probes, pairs, sorted;
+            size_t first = b;
+            for (size_t i = b; i < e; ++i) {
+                use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
+                                       radii, limit, probes, pairs);
+                if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
+                    verify(queries + first * kWords, threshold, radii, path, pairs, sorted,
+                           hits.data() + first);
+                    first = i + 1;
+                }
+            }
+            for (size_t i = b; i < e; ++i) std::sort(hits[i].begin(), hits[i].end());
         });
     }
     std::vector<size_t> scan;

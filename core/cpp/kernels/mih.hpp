@@ -51,10 +51,14 @@ public:
 private:
     using Radii = std::vector<int>;
     Radii radii_for(int threshold) const;
-    // False (and nothing written) when the probes would visit more than `limit` rows.
-    bool search_one(const uint64_t* query, int threshold, const Radii& radii, CpuPath path,
-                    size_t limit, std::vector<uint64_t>& probes, std::vector<uint32_t>& cand,
-                    std::vector<uint64_t>& out) const;
+    // Appends the candidates of one query (index qi in its batch) to pairs; false (nothing
+    // appended) when they would be more than `limit` rows.
+    bool collect(const uint64_t* query, uint32_t qi, const Radii& radii, size_t limit,
+                 std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const;
+    // Verifies a batch's candidates against the full hashes; hits[i] gets query i's hits.
+    void verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
+                std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
+                std::vector<uint64_t>* hits) const;
 
     const uint64_t* hashes_;
     size_t n_;
