@@ -33,6 +33,7 @@ QUALITY_FLOOR = output.QUALITY_FLOOR
 # Inputs up to this many hashes go in one MatchBatch call; more go over a MatchStream.
 STREAM_ABOVE = 1000
 SHOWN_BAD_LINES = 20
+IMPORT_CHUNK = 1 << 20
 
 
 class UsageError(Exception):
@@ -447,25 +448,22 @@ def cmd_platform_add(args, reporter: output.Reporter) -> None:
 
 
 def cmd_list_import(args, reporter: output.Reporter) -> None:
+    """Imports in chunks, so a list of tens of millions of lines never sits in memory whole."""
     from hashmatch.server.store import Store
 
-    hashes = [value for _, _, value in read_hash_lines(args.file, reporter, allowed=("pdq",))]
-    bad_lines = reporter.failures
-    packed = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
-    store = Store(args.db)
+    lines = read_hash_lines(args.file, reporter, allowed=("pdq",))
+    imported, store = 0, None
     try:
-        with reporter.progress(len(packed), "hash", "importing") as bar:
-            imported = store.import_pdq_hashes(packed, progress=_bar_updater(bar))
+        with reporter.progress(None, "hash", "importing") as bar:
+            while chunk := [value for _, _, value in itertools.islice(lines, IMPORT_CHUNK)]:
+                store = store or Store(args.db)
+                packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
+                imported += store.import_pdq_hashes(packed)
+                bar.update(len(chunk))
     finally:
-        getattr(store, "close", lambda: None)()
-    reporter.emit(*output.list_imported(args.file, imported, bad_lines))
-
-
-def _bar_updater(bar):
-    """A progress callback that takes the running total done, as the store reports it."""
-    def update(done, *_):
-        bar.update(done - bar.n)
-    return update
+        if store is not None:
+            store.close()
+    reporter.emit(*output.list_imported(args.file, imported, bad_lines=reporter.failures))
 
 
 # ---------------------------------------------------------------------- command line

@@ -204,7 +204,8 @@ def platform_added(name: str, api_key: str) -> tuple[dict, str]:
 def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
     record = {"path": path, "imported": imported, "bad_lines": bad_lines}
     text = f"{path}: imported {imported} PDQ hash(es)" + (
-        f", skipped {bad_lines} bad line(s)" if bad_lines else "")
+        f", skipped {bad_lines} bad line(s)" if bad_lines else "") + (
+        "; a running server loads them when it restarts" if imported else "")
     return record, text
 
 
