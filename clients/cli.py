@@ -40,6 +40,10 @@ class UsageError(Exception):
     """The command line cannot work as given (exit code 2)."""
 
 
+class HashmatchInputError(Exception):
+    """An input file the command cannot open at all (exit code 1)."""
+
+
 # ---------------------------------------------------------------------- shared steps
 
 
@@ -130,10 +134,6 @@ def read_hash_lines(path: str, reporter: output.Reporter, allowed=("pdq", "md5")
     if bad_lines > SHOWN_BAD_LINES:
         reporter.note(f"hashmatch: {path}: {bad_lines} bad lines in all "
                       f"({bad_lines - SHOWN_BAD_LINES} not shown)")
-
-
-class HashmatchInputError(Exception):
-    """An input file the command cannot open at all (exit code 1)."""
 
 
 def _preview(token: str) -> str:

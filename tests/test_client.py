@@ -318,6 +318,15 @@ def test_broken_stream_fails_unanswered_batches_and_raises(client, fake):
     assert outcomes and all(o.error is not None for o in outcomes)
 
 
+def test_stream_flush_sends_a_partial_batch_now(client):
+    matcher = StreamingMatcher(client, "pdq", batch_size=4096, linger=3600, max_in_flight=2)
+    matcher.add("first", random_hashes(1, seed=7)[0])
+    matcher.flush()
+    assert next(matcher.results()).item_ids == ("first",)
+    matcher.close()
+    assert list(matcher.results()) == []
+
+
 @pytest.mark.parametrize("bad", [0, 16385])
 def test_stream_batch_size_limits(client, bad):
     with pytest.raises(ValueError, match="batch_size"):
