@@ -137,11 +137,15 @@ class App:
         log.info("stopped")
 
 
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.server.wait_for_termination(timeout)
+
+
 async def create_server(config: ServerConfig) -> tuple[App, int]:
     """Starts a server (health NOT_SERVING until the list is loaded); returns (app, port).
 
-    `app.server` is the grpc.aio.Server; `await app.loaded` waits for SERVING; `await
-    app.stop()` shuts it down. Listening on port 0 picks a free port.
+    `app` answers `stop(grace)` and `wait_for_termination()` like a grpc.aio.Server (which is
+    `app.server`); `await app.loaded` waits for SERVING. Listening on port 0 picks a free port.
     """
     app = App(config)
     await app.start()
