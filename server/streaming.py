@@ -48,6 +48,7 @@ async def match_stream(app, answer, platform: str, context) -> None:
             await answers.put(None)
 
     reader = asyncio.create_task(read_all())
+    answered = 0
     try:
         while (response := await answers.get()) is not None:
             try:
@@ -56,8 +57,10 @@ async def match_stream(app, answer, platform: str, context) -> None:
                 log.debug("stream ended by the client", extra={"fields": {"platform": platform}})
                 return
             slots.release()
+            answered += 1
         await reader
     finally:
         reader.cancel()
         for task in list(running):
             task.cancel()
+        log.info("stream closed", extra={"fields": {"platform": platform, "answered": answered}})

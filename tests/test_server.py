@@ -362,3 +362,11 @@ def test_concurrent_submits_and_withdrawals_keep_the_list_consistent(stubs, rand
     info = stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key)
     assert info.last_sequence == answer.list_sequence == 16 + 8
     assert {c.signal_type: c.count for c in info.counts}[PDQ] == 8
+
+
+def test_a_message_over_max_message_bytes(start_server, connect):
+    server = start_server(max_message_bytes=64 * 1024)
+    stubs = connect(server)
+    error = rejected(lambda: match(stubs, bytes(32 * 4096)))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(match(stubs, bytes(32 * 16)).matches) == 0
