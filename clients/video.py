@@ -92,8 +92,8 @@ def _open(path: str):
         return av.open(path, mode="r")
     except av.FFmpegError as e:
         raise UnsupportedFileError(
-            f"{path}: not a video this client can read (unknown, broken or truncated "
-            f"container: {e})") from e
+            f"{path}: neither an image nor a video this client can read (unknown, broken "
+            f"or truncated file: {e})") from e
 
 
 def _video_stream(path: str, container):
@@ -111,7 +111,8 @@ def _video_stream(path: str, container):
         raise UnsupportedFileError(f"{path}: looks like a text file, not a video")
     if fmt in _STILL_IMAGE_FORMATS or fmt.endswith("_pipe"):
         raise UnsupportedFileError(
-            f"{path}: a still image in a format this client cannot decode ({fmt})")
+            f"{path}: not a readable image (Pillow cannot decode it; FFmpeg "
+            f"guessed {fmt} from its name) and not a video")
     if not stream.codec_context.width or not stream.codec_context.height:
         raise UnsupportedFileError(f"{path}: video stream has no frame size (width or height 0)")
     return stream
