@@ -52,7 +52,8 @@ def _hashing():
     return hashing
 
 
-def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: float = 1.0):
+def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: float = 1.0,
+                dihedral: bool = False):
     """Hashes each file locally; yields (path, ImageHashes | VideoHashes) for those that work.
 
     A file that cannot be read or is neither image nor video is reported and skipped. Progress
@@ -71,7 +72,7 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
 
             try:
                 hashes = hashing.hash_file(path, progress=frames_done,
-                                           seconds_per_hash=seconds_per_hash)
+                                           seconds_per_hash=seconds_per_hash, dihedral=dihedral)
             except (hashing.UnsupportedFileError, OSError) as error:
                 reporter.fail(_file_problem(path, error), path=path)
             except Exception as error:  # a decoder's own failure must not stop the other files
@@ -269,8 +270,9 @@ def cmd_match(args, reporter: output.Reporter) -> None:
 
 
 def _match_files(client, args, reporter) -> None:
-    hashed = list(hash_paths(args.files, reporter, args.seconds_per_hash))
-    pdq_pairs = [(i, h.pdq) for i, (_, h) in enumerate(hashed) if not _is_video(h) and h.pdq]
+    hashed = list(hash_paths(args.files, reporter, args.seconds_per_hash, args.dihedral))
+    pdq_pairs = [(i, variant) for i, (_, h) in enumerate(hashed) if not _is_video(h) and h.pdq
+                 for variant in (h.dihedral or (h.pdq,))]
     md5_pairs = [(i, h.md5) for i, (_, h) in enumerate(hashed)]
     hits = defaultdict(list)
     for kind, pairs in (("pdq", pdq_pairs), ("md5", md5_pairs)):
@@ -286,9 +288,20 @@ def _match_files(client, args, reporter) -> None:
                 reporter.fail(f"{path}: the video could not be matched: {error}", path=path,
                               code=error.code.name)
                 continue
-        item_hits = sorted(hits[i], key=lambda h: (h.kind != "md5", h.distance, h.entry_id))
+        item_hits = _closest_per_entry(hits[i])
         kind = "video" if _is_video(hashes) else "image"
         reporter.emit(*output.file_matches(path, kind, item_hits))
+
+
+def _closest_per_entry(hits: list) -> list:
+    """One hit per (entry, kind), the closest: the 8 dihedral variants of a photo can all hit
+    the same entry. MD5 first, then by distance."""
+    closest = {}
+    for hit in hits:
+        key = (hit.entry_id, hit.kind)
+        if key not in closest or hit.distance < closest[key].distance:
+            closest[key] = hit
+    return sorted(closest.values(), key=lambda h: (h.kind != "md5", h.distance, h.entry_id))
 
 
 def _match_video(client, path, hashes, threshold, reporter) -> list:
@@ -537,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "the server's, 31)")
     sub.add_argument("--include-video-frames", action="store_true",
                      help="PDQ: also match photos against the frames of listed videos")
+    sub.add_argument("--dihedral", action="store_true",
+                     help="PDQ: also match each photo's 7 rotations and mirror images (8 "
+                          "queries per photo)")
     seconds_per_hash(sub)
 
     sub = command("info", cmd_info, "show the list's size, limits and matching backend")

@@ -23,7 +23,7 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from hashmatch.core.pdq import pdq_hash
+from hashmatch.core.pdq import pdq_hash, pdq_hash_dihedral
 
 Progress = Callable[[int, Union[int, None]], None]
 """progress(frames_decoded, frames_total_or_None), called in the caller's thread after each frame."""
@@ -41,6 +41,9 @@ class ImageHashes:
     md5: bytes
     pdq: bytes
     quality: int
+    # With dihedral=True: the PDQ of the image and of its 7 rotations/flips (core DIHEDRAL_NAMES
+    # order), so a rotated or mirrored upload can be matched; empty otherwise.
+    dihedral: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return (f"ImageHashes(path={self.path!r}, md5={self.md5.hex()}, pdq={self.pdq.hex()}, "
@@ -116,7 +119,7 @@ def _open_image(path: str) -> Image.Image | None:
     return img
 
 
-def _hash_opened_image(path: str, img: Image.Image) -> ImageHashes:
+def _hash_opened_image(path: str, img: Image.Image, dihedral: bool = False) -> ImageHashes:
     with img:
         try:
             img.load()
@@ -129,7 +132,8 @@ def _hash_opened_image(path: str, img: Image.Image) -> ImageHashes:
     except ValueError as e:
         raise UnsupportedFileError(f"{path}: cannot hash image of size "
                                    f"{rgb.shape[1]}x{rgb.shape[0]} ({e})") from e
-    return ImageHashes(path=path, md5=md5_file(path), pdq=pdq, quality=quality)
+    variants = pdq_hash_dihedral(rgb)[0] if dihedral else ()
+    return ImageHashes(path=path, md5=md5_file(path), pdq=pdq, quality=quality, dihedral=variants)
 
 
 def _check_readable(path) -> str:
@@ -145,8 +149,9 @@ def _check_readable(path) -> str:
     return path
 
 
-def hash_image(path) -> ImageHashes:
-    """MD5 and PDQ of an image file (any format Pillow reads, sniffed by content).
+def hash_image(path, dihedral: bool = False) -> ImageHashes:
+    """MD5 and PDQ of an image file (any format Pillow reads, sniffed by content); with
+    dihedral, also the PDQ of its 8 rotations/flips.
 
     Raises UnsupportedFileError when the file is not an image Pillow can decode.
     """
@@ -154,7 +159,7 @@ def hash_image(path) -> ImageHashes:
     img = _open_image(path)
     if img is None:
         raise UnsupportedFileError(f"{path}: not an image format this client can read")
-    return _hash_opened_image(path, img)
+    return _hash_opened_image(path, img, dihedral)
 
 
 def hash_video(path, seconds_per_hash: float = 1.0, progress: Progress | None = None) -> VideoHashes:
@@ -165,18 +170,19 @@ def hash_video(path, seconds_per_hash: float = 1.0, progress: Progress | None = 
     return video.hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
 
 
-def hash_file(path, progress: Progress | None = None, seconds_per_hash: float = 1.0) -> FileHashes:
+def hash_file(path, progress: Progress | None = None, seconds_per_hash: float = 1.0,
+              dihedral: bool = False) -> FileHashes:
     """Hashes of a photo or video, told apart by content (not by file name).
 
     Returns ImageHashes for a still image, VideoHashes (one frame every seconds_per_hash) for a
-    video; progress is only called for videos. Raises UnsupportedFileError for anything else
+    video; progress is only called for videos; dihedral adds an image's 8 rotation/flip hashes. Raises UnsupportedFileError for anything else
     (including an image that is broken: it is not retried as a video), FileNotFoundError for a
     missing path.
     """
     path = _check_readable(path)
     img = _open_image(path)
     if img is not None:
-        return _hash_opened_image(path, img)
+        return _hash_opened_image(path, img, dihedral)
     return hash_video(path, seconds_per_hash=seconds_per_hash, progress=progress)
 
 

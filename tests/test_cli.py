@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from hashmatch.clients import cli
+from fidelity_table import SHARED
 from hashmatch.server.store import Store
 
 
@@ -298,3 +299,21 @@ def test_serve_rejects_inconsistent_limits_before_starting(capsys, tmp_path):
                        "--max-threshold", "10")
     assert code == 2 and "default_threshold" in err
     assert not (tmp_path / "x.db").exists()
+
+
+def test_dihedral_matches_rotated_and_mirrored_uploads(capsys, live_server, tmp_path):
+    """Meta's rotated/flipped copies of one photo match only when --dihedral asks for the 8
+    variants, each once, at the variant's own (small) distance."""
+    dih = SHARED / "conformance" / "images" / "reg-test-input" / "dih"
+    original, *turned = sorted(dih.glob("bridge-*.jpg"))
+    assert original.name == "bridge-1-original.jpg" and len(turned) == 7
+    run(capsys, "submit", "--server", live_server.target, original)
+    match = ("match", "--json", "--server", live_server.target, "--api-key", live_server.api_key)
+    _, plain, _ = run(capsys, *match, *turned)
+    assert [line["matched"] for line in plain] == [False] * 7
+    code, robust, _ = run(capsys, *match, "--dihedral", *turned)
+    assert code == 0
+    assert all(line["matched"] for line in robust), robust
+    for line in robust:
+        (hit,) = line["matches"]
+        assert hit["kind"] == "pdq" and hit["distance"] <= 16
