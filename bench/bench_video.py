@@ -241,16 +241,25 @@ def answer(found) -> list[tuple]:
         found.entry_ids, found.query_percent, found.compared_percent, found.distances)]
 
 
-def timed(fn, queries, truth=None) -> tuple[list[float], int]:
-    """Per-query seconds and the number of answers that differ from `truth`."""
-    latencies, wrong = [], 0
+def timed_interleaved(contenders: dict, queries, truth) -> dict:
+    """Runs every contender on query 0, then on query 1, ... (order rotating per query), so
+    noise from other work on the machine falls on all of them alike. A contender given as
+    (fn, limit) runs only on the first `limit` queries. Returns {name: (seconds per query,
+    answers that differ from truth)}."""
+    results = {name: ([], 0) for name in contenders}
+    names = list(contenders)
     for i, (_, _, frames) in enumerate(queries):
-        start = time.perf_counter()
-        got = fn(frames)
-        latencies.append(time.perf_counter() - start)
-        if truth is not None and answer(got) != truth[i]:
-            wrong += 1
-    return latencies, wrong
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            fn, limit = contenders[name]
+            if i >= limit:
+                continue
+            start = time.perf_counter()
+            got = fn(frames)
+            elapsed = time.perf_counter() - start
+            latencies, wrong = results[name]
+            latencies.append(elapsed)
+            results[name] = (latencies, wrong + (answer(got) != truth[i]))
+    return results
 
 
 def summary(name: str, latencies: list[float], wrong: int, note: str = "",
@@ -363,38 +372,44 @@ def bench_matching(args, info: dict) -> dict:
             (position >= 0 and int(entry_ids[position]) in {t[0] for t in truth[i]})
             or (position < 0 and not truth[i]) for i, (_, position, _) in enumerate(queries))
 
-        rows = []
-        lat, wrong = timed(subject, queries, truth)
-        rows.append(summary("hashmatch in process: HashIndex + core.video, all threads",
-                            lat, wrong,
-                            f"engine {described['engine']}", queries))
-        index.threads = 1
-        lat, wrong = timed(subject, queries, truth)
-        rows.append(summary("hashmatch in process, 1 search thread", lat, wrong,
-                            f"engine {described['engine']}", queries))
-        index.threads = 0
-        lat, wrong = timed(scan, queries, truth)
-        rows.append(summary("baseline: compiled scan (kernels.range_search, all threads) "
-                            "+ core.video", lat, wrong, queries=queries))
-        some = queries[:args.numpy_queries]
-        lat, wrong = timed(lambda f: aggregate_with(search_numpy, frame_list, f), some,
-                           truth[:len(some)])
-        rows.append(summary("baseline: NumPy brute force (XOR + bitwise_count) + core.video",
-                            lat, wrong, f"first {len(some)} queries only"))
+        def subject_one_thread(frames):
+            return vpdq.match_video(index_one_thread, frames, frame_list.frame_counts,
+                                    threshold=THRESHOLD)
+
+        index_one_thread = HashIndex(threads=1)
+        index_one_thread.add(frame_list.ids, frame_list.hashes)
+        index_one_thread.compact()
 
         process, target, load_s = start_server(db_path, Path(tmp))
         try:
             client, match = server_contender(target, api_key)
             with client:
                 for _, _, frames in queries[:5]:
-                    match(frames)
-                lat, wrong = timed(match, queries, truth)
-                rows.append(summary("hashmatch server over loopback gRPC "
-                                    "(HashmatchClient.match_video)", lat, wrong,
-                                    f"server start incl. list load {load_s:.1f} s", queries))
+                    match(frames), subject_one_thread(frames)
+                engine = f"engine {described['engine']}"
+                everything = len(queries)
+                contenders = {
+                    "hashmatch in process: HashIndex + core.video, all threads":
+                        ((subject, everything), engine),
+                    "hashmatch in process, 1 search thread":
+                        ((subject_one_thread, everything), engine),
+                    "hashmatch server over loopback gRPC (HashmatchClient.match_video)":
+                        ((match, everything),
+                         f"server start incl. list load {load_s:.1f} s"),
+                    "baseline: compiled scan (kernels.range_search, all threads) + core.video":
+                        ((scan, everything), ""),
+                    "baseline: NumPy brute force (XOR + bitwise_count) + core.video":
+                        ((lambda f: aggregate_with(search_numpy, frame_list, f),
+                          args.numpy_queries),
+                         f"first {min(args.numpy_queries, everything)} queries only"),
+                }
+                measured = timed_interleaved({n: c for n, (c, _) in contenders.items()},
+                                             queries, truth)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
+        rows = [summary(name, *measured[name], note, queries[:len(measured[name][0])])
+                for name, (_, note) in contenders.items()]
 
     print(f"\nvPDQ query latency, {len(videos)} listed videos ({frames_listed} frames), "
           f"threshold {THRESHOLD}, one query at a time {stamp(info)}:\n")
