@@ -301,11 +301,11 @@ def store_list(db_path: str, videos: list[np.ndarray]) -> tuple[np.ndarray, str]
 
 def start_server(db_path: str, workdir: Path):
     port_file = workdir / "port"
-    log = open(workdir / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hashmatch.server", "--db", db_path, "--listen", "127.0.0.1:0",
-         "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL)
+    with open(workdir / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hashmatch.server", "--db", db_path, "--listen",
+             "127.0.0.1:0", "--port-file", str(port_file)], stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     started = time.perf_counter()
     while not port_file.exists():
         if process.poll() is not None or time.perf_counter() - started > 300:
