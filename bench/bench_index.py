@@ -248,7 +248,10 @@ def bench_faiss(name, kind, listed, queries, expected, threshold, budget, chunk,
 
 
 def fmt(v, spec):
-    return "-" if v is None else format(v, spec)
+    if v is None:
+        width = "".join(c for c in spec.split(".")[0].split(",")[0] if c.isdigit())
+        return "-".rjust(int(width or 1))
+    return format(v, spec)
 
 
 def print_table(rows: list[Row], info: dict, threshold: int) -> None:

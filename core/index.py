@@ -112,7 +112,7 @@ class HashIndex:
             raise ValueError(f"ids and hashes must have the same length, got {len(ids)} ids "
                              f"and {len(words)} hashes")
         if len(ids):
-            self._table.add(ids, words.copy())
+            self._table.add(ids, words)
 
     def remove(self, ids) -> None:
         ids = _as_ids(ids)

@@ -74,17 +74,22 @@ class LiveTable:
         return self._snapshot
 
     def add(self, ids: np.ndarray, records: np.ndarray) -> None:
-        ids, records = last_wins(ids, records)
+        snap = self._snapshot
+        if len(ids) > max(self.delta_limit, len(snap.base_ids)):
+            # A batch bigger than the base goes straight into a new base: one sort, no delta.
+            self.wait_merged()
+            with self._lock:
+                self._snapshot = self._merged(self._snapshot, ids, records)
+                self.merges += 1
+            return
+        # Copies: the change log may replay them after the caller reused its arrays.
+        ids, records = last_wins(ids.copy(), records.copy())
         with self._lock:
             self._publish(_apply_add(self._snapshot, ids, records), ("add", ids, records))
-            snap = self._snapshot
-            large = len(snap.delta_ids) > max(self.delta_limit, len(snap.base_ids))
-            if not large:
-                self._maybe_start_merge()
-        if large:
-            self.compact()
+            self._maybe_start_merge()
 
     def remove(self, ids: np.ndarray) -> None:
+        ids = ids.copy()
         with self._lock:
             self._publish(_apply_remove(self._snapshot, ids), ("remove", ids))
             self._maybe_start_merge()
@@ -93,8 +98,10 @@ class LiveTable:
         """Builds a new base from everything now in the table (blocks writers, not readers)."""
         self.wait_merged()
         with self._lock:
-            self._snapshot = self._merged(self._snapshot)
-            self.merges += 1
+            snap = self._snapshot
+            if len(snap.dead) or len(snap.delta_ids):
+                self._snapshot = self._merged(snap)
+                self.merges += 1
 
     def wait_merged(self) -> None:
         """Waits for a background merge, if one is running, to publish its base."""
@@ -135,16 +142,57 @@ class LiveTable:
             self._log, self._merge_thread = None, None
             self.merges += 1
 
-    def _merged(self, snap: Snapshot) -> Snapshot:
+    def _merged(self, snap: Snapshot, ids: np.ndarray | None = None,
+                records: np.ndarray | None = None) -> Snapshot:
+        """A snapshot whose base holds everything live in `snap`, plus (ids, records) added
+        on top with dict semantics."""
         live = np.ones(len(snap.base_ids), bool)
         live[snap.dead] = False
-        ids = np.concatenate([snap.base_ids[live], snap.delta_ids])
-        records = np.concatenate([snap.base_records[live], snap.delta_records])
-        order = np.argsort(ids, kind="stable")
-        ids, records = ids[order], np.ascontiguousarray(records[order])
+        id_parts = [snap.base_ids[live] if len(snap.dead) else snap.base_ids, snap.delta_ids]
+        record_parts = [snap.base_records[live] if len(snap.dead) else snap.base_records,
+                        snap.delta_records]
+        if ids is not None:
+            id_parts.append(ids)
+            record_parts.append(records)
+        all_ids = np.concatenate(id_parts)
+        # Among equal ids the one added last ends its run (stable order); only that one is kept.
+        order = stable_argsort(all_ids)
+        sorted_ids = all_ids[order]
+        keep = np.ones(len(order), bool)
+        keep[:-1] = sorted_ids[:-1] != sorted_ids[1:]
+        if not keep.all():
+            order, sorted_ids = order[keep], sorted_ids[keep]
+        merged_records = _gather(record_parts, order)
         empty_ids = np.zeros(0, np.uint64)
-        return Snapshot(ids, records, self._build_engine(ids, records), np.zeros(0, np.int64),
-                        empty_ids, records[:0])
+        return Snapshot(sorted_ids, merged_records,
+                        self._build_engine(sorted_ids, merged_records),
+                        np.zeros(0, np.int64), empty_ids, merged_records[:0])
+
+
+def stable_argsort(ids: np.ndarray) -> np.ndarray:
+    """np.argsort(ids, kind="stable") for uint64 ids, faster when ids leave room for the
+    position: (id << bits | position) values are sorted by NumPy's SIMD sort and unpacked."""
+    n = len(ids)
+    bits = max(1, int(n - 1).bit_length())
+    if n and int(ids.max()) < (1 << (64 - bits)):
+        packed = (ids << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+        packed.sort()
+        return (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    return np.argsort(ids, kind="stable")
+
+
+def take_rows(records: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """records[order] for a C-contiguous 2-d array, moving each row as one opaque item (several
+    times faster than NumPy's row-wise fancy indexing)."""
+    rows = np.ascontiguousarray(records)
+    item = rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
+    return np.take(item, order).view(rows.dtype).reshape(len(order), rows.shape[1])
+
+
+def _gather(parts: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """np.concatenate(parts)[order] without building the concatenation when there is one part."""
+    parts = [p for p in parts if len(p)] or parts[:1]
+    return take_rows(parts[0] if len(parts) == 1 else np.concatenate(parts), order)
 
 
 def _apply_remove(snap: Snapshot, ids: np.ndarray) -> Snapshot:

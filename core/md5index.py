@@ -57,7 +57,7 @@ class Md5Index:
             raise ValueError(f"ids and md5s must have the same length, got {len(ids)} ids "
                              f"and {len(md5s)} md5s")
         if len(ids):
-            self._table.add(ids, md5s.copy())
+            self._table.add(ids, md5s)
 
     def remove(self, ids) -> None:
         ids = _as_ids(ids)

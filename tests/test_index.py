@@ -8,6 +8,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from hashmatch.core import DEFAULT_THRESHOLD, HashIndex
+from hashmatch.core import index as index_module
 from test_kernels_oracle import flip_bits, index_search, random_words, to_int
 
 
@@ -138,8 +139,11 @@ _HASH_POOL = random_words(np.random.default_rng(77), 12)
 class IndexMachine(RuleBasedStateMachine):
     """Applies the same adds/removes to HashIndex and to a plain dict, and compares searches."""
 
-    @initialize(delta_limit=st.sampled_from([2, 5, 1000]))
-    def start(self, delta_limit):
+    @initialize(delta_limit=st.sampled_from([2, 5, 1000]), tables=st.booleans())
+    def start(self, delta_limit, tables):
+        # tables: build the compiled multi-index tables even for these few hashes.
+        self.saved_min = index_module.MIN_INDEXED_HASHES
+        index_module.MIN_INDEXED_HASHES = 0 if tables else 10**9
         self.index = HashIndex()
         self.index._table.delta_limit = delta_limit
         self.model = {}
@@ -174,14 +178,19 @@ class IndexMachine(RuleBasedStateMachine):
         assert len(self.index) == len(self.model)
 
     def teardown(self):
-        self.index.wait_merged()
+        if hasattr(self, "index"):
+            self.index.wait_merged()
+            index_module.MIN_INDEXED_HASHES = self.saved_min
 
 
 TestIndexMachine = IndexMachine.TestCase
 TestIndexMachine.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
 
 
-def test_concurrent_searches_see_whole_states():
+@pytest.mark.parametrize("tables", [False, True], ids=["scan", "tables"])
+def test_concurrent_searches_see_whole_states(monkeypatch, tables):
+    if tables:
+        monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0)
     rng = np.random.default_rng(8)
     pool = random_words(rng, 40)
     queries = np.stack([flip_bits(rng, pool[i], i % 20) for i in range(0, 40, 4)])

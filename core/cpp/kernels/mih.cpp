@@ -165,20 +165,32 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
     offsets_.resize(m);
     rows_.resize(m);
     parallel_for(m, threads, [&](size_t k0, size_t k1) {
+        std::vector<uint32_t> values(n_);  // this slot of every row, read once from the hashes
         for (size_t k = k0; k < k1; ++k) {
             const Slot s = slots_[k];
             auto& off = offsets_[k];
             off.assign((size_t{1} << s.width) + 1, 0);
-            for (size_t i = 0; i < n_; ++i) ++off[slot_value(hashes_ + i * kWords, s) + 1];
+            for (size_t i = 0; i < n_; ++i) values[i] = slot_value(hashes_ + i * kWords, s);
+            for (size_t i = 0; i < n_; ++i) ++off[values[i] + 1];
             for (size_t b = 0; b + 1 < off.size(); ++b) off[b + 1] += off[b];
-            std::vector<uint32_t> fill(off.begin(), off.end() - 1);
+            // Rows are written in ascending order within each bucket: off[v] is the next free
+            // place of bucket v, and the bounds are restored by shifting afterwards.
             auto& rows = rows_[k];
             rows.assign(n_ * row_bytes_ + 1, 0);
-            for (size_t i = 0; i < n_; ++i) {
-                const uint32_t pos = fill[slot_value(hashes_ + i * kWords, s)]++;
-                const uint32_t row = static_cast<uint32_t>(i);
-                std::memcpy(rows.data() + size_t(pos) * row_bytes_, &row, row_bytes_);
+            uint8_t* out = rows.data();
+            if (row_bytes_ == 3) {
+                for (size_t i = 0; i < n_; ++i) {
+                    const uint32_t row = static_cast<uint32_t>(i);
+                    std::memcpy(out + size_t(off[values[i]]++) * 3, &row, 3);
+                }
+            } else {
+                for (size_t i = 0; i < n_; ++i) {
+                    const uint32_t row = static_cast<uint32_t>(i);
+                    std::memcpy(out + size_t(off[values[i]]++) * 4, &row, 4);
+                }
             }
+            for (size_t b = off.size() - 1; b > 0; --b) off[b] = off[b - 1];
+            off[0] = 0;
         }
     });
 }
