@@ -157,10 +157,11 @@ class MatchHit:
     kind: str  # "pdq", "md5" or "vpdq": what matched
     query_match_percent: float | None = None  # vpdq only
     compared_match_percent: float | None = None  # vpdq only
+    video_frame: bool = False  # a photo that matched one frame of the listed video
 
     @classmethod
     def from_proto(cls, match: pb.Match) -> "MatchHit":
-        is_video = match.signal_type == pb.SIGNAL_TYPE_VPDQ
+        is_video = match.signal_type == pb.SIGNAL_TYPE_VPDQ and not match.video_frame
         return cls(
             position=match.position,
             entry_id=match.entry_id,
@@ -168,6 +169,7 @@ class MatchHit:
             kind=SIGNAL_NAMES.get(match.signal_type, "unknown"),
             query_match_percent=match.query_match_percent if is_video else None,
             compared_match_percent=match.compared_match_percent if is_video else None,
+            video_frame=match.video_frame,
         )
 
 

@@ -142,13 +142,18 @@ def withdrawn_case(case_id: str, sequence: int) -> tuple[dict, str]:
 
 def hit(hit) -> dict:
     found = {"entry_id": hit.entry_id, "kind": hit.kind, "distance": hit.distance}
-    if hit.kind == "vpdq":
+    if hit.video_frame:
+        found["video_frame"] = True
+    elif hit.kind == "vpdq":
         found["query_match_percent"] = round(hit.query_match_percent, 2)
         found["compared_match_percent"] = round(hit.compared_match_percent, 2)
     return found
 
 
 def _hit_text(found: dict) -> str:
+    if found.get("video_frame"):
+        return (f"entry {found['entry_id']} (a frame of this listed video, pdq distance "
+                f"{found['distance']})")
     if found["kind"] == "vpdq":
         return (f"entry {found['entry_id']} (video: {found['query_match_percent']:.1f}% of "
                 f"this video's frames, {found['compared_match_percent']:.1f}% of the listed "

@@ -166,7 +166,8 @@ def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.Ma
     return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence, matches=[
         pb.Match(position=p, entry_id=e, distance=d, signal_type=s,
                  query_match_percent=matches.query_percent[i] if video else 0.0,
-                 compared_match_percent=matches.compared_percent[i] if video else 0.0)
+                 compared_match_percent=matches.compared_percent[i] if video else 0.0,
+                 video_frame=not video and s == pb.SIGNAL_TYPE_VPDQ)
         for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
                                              matches.entry_ids.tolist(),
                                              matches.distances.tolist(),

@@ -111,6 +111,7 @@ def test_submit_match_copies_and_withdraw(server_process, uploads):
     (still_hit,) = with_frames[0]["matches"]
     assert (still_hit["kind"], still_hit["entry_id"]) == ("vpdq", entry)
     assert still_hit["distance"] <= 31
+    assert still_hit["video_frame"] is True and "query_match_percent" not in still_hit
     assert with_frames[1]["matches"] == []
 
     _, out, _ = run("withdraw", case["case_id"], "--pin", case["pin"])

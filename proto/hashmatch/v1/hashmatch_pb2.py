@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chashmatch/v1/hashmatch.proto\x12\x0chashmatch.v1\x1a\x17google/rpc/status.proto\"8\n\x0bImageHashes\x12\x0b\n\x03md5\x18\x01 \x01(\x0c\x12\x0b\n\x03pdq\x18\x02 \x01(\x0c\x12\x0f\n\x07quality\x18\x03 \x01(\r\"G\n\x0bVideoHashes\x12\x0b\n\x03md5\x18\x01 \x01(\x0c\x12\x12\n\nframe_pdqs\x18\x02 \x01(\x0c\x12\x17\n\x0f\x66rame_qualities\x18\x03 \x03(\r\"n\n\x0bMediaHashes\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x19.hashmatch.v1.ImageHashesH\x00\x12*\n\x05video\x18\x02 \x01(\x0b\x32\x19.hashmatch.v1.VideoHashesH\x00\x42\x07\n\x05media\"=\n\x11SubmitCaseRequest\x12(\n\x05media\x18\x01 \x03(\x0b\x32\x19.hashmatch.v1.MediaHashes\"W\n\x12SubmitCaseResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\x12\x11\n\tentry_ids\x18\x03 \x03(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"4\n\x14GetCaseStatusRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\"\xa8\x01\n\x15GetCaseStatusResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.hashmatch.v1.CaseState\x12\x13\n\x0bimage_count\x18\x03 \x01(\r\x12\x13\n\x0bvideo_count\x18\x04 \x01(\r\x12\x14\n\x0c\x63reated_unix\x18\x05 \x01(\x03\x12\x16\n\x0ewithdrawn_unix\x18\x06 \x01(\x03\"3\n\x13WithdrawCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\"(\n\x14WithdrawCaseResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\xb6\x01\n\x11VideoMatchOptions\x12$\n\x17min_query_match_percent\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\'\n\x1amin_compared_match_percent\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\x0f\x66rame_qualities\x18\x03 \x03(\rB\x1a\n\x18_min_query_match_percentB\x1d\n\x1b_min_compared_match_percent\"\xd3\x01\n\x0cMatchRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12-\n\x0bsignal_type\x18\x02 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\x0e\n\x06hashes\x18\x03 \x01(\x0c\x12\x16\n\tthreshold\x18\x04 \x01(\rH\x00\x88\x01\x01\x12.\n\x05video\x18\x05 \x01(\x0b\x32\x1f.hashmatch.v1.VideoMatchOptions\x12\x1c\n\x14include_video_frames\x18\x06 \x01(\x08\x42\x0c\n\n_threshold\"\xa9\x01\n\x05Match\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x04\x12\x10\n\x08\x64istance\x18\x03 \x01(\r\x12-\n\x0bsignal_type\x18\x04 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\x1b\n\x13query_match_percent\x18\x05 \x01(\x02\x12\x1e\n\x16\x63ompared_match_percent\x18\x06 \x01(\x02\"\x81\x01\n\rMatchResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x07matches\x18\x02 \x03(\x0b\x32\x13.hashmatch.v1.Match\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x15\n\rlist_sequence\x18\x04 \x01(\x04\"\x14\n\x12GetListInfoRequest\"K\n\x0bSignalCount\x12-\n\x0bsignal_type\x18\x01 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xed\x01\n\x13GetListInfoResponse\x12)\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x19.hashmatch.v1.SignalCount\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x19\n\x11\x64\x65\x66\x61ult_threshold\x18\x03 \x01(\r\x12\x15\n\rmax_threshold\x18\x04 \x01(\r\x12\x18\n\x10max_batch_hashes\x18\x05 \x01(\r\x12\x15\n\rmax_in_flight\x18\x06 \x01(\r\x12\x16\n\x0ekernel_backend\x18\x07 \x01(\t\x12\x19\n\x11video_frame_count\x18\x08 \x01(\x04*i\n\nSignalType\x12\x1b\n\x17SIGNAL_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSIGNAL_TYPE_PDQ\x10\x01\x12\x13\n\x0fSIGNAL_TYPE_MD5\x10\x02\x12\x14\n\x10SIGNAL_TYPE_VPDQ\x10\x03*X\n\tCaseState\x12\x1a\n\x16\x43\x41SE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41SE_STATE_ACTIVE\x10\x01\x12\x18\n\x14\x43\x41SE_STATE_WITHDRAWN\x10\x02\x32\x89\x02\n\x05\x43\x61ses\x12O\n\nSubmitCase\x12\x1f.hashmatch.v1.SubmitCaseRequest\x1a .hashmatch.v1.SubmitCaseResponse\x12X\n\rGetCaseStatus\x12\".hashmatch.v1.GetCaseStatusRequest\x1a#.hashmatch.v1.GetCaseStatusResponse\x12U\n\x0cWithdrawCase\x12!.hashmatch.v1.WithdrawCaseRequest\x1a\".hashmatch.v1.WithdrawCaseResponse2\x9d\x01\n\x08Matching\x12\x45\n\nMatchBatch\x12\x1a.hashmatch.v1.MatchRequest\x1a\x1b.hashmatch.v1.MatchResponse\x12J\n\x0bMatchStream\x12\x1a.hashmatch.v1.MatchRequest\x1a\x1b.hashmatch.v1.MatchResponse(\x01\x30\x01\x32^\n\x08ListInfo\x12R\n\x0bGetListInfo\x12 .hashmatch.v1.GetListInfoRequest\x1a!.hashmatch.v1.GetListInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chashmatch/v1/hashmatch.proto\x12\x0chashmatch.v1\x1a\x17google/rpc/status.proto\"8\n\x0bImageHashes\x12\x0b\n\x03md5\x18\x01 \x01(\x0c\x12\x0b\n\x03pdq\x18\x02 \x01(\x0c\x12\x0f\n\x07quality\x18\x03 \x01(\r\"G\n\x0bVideoHashes\x12\x0b\n\x03md5\x18\x01 \x01(\x0c\x12\x12\n\nframe_pdqs\x18\x02 \x01(\x0c\x12\x17\n\x0f\x66rame_qualities\x18\x03 \x03(\r\"n\n\x0bMediaHashes\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x19.hashmatch.v1.ImageHashesH\x00\x12*\n\x05video\x18\x02 \x01(\x0b\x32\x19.hashmatch.v1.VideoHashesH\x00\x42\x07\n\x05media\"=\n\x11SubmitCaseRequest\x12(\n\x05media\x18\x01 \x03(\x0b\x32\x19.hashmatch.v1.MediaHashes\"W\n\x12SubmitCaseResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\x12\x11\n\tentry_ids\x18\x03 \x03(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"4\n\x14GetCaseStatusRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\"\xa8\x01\n\x15GetCaseStatusResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.hashmatch.v1.CaseState\x12\x13\n\x0bimage_count\x18\x03 \x01(\r\x12\x13\n\x0bvideo_count\x18\x04 \x01(\r\x12\x14\n\x0c\x63reated_unix\x18\x05 \x01(\x03\x12\x16\n\x0ewithdrawn_unix\x18\x06 \x01(\x03\"3\n\x13WithdrawCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\t\"(\n\x14WithdrawCaseResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\xb6\x01\n\x11VideoMatchOptions\x12$\n\x17min_query_match_percent\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\'\n\x1amin_compared_match_percent\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\x0f\x66rame_qualities\x18\x03 \x03(\rB\x1a\n\x18_min_query_match_percentB\x1d\n\x1b_min_compared_match_percent\"\xd3\x01\n\x0cMatchRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12-\n\x0bsignal_type\x18\x02 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\x0e\n\x06hashes\x18\x03 \x01(\x0c\x12\x16\n\tthreshold\x18\x04 \x01(\rH\x00\x88\x01\x01\x12.\n\x05video\x18\x05 \x01(\x0b\x32\x1f.hashmatch.v1.VideoMatchOptions\x12\x1c\n\x14include_video_frames\x18\x06 \x01(\x08\x42\x0c\n\n_threshold\"\xbe\x01\n\x05Match\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x04\x12\x10\n\x08\x64istance\x18\x03 \x01(\r\x12-\n\x0bsignal_type\x18\x04 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\x1b\n\x13query_match_percent\x18\x05 \x01(\x02\x12\x1e\n\x16\x63ompared_match_percent\x18\x06 \x01(\x02\x12\x13\n\x0bvideo_frame\x18\x07 \x01(\x08\"\x81\x01\n\rMatchResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x07matches\x18\x02 \x03(\x0b\x32\x13.hashmatch.v1.Match\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x15\n\rlist_sequence\x18\x04 \x01(\x04\"\x14\n\x12GetListInfoRequest\"K\n\x0bSignalCount\x12-\n\x0bsignal_type\x18\x01 \x01(\x0e\x32\x18.hashmatch.v1.SignalType\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xed\x01\n\x13GetListInfoResponse\x12)\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x19.hashmatch.v1.SignalCount\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x19\n\x11\x64\x65\x66\x61ult_threshold\x18\x03 \x01(\r\x12\x15\n\rmax_threshold\x18\x04 \x01(\r\x12\x18\n\x10max_batch_hashes\x18\x05 \x01(\r\x12\x15\n\rmax_in_flight\x18\x06 \x01(\r\x12\x16\n\x0ekernel_backend\x18\x07 \x01(\t\x12\x19\n\x11video_frame_count\x18\x08 \x01(\x04*i\n\nSignalType\x12\x1b\n\x17SIGNAL_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSIGNAL_TYPE_PDQ\x10\x01\x12\x13\n\x0fSIGNAL_TYPE_MD5\x10\x02\x12\x14\n\x10SIGNAL_TYPE_VPDQ\x10\x03*X\n\tCaseState\x12\x1a\n\x16\x43\x41SE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41SE_STATE_ACTIVE\x10\x01\x12\x18\n\x14\x43\x41SE_STATE_WITHDRAWN\x10\x02\x32\x89\x02\n\x05\x43\x61ses\x12O\n\nSubmitCase\x12\x1f.hashmatch.v1.SubmitCaseRequest\x1a .hashmatch.v1.SubmitCaseResponse\x12X\n\rGetCaseStatus\x12\".hashmatch.v1.GetCaseStatusRequest\x1a#.hashmatch.v1.GetCaseStatusResponse\x12U\n\x0cWithdrawCase\x12!.hashmatch.v1.WithdrawCaseRequest\x1a\".hashmatch.v1.WithdrawCaseResponse2\x9d\x01\n\x08Matching\x12\x45\n\nMatchBatch\x12\x1a.hashmatch.v1.MatchRequest\x1a\x1b.hashmatch.v1.MatchResponse\x12J\n\x0bMatchStream\x12\x1a.hashmatch.v1.MatchRequest\x1a\x1b.hashmatch.v1.MatchResponse(\x01\x30\x01\x32^\n\x08ListInfo\x12R\n\x0bGetListInfo\x12 .hashmatch.v1.GetListInfoRequest\x1a!.hashmatch.v1.GetListInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hashmatch.v1.hashmatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNALTYPE']._serialized_start=1828
-  _globals['_SIGNALTYPE']._serialized_end=1933
-  _globals['_CASESTATE']._serialized_start=1935
-  _globals['_CASESTATE']._serialized_end=2023
+  _globals['_SIGNALTYPE']._serialized_start=1849
+  _globals['_SIGNALTYPE']._serialized_end=1954
+  _globals['_CASESTATE']._serialized_start=1956
+  _globals['_CASESTATE']._serialized_end=2044
   _globals['_IMAGEHASHES']._serialized_start=71
   _globals['_IMAGEHASHES']._serialized_end=127
   _globals['_VIDEOHASHES']._serialized_start=129
@@ -59,19 +59,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATCHREQUEST']._serialized_start=972
   _globals['_MATCHREQUEST']._serialized_end=1183
   _globals['_MATCH']._serialized_start=1186
-  _globals['_MATCH']._serialized_end=1355
-  _globals['_MATCHRESPONSE']._serialized_start=1358
-  _globals['_MATCHRESPONSE']._serialized_end=1487
-  _globals['_GETLISTINFOREQUEST']._serialized_start=1489
-  _globals['_GETLISTINFOREQUEST']._serialized_end=1509
-  _globals['_SIGNALCOUNT']._serialized_start=1511
-  _globals['_SIGNALCOUNT']._serialized_end=1586
-  _globals['_GETLISTINFORESPONSE']._serialized_start=1589
-  _globals['_GETLISTINFORESPONSE']._serialized_end=1826
-  _globals['_CASES']._serialized_start=2026
-  _globals['_CASES']._serialized_end=2291
-  _globals['_MATCHING']._serialized_start=2294
-  _globals['_MATCHING']._serialized_end=2451
-  _globals['_LISTINFO']._serialized_start=2453
-  _globals['_LISTINFO']._serialized_end=2547
+  _globals['_MATCH']._serialized_end=1376
+  _globals['_MATCHRESPONSE']._serialized_start=1379
+  _globals['_MATCHRESPONSE']._serialized_end=1508
+  _globals['_GETLISTINFOREQUEST']._serialized_start=1510
+  _globals['_GETLISTINFOREQUEST']._serialized_end=1530
+  _globals['_SIGNALCOUNT']._serialized_start=1532
+  _globals['_SIGNALCOUNT']._serialized_end=1607
+  _globals['_GETLISTINFORESPONSE']._serialized_start=1610
+  _globals['_GETLISTINFORESPONSE']._serialized_end=1847
+  _globals['_CASES']._serialized_start=2047
+  _globals['_CASES']._serialized_end=2312
+  _globals['_MATCHING']._serialized_start=2315
+  _globals['_MATCHING']._serialized_end=2472
+  _globals['_LISTINFO']._serialized_start=2474
+  _globals['_LISTINFO']._serialized_end=2568
 # @@protoc_insertion_point(module_scope)

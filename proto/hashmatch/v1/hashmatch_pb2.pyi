@@ -139,20 +139,22 @@ class MatchRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., hashes: _Optional[bytes] = ..., threshold: _Optional[int] = ..., video: _Optional[_Union[VideoMatchOptions, _Mapping]] = ..., include_video_frames: _Optional[bool] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent")
+    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent", "video_frame")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
     QUERY_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
     COMPARED_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FRAME_FIELD_NUMBER: _ClassVar[int]
     position: int
     entry_id: int
     distance: int
     signal_type: SignalType
     query_match_percent: float
     compared_match_percent: float
-    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ...) -> None: ...
+    video_frame: bool
+    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ...) -> None: ...
 
 class MatchResponse(_message.Message):
     __slots__ = ("sequence", "matches", "error", "list_sequence")
