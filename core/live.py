@@ -74,13 +74,9 @@ class LiveTable:
         return self._snapshot
 
     def add(self, ids: np.ndarray, records: np.ndarray) -> None:
-        snap = self._snapshot
-        if len(ids) > max(self.delta_limit, len(snap.base_ids)):
+        if len(ids) > max(self.delta_limit, len(self._snapshot.base_ids)):
             # A batch bigger than the base goes straight into a new base: one sort, no delta.
-            self.wait_merged()
-            with self._lock:
-                self._snapshot = self._merged(self._snapshot, ids, records)
-                self.merges += 1
+            self._rebuild(ids, records)
             return
         # Copies: the change log may replay them after the caller reused its arrays.
         ids, records = last_wins(ids.copy(), records.copy())
@@ -96,12 +92,20 @@ class LiveTable:
 
     def compact(self) -> None:
         """Builds a new base from everything now in the table (blocks writers, not readers)."""
-        self.wait_merged()
-        with self._lock:
-            snap = self._snapshot
-            if len(snap.dead) or len(snap.delta_ids):
-                self._snapshot = self._merged(snap)
-                self.merges += 1
+        self._rebuild(None, None)
+
+    def _rebuild(self, ids, records) -> None:
+        while True:
+            self.wait_merged()
+            with self._lock:
+                # A merge is only started under the lock, so none can start until we publish.
+                if self._merge_thread is not None:
+                    continue
+                snap = self._snapshot
+                if ids is not None or len(snap.dead) or len(snap.delta_ids):
+                    self._snapshot = self._merged(snap, ids, records)
+                    self.merges += 1
+                return
 
     def wait_merged(self) -> None:
         """Waits for a background merge, if one is running, to publish its base."""

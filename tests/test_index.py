@@ -239,3 +239,39 @@ def test_concurrent_searches_see_whole_states(monkeypatch, tables):
     assert len(seen) > 0
     for result in seen:
         assert result in expected
+
+
+def test_concurrent_writers_lose_nothing():
+    rng = np.random.default_rng(12)
+    pool = random_words(rng, 64)
+    index = HashIndex(threads=1)
+    index._table.delta_limit = 4
+    models = [{}, {}]
+
+    def writer(w):
+        local = np.random.default_rng(w)
+        base = w * 1000
+        for step in range(40):
+            if step % 10 == 9:  # a batch larger than the base: rebuilt directly
+                count = len(index) + 5
+            else:
+                count = int(local.integers(1, 6))
+            ids = (base + local.integers(0, 200, size=count)).astype(np.uint64)
+            rows = local.integers(0, 64, size=count)
+            index.add(ids, pool[rows])
+            for i, r in zip(ids.tolist(), rows.tolist()):
+                models[w][i] = to_int(pool[r])
+            gone = (base + local.integers(0, 200, size=3)).astype(np.uint64)
+            index.remove(gone)
+            for g in gone.tolist():
+                models[w].pop(g, None)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    index.wait_merged()
+    entries = {**models[0], **models[1]}
+    assert len(index) == len(entries)
+    assert ordered(index.search(pool, 40)) == index_search(pool, entries, 40)
