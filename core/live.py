@@ -128,8 +128,10 @@ class LiveTable:
         self._log = []
         thread = threading.Thread(target=self._background_merge, args=(snap,),
                                   name="hashmatch-merge", daemon=True)
-        self._merge_thread = thread
+        # Started before it is published (join() needs a started thread); it cannot finish
+        # before we release the lock, since it publishes under it.
         thread.start()
+        self._merge_thread = thread
 
     def _background_merge(self, snap: Snapshot) -> None:
         try:

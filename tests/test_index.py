@@ -247,8 +247,15 @@ def test_concurrent_writers_lose_nothing():
     index = HashIndex(threads=1)
     index._table.delta_limit = 4
     models = [{}, {}]
+    errors = []
 
     def writer(w):
+        try:
+            write(w)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def write(w):
         local = np.random.default_rng(w)
         base = w * 1000
         for step in range(40):
@@ -272,6 +279,7 @@ def test_concurrent_writers_lose_nothing():
     for t in threads:
         t.join()
     index.wait_merged()
+    assert not errors
     entries = {**models[0], **models[1]}
     assert len(index) == len(entries)
     assert ordered(index.search(pool, 40)) == index_search(pool, entries, 40)
