@@ -80,6 +80,14 @@ def _numpy_range_search(queries, hashes, threshold, threads=1):
 def _load_numba():
     import numba
 
+    @numba.njit(inline="always")
+    def _popcount(x):
+        x = x - ((x >> numba.uint64(1)) & numba.uint64(0x5555555555555555))
+        x = (x & numba.uint64(0x3333333333333333)) + ((x >> numba.uint64(2))
+                                                      & numba.uint64(0x3333333333333333))
+        x = (x + (x >> numba.uint64(4))) & numba.uint64(0x0F0F0F0F0F0F0F0F)
+        return (x * numba.uint64(0x0101010101010101)) >> numba.uint64(56)
+
     @numba.njit(nogil=True)
     def _count(queries, hashes, threshold, counts):
         for i in range(queries.shape[0]):
@@ -104,14 +112,6 @@ def _load_numba():
                     rows[k] = j
                     dists[k] = d
                     k += 1
-
-    @numba.njit(inline="always")
-    def _popcount(x):
-        x = x - ((x >> numba.uint64(1)) & numba.uint64(0x5555555555555555))
-        x = (x & numba.uint64(0x3333333333333333)) + ((x >> numba.uint64(2))
-                                                      & numba.uint64(0x3333333333333333))
-        x = (x + (x >> numba.uint64(4))) & numba.uint64(0x0F0F0F0F0F0F0F0F)
-        return (x * numba.uint64(0x0101010101010101)) >> numba.uint64(56)
 
     def range_search(queries, hashes, threshold, threads=1):
         counts = np.zeros(len(queries), np.int64)
