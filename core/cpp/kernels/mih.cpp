@@ -266,26 +266,31 @@ void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, 
                       std::vector<uint64_t>* hits) const {
     // Candidates of the whole batch are sorted by row (LSD radix, 12 bits a pass), so the
     // hashes are read in ascending order, which the hardware prefetcher streams, instead of at
-    // random from memory.
-    constexpr int kDigit = 12;
-    int row_bits = 1;
-    while (row_bits < 32 && (size_t{1} << row_bits) < n_) ++row_bits;
-    sorted.resize(pairs.size());
-    std::vector<uint32_t> count(size_t{1} << kDigit);
-    const uint64_t mask = (uint64_t{1} << kDigit) - 1;
-    for (int shift = 32; shift < 32 + row_bits; shift += kDigit) {
-        std::fill(count.begin(), count.end(), 0);
-        for (uint64_t p : pairs) ++count[(p >> shift) & mask];
-        uint32_t sum = 0;
-        for (auto& c : count) {
-            const uint32_t here = c;
-            c = sum;
-            sum += here;
+    // random from memory. That pays once they are a good share of the list (measured: 1.5x at
+    // 1M with n/2 candidates a batch; a loss at 10M with n/3), else they are verified as found.
+    if (pairs.size() < n_ / 2) {
+        sorted.swap(pairs);
+    } else {
+        constexpr int kDigit = 12;
+        int row_bits = 1;
+        while (row_bits < 32 && (size_t{1} << row_bits) < n_) ++row_bits;
+        sorted.resize(pairs.size());
+        std::vector<uint32_t> count(size_t{1} << kDigit);
+        const uint64_t mask = (uint64_t{1} << kDigit) - 1;
+        for (int shift = 32; shift < 32 + row_bits; shift += kDigit) {
+            std::fill(count.begin(), count.end(), 0);
+            for (uint64_t p : pairs) ++count[(p >> shift) & mask];
+            uint32_t sum = 0;
+            for (auto& c : count) {
+                const uint32_t here = c;
+                c = sum;
+                sum += here;
+            }
+            for (uint64_t p : pairs) sorted[count[(p >> shift) & mask]++] = p;
+            pairs.swap(sorted);
         }
-        for (uint64_t p : pairs) sorted[count[(p >> shift) & mask]++] = p;
-        pairs.swap(sorted);
+        pairs.swap(sorted);  // the sorted candidates end in `sorted`
     }
-    pairs.swap(sorted);  // the sorted candidates end in `sorted`
     const VerifyArgs args{batch, hashes_, sorted.data(), sorted.size(), threshold, slots_.data(),
                           radii.data()};
     if (path == CpuPath::avx512 && has_avx512vl())
