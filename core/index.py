@@ -17,14 +17,16 @@ DEFAULT_THRESHOLD = 31
 
 
 def _as_ids(ids, name: str = "ids") -> np.ndarray:
+    """ids as a contiguous uint64[n]; ValueError for other shapes, signs or dtypes."""
     arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-d array, got shape {arr.shape}")
+    if len(arr) == 0:
+        return np.zeros(0, np.uint64)
     if arr.dtype.kind == "i":
-        if len(arr) and arr.min() < 0:
+        if arr.min() < 0:
             raise ValueError(f"{name} must be non-negative (uint64), got {int(arr.min())}")
-    elif arr.dtype.kind != "u" and not (arr.dtype == object and len(arr) == 0) \
-            and not (arr.dtype.kind == "f" and len(arr) == 0):
+    elif arr.dtype.kind != "u":
         raise ValueError(f"{name} must be unsigned integers (uint64), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
