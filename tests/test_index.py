@@ -31,13 +31,18 @@ def make_queries(rng, words, count, max_flips=40):
     return np.concatenate([near, random_words(rng, count)])
 
 
+@pytest.mark.parametrize("tables", [False, True], ids=["scan", "tables"])
 @pytest.mark.parametrize("threshold", [0, 31, 47, 63, 64, 100, 256])
-def test_matches_oracle_at_every_threshold(threshold):
+def test_matches_oracle_at_every_threshold(monkeypatch, threshold, tables):
+    # 63 is the most the 16-slot tables serve; 64 and above are scanned.
+    monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0 if tables else 10**9)
     rng = np.random.default_rng(threshold)
     words = random_words(rng, 300) | np.uint64(1 << 63)
     ids = rng.permutation(10**6)[:300].astype(np.uint64)
     index = HashIndex()
     index.add(ids, words.view(np.uint8))
+    index.compact()
+    assert index.describe()["engine"] == ("MultiIndexEngine" if tables else "BruteForceEngine")
     queries = make_queries(rng, words, 20, max_flips=threshold + 2 if threshold < 60 else 40)
     entries = {int(i): to_int(w) for i, w in zip(ids, words)}
     got = index.search(queries.view(np.uint8), threshold)
