@@ -95,6 +95,10 @@ class HashIndex:
         listed ids whose hash is within `threshold` (inclusive, 0..256) of it, ordered by
         (distance, id).
     threads: threads one search may use (0: one per hardware thread).
+
+    Bases of MIN_INDEXED_HASHES or more are searched through the compiled multi-index tables
+    when the C++ kernels are loaded; with HASHMATCH_KERNEL=numba or numpy every search is a scan
+    by that backend (same answers, linear time).
     """
 
     def __init__(self, threads: int = 0):
