@@ -116,3 +116,17 @@ def test_hash_index_uses_tables_and_matches_oracle():
                for a, b in zip(offsets[:-1], offsets[1:])]
         assert got == index_search(queries, entries, threshold)
     assert index.memory_bytes() > N * 40
+
+
+def test_bucket_group_over_65535_rows_keeps_wide_offsets():
+    rng = np.random.default_rng(6)
+    words = random_words(rng, 70_000)
+    words[:, 0] &= np.uint64(0xFFFF_FFFF_FFFF_0000)  # slot 0 is 0 in every hash
+    skewed = _kernels.MihIndex(words, threads=1)
+    plain = _kernels.MihIndex(random_words(rng, 70_000), threads=1)
+    assert skewed.memory_bytes() > plain.memory_bytes()  # slot 0 kept 4-byte offsets
+    queries = np.concatenate([near_queries(rng, words, [0, 5, 31, 32]), random_words(rng, 2)])
+    queries[-1, 0] |= np.uint64(0xFFFF)  # far from every hash in slot 0
+    for threshold in (0, 31, 40):
+        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        assert as_lists(skewed.search(queries, threshold, 2)) == expected

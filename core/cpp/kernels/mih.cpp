@@ -168,7 +168,7 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
         std::vector<uint32_t> values(n_);  // this slot of every row, read once from the hashes
         for (size_t k = k0; k < k1; ++k) {
             const Slot s = slots_[k];
-            auto& off = offsets_[k];
+            auto& off = offsets_[k].full;
             off.assign((size_t{1} << s.width) + 1, 0);
             for (size_t i = 0; i < n_; ++i) values[i] = slot_value(hashes_ + i * kWords, s);
             for (size_t i = 0; i < n_; ++i) ++off[values[i] + 1];
@@ -191,8 +191,23 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
             }
             for (size_t b = off.size() - 1; b > 0; --b) off[b] = off[b - 1];
             off[0] = 0;
+            offsets_[k].compress();
         }
     });
+}
+
+void MihIndex::Offsets::compress() {
+    const size_t count = full.size();
+    const size_t groups = ((count - 1) >> kGroupShift) + 1;
+    std::vector<uint32_t> g(groups);
+    for (size_t i = 0; i < groups; ++i) g[i] = full[i << kGroupShift];
+    for (size_t b = 0; b < count; ++b)
+        if (full[b] - g[b >> kGroupShift] > 0xFFFFu) return;  // too skewed: keep uint32
+    std::vector<uint16_t> w(count);
+    for (size_t b = 0; b < count; ++b) w[b] = static_cast<uint16_t>(full[b] - g[b >> kGroupShift]);
+    group.swap(g);
+    within.swap(w);
+    std::vector<uint32_t>().swap(full);
 }
 
 int MihIndex::max_indexed_threshold() const {
@@ -212,7 +227,7 @@ MihIndex::Radii MihIndex::radii_for(int threshold) const {
 size_t MihIndex::memory_bytes() const {
     size_t total = 0;
     for (size_t k = 0; k < slots_.size(); ++k)
-        total += offsets_[k].capacity() * sizeof(uint32_t) + rows_[k].capacity();
+        total += offsets_[k].bytes() + rows_[k].capacity();
     return total;
 }
 
@@ -230,14 +245,14 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_
         if (radii[k] < 0) continue;
         const Slot s = slots_[k];
         const uint32_t v = slot_value(q, s);
-        const uint32_t* off = offsets_[k].data();
+        const Offsets& off = offsets_[k];
         const uint32_t* masks = masks_[s.width].data();
         const size_t np = within_[s.width][radii[k]];
-        for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off + (v ^ masks[p]));
+        for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off.address(v ^ masks[p]));
         for (size_t p = 0; p < np; ++p) {
-            if (p + kAhead < np) __builtin_prefetch(off + (v ^ masks[p + kAhead]));
+            if (p + kAhead < np) __builtin_prefetch(off.address(v ^ masks[p + kAhead]));
             const uint32_t b = v ^ masks[p];
-            const uint32_t begin = off[b], end = off[b + 1];
+            const uint32_t begin = off.at(b), end = off.at(b + 1);
             if (begin != end) probes.push_back((uint64_t{begin} << 32) | end);
             total += end - begin;
         }

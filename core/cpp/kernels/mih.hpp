@@ -60,11 +60,33 @@ private:
                 std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
                 std::vector<uint64_t>* hits) const;
 
+    // Bucket starts of one slot table, 2^width + 1 of them. Stored as a uint32 base per group of
+    // 64 buckets plus a uint16 offset per bucket (2.06 bytes a bucket instead of 4) unless some
+    // group holds 65536 rows or more, which only very skewed slots do.
+    struct Offsets {
+        static constexpr int kGroupShift = 6;
+        std::vector<uint32_t> full;
+        std::vector<uint32_t> group;
+        std::vector<uint16_t> within;
+
+        void compress();
+        uint32_t at(uint32_t bucket) const {
+            return full.empty() ? group[bucket >> kGroupShift] + within[bucket] : full[bucket];
+        }
+        const void* address(uint32_t bucket) const {
+            return full.empty() ? static_cast<const void*>(&within[bucket])
+                                : static_cast<const void*>(&full[bucket]);
+        }
+        size_t bytes() const {
+            return full.capacity() * 4 + group.capacity() * 4 + within.capacity() * 2;
+        }
+    };
+
     const uint64_t* hashes_;
     size_t n_;
     int row_bytes_;  // 3 while n < 2^24, else 4
     std::vector<Slot> slots_;
-    std::vector<std::vector<uint32_t>> offsets_;  // per slot: 2^width + 1 bucket starts
+    std::vector<Offsets> offsets_;                // per slot
     std::vector<std::vector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
     std::vector<std::vector<uint32_t>> masks_;    // per width: masks by popcount (<= radius 3)
     std::vector<std::vector<size_t>> within_;     // per width: masks with popcount <= r
