@@ -61,8 +61,9 @@ class _MultiIndexEngine:
         return int(self.tables.memory_bytes())
 
 
-# Below this many hashes a scan is as fast as the tables and needs no memory for them.
-MIN_INDEXED_HASHES = 4096
+# Below this many hashes a scan is as fast as the tables (measured: scan 141k q/s, tables 110k
+# at 20k hashes; tables 2.4x faster at 100k) and needs no memory for them.
+MIN_INDEXED_HASHES = 32768
 
 
 def _build_engine(ids: np.ndarray, words: np.ndarray):

@@ -91,7 +91,10 @@ def test_empty_and_single_row_tables():
         assert as_lists(index.search(q, 31)) == range_search(q, words, 31)
 
 
-def test_hash_index_uses_tables_and_matches_oracle():
+def test_hash_index_uses_tables_and_matches_oracle(monkeypatch):
+    from hashmatch.core import index as index_module
+
+    monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 4096)
     rng = np.random.default_rng(7)
     words = random_words(rng, N)
     ids = rng.choice(2**62, size=N, replace=False).astype(np.uint64)
