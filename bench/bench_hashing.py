@@ -10,8 +10,6 @@ number is end to end (demux, decode, RGB conversion, PDQ), as the client runs it
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import describe, usable_cores
 from hashmatch.core import _pdq
 from hashmatch.core.pdq import pdq_hash
 
@@ -26,26 +25,13 @@ CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import av
     import PIL
-    return (f"{platform.platform()}; CPU {cpu}; {usable_cores()} usable cores; Python "
-            f"{platform.python_version()}; NumPy {np.__version__}; Pillow {PIL.__version__}; "
+
+    info = describe()
+    return (f"{info['system']}; CPU {info['cpu']}; {info['usable_cores']} usable cores; Python "
+            f"{info['python']}; NumPy {info['numpy']}; Pillow {PIL.__version__}; "
             f"PyAV {av.__version__}; hashmatch._pdq {_pdq.VERSION} (-O3, portable flags)")
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def test_images() -> list[tuple[str, np.ndarray]]:

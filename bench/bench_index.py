@@ -17,12 +17,12 @@ import gc
 import json
 import os
 import pathlib
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from bench.machine import describe
 from hashmatch.core import HashIndex, kernels
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -44,19 +44,6 @@ class Row:
     extra_hits: int | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_average": os.getloadavg(), "kernel_backend": kernels.backend_name()}
 
 
 def rss_bytes() -> int:
@@ -284,7 +271,7 @@ def main(argv=None) -> int:
     chosen = set(filter(None, args.only.split(","))) or {"hashmatch", "brute", "flat", "mh0",
                                                          "mh1", "l2"}
     rng = np.random.default_rng(args.seed)
-    info = machine()
+    info = describe()
     datasets = [(f"random n={args.n:,}", random_list(rng, args.n), "uniform random bits")]
     if args.pdq_n:
         try:

@@ -35,34 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import describe, usable_cores
 from hashmatch.core import HashIndex, kernels
 from hashmatch.core import video as vpdq
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPECTED_VPDQ = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "expected-vpdq"
 THRESHOLD = 31
-
-
-def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable_cores(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "numpy": np.__version__,
-            "kernel_backend": kernels.backend_name()}
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def stamp(info: dict) -> str:
@@ -445,9 +424,9 @@ def main(argv=None) -> int:
                         help="queries timed for the (slow) NumPy baseline")
     parser.add_argument("--skip-hashing", action="store_true")
     args = parser.parse_args(argv)
-    info = machine()
+    info = describe()
     print(f"Machine: {platform.platform()}; CPU {info['cpu']}; {info['usable_cores']} usable "
-          f"cores; load average {info['load_average_at_start']}; Python {info['python']}; "
+          f"cores; load average {info['load_average']}; Python {info['python']}; "
           f"NumPy {info['numpy']}; kernel backend {info['kernel_backend']}")
     print("The machine may be shared: compare numbers within one run, not across runs.")
     result = {"machine": info, "args": vars(args),
