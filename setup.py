@@ -15,24 +15,20 @@ VERSION = "0.1.0"
 # attributes and chosen at run time, so a wheel built here runs on any x86-64.
 COMPILE_ARGS = ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra"]
 
-ext_modules = [
-    Pybind11Extension(
-        "hashmatch.core._kernels",
-        sorted(glob.glob("core/cpp/kernels/*.cpp")),
+
+def core_extension(name: str) -> Pybind11Extension:
+    """hashmatch.core.<name> from core/cpp/<folder>/*.cpp, e.g. _pdq from core/cpp/pdq/."""
+    return Pybind11Extension(
+        f"hashmatch.core.{name}",
+        sorted(glob.glob(f"core/cpp/{name.lstrip('_')}/*.cpp")),
         include_dirs=["core/cpp"],
         define_macros=[("HASHMATCH_VERSION", f'"{VERSION}"')],
         extra_compile_args=COMPILE_ARGS,
         cxx_std=17,
-    ),
-    Pybind11Extension(
-        "hashmatch.core._pdq",
-        sorted(glob.glob("core/cpp/pdq/*.cpp")),
-        include_dirs=["core/cpp"],
-        define_macros=[("HASHMATCH_VERSION", f'"{VERSION}"')],
-        extra_compile_args=COMPILE_ARGS,
-        cxx_std=17,
-    ),
-]
+    )
+
+
+ext_modules = [core_extension("_kernels"), core_extension("_pdq")]
 
 setup(
     name="hashmatch",

@@ -42,6 +42,17 @@ HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
 
 
+def _packed_count(data: bytes, size: int, field: str, items: str, limit: int,
+                  limit_name: str) -> int:
+    """How many size-byte hashes `data` packs; rejects a ragged length or more than `limit`."""
+    if len(data) % size:
+        raise InvalidRequest(f"{field} length {len(data)} is not a multiple of {size}")
+    n = len(data) // size
+    if n > limit:
+        raise InvalidRequest(f"{n} {items} is over {limit_name} ({limit})")
+    return n
+
+
 def _md5(raw: bytes, where: str) -> bytes | None:
     if raw and len(raw) != MD5_BYTES:
         raise InvalidRequest(f"{where}: md5 must be {MD5_BYTES} bytes, got {len(raw)}")
@@ -64,13 +75,8 @@ def _image(msg: pb.ImageHashes, where: str) -> Image:
 
 def _video(msg: pb.VideoHashes, where: str, config: ServerConfig) -> Video:
     md5 = _md5(msg.md5, where)
-    if len(msg.frame_pdqs) % PDQ_BYTES:
-        raise InvalidRequest(f"{where}: frame_pdqs length {len(msg.frame_pdqs)} is not a "
-                             f"multiple of {PDQ_BYTES}")
-    n = len(msg.frame_pdqs) // PDQ_BYTES
-    if n > config.max_video_frames:
-        raise InvalidRequest(f"{where}: {n} frames is over max_video_frames "
-                             f"({config.max_video_frames})")
+    n = _packed_count(msg.frame_pdqs, PDQ_BYTES, f"{where}: frame_pdqs", "frames",
+                      config.max_video_frames, "max_video_frames")
     if len(msg.frame_qualities) != n:
         raise InvalidRequest(f"{where}: got {len(msg.frame_qualities)} frame_qualities for "
                              f"{n} frames")
@@ -130,13 +136,8 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
     name = pb.SignalType.Name(req.signal_type).removeprefix("SIGNAL_TYPE_")
     if not req.hashes:
         raise InvalidRequest("batch has no hashes")
-    if len(req.hashes) % size:
-        raise InvalidRequest(f"hashes length {len(req.hashes)} is not a multiple of {size} "
-                             f"({name} hash size)")
-    n = len(req.hashes) // size
-    if n > config.max_batch_hashes:
-        raise InvalidRequest(f"batch of {n} hashes is over max_batch_hashes "
-                             f"({config.max_batch_hashes})")
+    n = _packed_count(req.hashes, size, "hashes", f"{name} hashes in the batch",
+                      config.max_batch_hashes, "max_batch_hashes")
     threshold = req.threshold if req.HasField("threshold") else config.default_threshold
     if threshold > config.max_threshold:
         raise InvalidRequest(f"threshold {threshold} is over the server maximum "

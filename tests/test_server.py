@@ -165,7 +165,7 @@ def bad_batches(max_threshold: int, max_batch: int):
         (dict(signal_type=pb.SIGNAL_TYPE_UNSPECIFIED, hashes=b"x" * 32), "unknown signal_type 0"),
         (dict(signal_type=17, hashes=b"x" * 32), "unknown signal_type 17"),
         (dict(signal_type=PDQ, hashes=b"x" * 32 * (max_batch + 1)),
-         f"batch of {max_batch + 1} hashes is over max_batch_hashes ({max_batch})"),
+         f"{max_batch + 1} PDQ hashes in the batch is over max_batch_hashes ({max_batch})"),
         (dict(signal_type=PDQ, hashes=b"x" * 32, threshold=max_threshold + 1),
          f"threshold {max_threshold + 1} is over the server maximum ({max_threshold})"),
         (dict(signal_type=VPDQ, hashes=b"x" * 64,
