@@ -168,9 +168,9 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
 
 
 def run(args) -> dict:
-    from bench import load_report as report
     from bench.load_core import core_rate
     from bench.load_cpu import listening_process
+    from bench.machine import describe
     from bench.load_server import ManagedServer, random_hashes
 
     with contextlib.ExitStack() as stack:
@@ -193,7 +193,7 @@ def run(args) -> dict:
     summary["core"] = core_rate(list_hashes, retained, args.threshold, args.core_seconds)
     core = summary["core"]["hashes_per_s"]
     summary["ratio_to_core"] = summary["result"]["hashes_per_s"] / core if core else None
-    summary["machine"] = report.machine()
+    summary["machine"] = machine
     summary["config"] = {k: v for k, v in vars(args).items() if k != "api_key"}
     return summary
 

@@ -1,26 +1,8 @@
 """Turns a load run into what a reader needs: a one-screen summary, a JSON record naming the
 machine and backend that produced the numbers, and a plot of throughput and latency over time."""
 import json
-import os
-import platform
 
 import numpy as np
-
-
-def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": model, "cpus": os.cpu_count(), "cpus_usable": usable,
-            "system": platform.platform(), "python": platform.python_version()}
 
 
 def latency_ms(samples) -> dict:
@@ -89,7 +71,7 @@ def write_plot(summary: dict, path: str):
     cfg = summary["config"]
     fig.suptitle(f"list {summary['server']['list_size']:,}, {cfg['streams']} streams, batch "
                  f"{cfg['batch_size']}, window {summary['server']['window']}, "
-                 f"{summary['machine']['cpu_model']} x{summary['machine']['cpus']}", fontsize=9)
+                 f"{summary['machine']['cpu']} x{summary['machine']['cores']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -103,8 +85,8 @@ def text(summary: dict) -> str:
 
     lines = [
         f"list {summary['server']['list_size']:,} hashes, backend "
-        f"{summary['server']['kernel_backend']}, {summary['machine']['cpu_model']} "
-        f"x{summary['machine']['cpus']}",
+        f"{summary['server']['kernel_backend']}, {summary['machine']['cpu']} "
+        f"x{summary['machine']['cores']}",
         f"end to end   {num(r['hashes_per_s'])} hashes/s  ({r['answered_hashes']:,} hashes, "
         f"{r['batches']:,} batches in {r['seconds']:.2f} s)",
         f"latency ms   p50 {num(lat['p50'], '{:.1f}')}  p90 {num(lat['p90'], '{:.1f}')}  "
