@@ -170,8 +170,10 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
 def run(args) -> dict:
     from bench.load_core import core_rate
     from bench.load_cpu import listening_process
-    from bench.machine import describe
     from bench.load_server import ManagedServer, random_hashes
+    from bench.machine import describe
+
+    machine = describe()  # before the run, so the load average is the background's
 
     with contextlib.ExitStack() as stack:
         if args.target:
