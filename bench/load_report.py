@@ -96,9 +96,11 @@ def text(summary: dict) -> str:
         f"batch {r['batch_errors']}, stream {len(r['stream_errors'])})",
         f"cpu          server {num(cpu['server_percent'])}%  client {num(cpu['client_percent'])}%"
         " (100% = one core)",
-        f"core alone   {num(core['hashes_per_s'])} hashes/s ({core['threads']} threads, "
+        f"core alone   {num(core['hashes_per_s'])} hashes/s ({core['threads']} CPUs, "
         f"{core['backend']});  end to end / core = {num(summary['ratio_to_core'], '{:.1%}')}",
     ]
+    lines += [f"  core, {w['workers']} search(es) at once x index threads={w['index_threads']}: "
+              f"{num(w['hashes_per_s'])} hashes/s" for w in core.get("ways", ())]
     lines += [f"  e.g. {e}" for e in r["examples"]]
     lines += [f"  {e}" for e in r["stream_errors"][:5]]
     if r.get("cleanup_error"):

@@ -149,7 +149,10 @@ class LoadRun:
             while (batch := self._next_batch(rng)) is not None:
                 await slots.acquire()
                 if per_stream_rate:
-                    delay = out.started + sent / per_stream_rate - time.perf_counter()
+                    # Streams are spread evenly over one batch interval rather than all
+                    # sending at once, as independent platforms would.
+                    phase = plan.batch_size * index / plan.streams
+                    delay = out.started + (sent + phase) / per_stream_rate - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 if time.perf_counter() >= self._deadline or reader.done():
