@@ -43,9 +43,11 @@ def _matches(positions, entry_ids, distances, signal_types) -> Matches:
 
 
 class ListState:
-    def __init__(self):
-        self._images = HashIndex()
-        self._frames = HashIndex()
+    def __init__(self, search_threads: int = 0):
+        """search_threads: threads one search may use (0 = all cores). A server that already
+        runs a search per core on its worker pool passes 1, so searches do not fight for cores."""
+        self._images = HashIndex(threads=search_threads)
+        self._frames = HashIndex(threads=search_threads)
         self._md5 = Md5Index()
         self._frame_counts: dict[int, int] = {}
         self._write_lock = threading.Lock()
