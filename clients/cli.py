@@ -445,6 +445,8 @@ SERVER_FLAGS = {
     "max_case_items": (int, "most photos and videos in one case"),
     "rate_limit_hashes_per_s": (float, "per-platform matching rate limit (0 = none)"),
     "worker_threads": (int, "threads that match and write (default: CPU count)"),
+    "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
+                            "throughput at full load)"),
     "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
 }
 

@@ -53,10 +53,7 @@ class App:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.store = Store(config.db_path)
-        # worker_threads searches already run at once; each also spreading over every core
-        # cost about 10% in bench.load (four search threads on two cores).
-        self.state = ListState(search_threads=1 if config.worker_threads >= (os.cpu_count() or 1)
-                               else 0)
+        self.state = ListState(search_threads=config.search_threads)
         self.keeper = ListKeeper(self.store, self.state)
         self.auth = Authenticator(self.store)
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,

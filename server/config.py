@@ -33,6 +33,10 @@ class ServerConfig:
     keepalive_timeout_s: float = 20.0
     # Threads that run matching and store work (the kernels release the GIL).
     worker_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 2)
+    # Threads one search may use; 0 = every core. 0 gives the lowest latency at light load;
+    # 1 gives about 10% more throughput at full load, when worker_threads searches already
+    # cover the cores (bench/README.md, load generator).
+    search_threads: int = 0
     shutdown_grace_s: float = 5.0
     log_level: str = "INFO"
     # host:port for a Prometheus text endpoint over HTTP; None: no endpoint.
@@ -47,6 +51,8 @@ class ServerConfig:
                      "worker_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.search_threads < 0:
+            raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         if self.max_video_frames >= 1 << 24:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
 
@@ -68,6 +74,8 @@ HELP = {
     "keepalive_time_s": "seconds between keepalive pings",
     "keepalive_timeout_s": "seconds to wait for a keepalive answer",
     "worker_threads": "threads for matching and store work",
+    "search_threads": "threads one search may use (0 = all cores: lowest latency; 1 = most "
+                      "throughput at full load)",
     "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",

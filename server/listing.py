@@ -44,8 +44,7 @@ def _matches(positions, entry_ids, distances, signal_types) -> Matches:
 
 class ListState:
     def __init__(self, search_threads: int = 0):
-        """search_threads: threads one search may use (0 = all cores). A server that already
-        runs a search per core on its worker pool passes 1, so searches do not fight for cores."""
+        """search_threads: threads one search may use (0 = all cores); see ServerConfig."""
         self._images = HashIndex(threads=search_threads)
         self._frames = HashIndex(threads=search_threads)
         self._md5 = Md5Index()

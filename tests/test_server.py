@@ -370,3 +370,16 @@ def test_a_message_over_max_message_bytes(start_server, connect):
     error = rejected(lambda: match(stubs, bytes(32 * 4096)))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert len(match(stubs, bytes(32 * 16)).matches) == 0
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_search_threads_reach_the_index(start_server, threads):
+    server = start_server(search_threads=threads)
+    assert server.app.state._images.threads == threads
+    assert server.app.state._frames.threads == threads
+
+
+def test_negative_search_threads_is_refused():
+    from hashmatch.server.config import ServerConfig
+    with pytest.raises(ValueError, match="search_threads must be >= 0, got -1"):
+        ServerConfig(search_threads=-1)
