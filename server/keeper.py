@@ -3,8 +3,12 @@
 Every change goes through here: the store commits it (durable, sequence numbers assigned) and the
 same rows are applied to `ListState` before the caller is answered, under one lock so the index
 applies the change log in order. Withdrawn hashes stop matching before WithdrawCase returns.
+PINs are hashed and checked (scrypt, slow on purpose) before that lock is taken, so case writes
+do not queue behind each other's PIN work.
 """
 import threading
+
+from hashmatch.server import credentials
 
 from hashmatch.server.listing import ListState
 from hashmatch.server.media import Image, Video
@@ -24,14 +28,16 @@ class ListKeeper:
         return len(rows.image_ids) + len(rows.frame_ids)
 
     def submit_case(self, media: list[Image | Video]) -> SubmittedCase:
+        new_case = credentials.new_case()
         with self._order:
-            case = self.store.submit_case(media)
+            case = self.store.submit_case(media, new_case)
             self.state.apply_added(case.added)
         return case
 
     def withdraw_case(self, case_id: str, pin: str) -> int:
+        self.store.check_pin(case_id, pin)
         with self._order:
-            sequence, removed = self.store.withdraw_case(case_id, pin)
+            sequence, removed = self.store.remove_case(case_id)
             self.state.apply_removed(removed)
         return sequence
 

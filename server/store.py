@@ -139,10 +139,14 @@ class Store:
 
     # ------------------------------------------------------------ cases
 
-    def submit_case(self, media: list[Image | Video]) -> SubmittedCase:
-        """Stores a case and its media in one transaction; returns after COMMIT."""
-        case_id, pin = credentials.new_case_id(), credentials.new_pin()
-        salt, digest = credentials.hash_pin(pin)
+    def submit_case(self, media: list[Image | Video],
+                    new_case: credentials.NewCase | None = None) -> SubmittedCase:
+        """Stores a case and its media in one transaction; returns after COMMIT.
+
+        new_case: the case's id and PIN, made beforehand (the slow PIN hash need not run under
+        a caller's lock); made here when not given.
+        """
+        case_id, pin, salt, digest = new_case or credentials.new_case()
         now = int(time.time())
         with self._write() as con:
             entry0 = self._take("next_entry", len(media))
@@ -167,7 +171,7 @@ class Store:
         return SubmittedCase(case_id, pin, entry_ids, seq0 + len(media) - 1,
                              _rows_of(entry_ids, media, seq0 + len(media) - 1))
 
-    def _check_pin(self, case_id: str, pin: str) -> None:
+    def check_pin(self, case_id: str, pin: str) -> None:
         """Counts the attempt before checking it, so the lock holds even under parallel guesses."""
         with self._write() as con:
             row = con.execute("UPDATE cases SET failed_pins = failed_pins + 1 WHERE id=? AND "
@@ -187,7 +191,7 @@ class Store:
             con.execute("UPDATE cases SET failed_pins = 0 WHERE id=?", (case_id,))
 
     def case_status(self, case_id: str, pin: str) -> CaseStatus:
-        self._check_pin(case_id, pin)
+        self.check_pin(case_id, pin)
         with self._lock:
             created, withdrawn = self._con.execute(
                 "SELECT created, withdrawn FROM cases WHERE id=?", (case_id,)).fetchone()
@@ -202,7 +206,11 @@ class Store:
         Withdrawing twice is not an error: the second call removes nothing and returns the
         sequence of the first withdrawal.
         """
-        self._check_pin(case_id, pin)
+        self.check_pin(case_id, pin)
+        return self.remove_case(case_id)
+
+    def remove_case(self, case_id: str) -> tuple[int, ListRows]:
+        """withdraw_case without the PIN check, for a caller that has made it already."""
         now = int(time.time())
         with self._write() as con:
             rows = con.execute("SELECT id, kind, md5 IS NOT NULL, frame_count FROM entries "

@@ -104,3 +104,21 @@ def test_withdrawing_with_a_wrong_pin_changes_nothing(tmp_path):
         keeper.withdraw_case(case.case_id, "nope")
     assert keeper.state.counts()["md5"] == 1 and keeper.state.sequence == 1
     keeper.store.close()
+
+
+def test_pin_hashing_runs_outside_the_order_lock(tmp_path, monkeypatch):
+    """scrypt (~50 ms) must not hold the lock that orders every case write."""
+    keeper = ListKeeper(Store(tmp_path / "list.db"), ListState())
+    keeper.load()
+    held_during_scrypt = []
+    real_hash_pin = credentials.hash_pin
+
+    def watching_hash_pin(pin, salt=None):
+        held_during_scrypt.append(keeper._order.locked())
+        return real_hash_pin(pin, salt)
+
+    monkeypatch.setattr(credentials, "hash_pin", watching_hash_pin)
+    case = keeper.submit_case([Image(md5=b"m" * 16, pdq=None, quality=0)])
+    keeper.case_status(case.case_id, case.pin)
+    keeper.withdraw_case(case.case_id, case.pin)
+    assert held_during_scrypt == [False, False, False]
