@@ -67,6 +67,14 @@ def available() -> bool:
     return (CONFORMANCE / "expected-pdq.tsv").exists()
 
 
+def require_corpus() -> None:
+    """Stops test collection with a clear error when ../shared/conformance is missing: a
+    missing corpus must fail the suite, not skip the fidelity tests quietly."""
+    if not available():
+        raise FileNotFoundError(f"conformance corpus not found at {CONFORMANCE}; clone the "
+                                "repository with ../shared beside it")
+
+
 def expected_pdq() -> list[ExpectedPdq]:
     with open(CONFORMANCE / "expected-pdq.tsv", newline="") as f:
         return [ExpectedPdq(r["path"], bytes.fromhex(r["expected_hash"]),

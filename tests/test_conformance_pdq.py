@@ -13,17 +13,16 @@ from fidelity_table import (
     CONFORMANCE,
     LOW_QUALITY_IMAGES,
     MIN_QUALITY,
-    available,
     bound_for,
     expected_md5,
     expected_pdq,
+    require_corpus,
 )
 from hashmatch.clients.hashing import ImageHashes, hash_file, hash_image, md5_file, rgb_from_image
 from hashmatch.core.pdq import hamming_distance, pdq_hash_luma
 
-pytestmark = pytest.mark.skipif(not available(), reason=f"conformance corpus not found at {CONFORMANCE}")
-
-ROWS = expected_pdq() if available() else []
+require_corpus()
+ROWS = expected_pdq()
 IMAGES = sorted({r.path for r in ROWS})
 
 
@@ -57,7 +56,7 @@ def test_every_kind_of_bound_is_exercised():
     assert kinds == {"exact", "cpp", "other"}
 
 
-@pytest.mark.parametrize("path, md5", sorted(expected_md5().items()) if available() else [])
+@pytest.mark.parametrize("path, md5", sorted(expected_md5().items()))
 def test_md5_of_every_corpus_file(path, md5):
     assert md5_file(CONFORMANCE / path).hex() == md5
 

@@ -12,18 +12,17 @@ from fidelity_table import (
     CONFORMANCE,
     MIN_QUALITY,
     VIDEO_DISTANCE_BOUND,
-    available,
     expected_md5,
     expected_vpdq,
     frame_share,
+    require_corpus,
     sample_videos,
 )
 from hashmatch.clients.hashing import VideoHashes, hash_file, hash_video
 from hashmatch.core.pdq import hamming_distance
 
-pytestmark = pytest.mark.skipif(not available(), reason=f"conformance corpus not found at {CONFORMANCE}")
-
-VIDEOS = sample_videos() if available() else []
+require_corpus()
+VIDEOS = sample_videos()
 
 
 @pytest.fixture(scope="module")

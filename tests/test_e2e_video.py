@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from media import reencode
+from fidelity_table import require_corpus
 from test_e2e import CLI, CONSOLE_SCRIPT, hashmatch
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "videos"
@@ -24,8 +25,7 @@ SUBMITTED = VIDEOS / "chair-19-sd-bar.mp4"      # 480x720, 30 fps, 564 frames, ~
 OTHERS = [VIDEOS / "doorknob-hd-no-bar.mp4", VIDEOS / "test-padded-dimensions.mp4"]
 STILL_FRAME = 300                               # a frame the device hashed (10 s at 1/s)
 
-pytestmark = pytest.mark.skipif(not SUBMITTED.exists(),
-                                reason=f"conformance videos not found at {VIDEOS}")
+require_corpus()
 
 
 def frame_as_jpeg(video: Path, number: int, path: Path) -> Path:
