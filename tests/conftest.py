@@ -63,12 +63,16 @@ class LiveServer:
 def start_server(tmp_path):
     started: list[LiveServer] = []
 
-    def start(wait_serving: bool = True, **overrides) -> LiveServer:
+    def start(wait_serving: bool = True, imported=None, **overrides) -> LiveServer:
+        """A server on a free port; `imported` (uint8[n, 32]) is bulk-loaded into its store
+        first, as `hashmatch list import` would. Other keywords are ServerConfig fields."""
         overrides.setdefault("db_path", str(tmp_path / "list.db"))
         overrides.setdefault("listen", "127.0.0.1:0")
         overrides.setdefault("worker_threads", 2)
         store = Store(overrides["db_path"])
         try:
+            if imported is not None:
+                store.import_pdq_hashes(imported)
             api_key = store.add_platform(f"platform-{len(started)}")
         finally:
             store.close()

@@ -13,7 +13,6 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from hashmatch.clients import cli
 from fidelity_table import SHARED
-from hashmatch.server.store import Store
 
 
 def natural_photo(seed: int, size=(640, 480)) -> Image.Image:
@@ -200,15 +199,9 @@ def test_match_hash_file_reports_bad_lines_and_md5(capsys, live_server, photos, 
 
 
 def test_match_large_hash_input_streams_from_stdin(capsys, start_server, random_hashes,
-                                                   tmp_path, monkeypatch):
-    db = str(tmp_path / "big.db")
+                                                   monkeypatch):
     listed = random_hashes(5000, seed=11)
-    store = Store(db)
-    try:
-        store.import_pdq_hashes(listed)
-    finally:
-        store.close()
-    server = start_server(db_path=db, max_in_flight=2, max_batch_hashes=1024)
+    server = start_server(imported=listed, max_in_flight=2, max_batch_hashes=1024)
     queries = random_hashes(cli.STREAM_ABOVE * 3, seed=12)
     planted = {7: 0, 1500: 17, 2999: 4999}
     for row, listed_row in planted.items():

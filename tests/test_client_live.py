@@ -12,7 +12,6 @@ import pytest
 
 from hashmatch.clients.client import HashmatchClient, HashmatchError
 from hashmatch.clients.streaming import StreamingMatcher
-from hashmatch.server.store import Store
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,9 @@ def test_bad_requests_raise_with_the_servers_message(client, live_server):
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_streaming_matches_equal_brute_force(start_server, random_hashes, tmp_path):
-    db = str(tmp_path / "list.db")
+def test_streaming_matches_equal_brute_force(start_server, random_hashes):
     listed = random_hashes(3000, seed=2)
-    store = Store(db)
-    try:
-        store.import_pdq_hashes(listed)
-    finally:
-        store.close()
-    server = start_server(db_path=db, max_in_flight=3, max_batch_hashes=512)
+    server = start_server(imported=listed, max_in_flight=3, max_batch_hashes=512)
 
     rng = np.random.default_rng(3)
     queries = [row.tobytes() for row in random_hashes(6000, seed=4)]
