@@ -511,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def store_file(sub):
+        sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+
     def seconds_per_hash(sub):
         sub.add_argument("--seconds-per-hash", type=float, default=1.0,
                          help="videos: hash one frame every this many seconds (default 1)")
@@ -561,30 +564,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--api-key", help=api_key_help)
 
     sub = command("serve", cmd_serve, "run the server on an embedded SQLite store")
-    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    store_file(sub)
     sub.add_argument("--listen", default=DEFAULT_TARGET,
                      help=f"HOST:PORT to listen on (default {DEFAULT_TARGET}; port 0 = any)")
     sub.add_argument("--port-file", help="write the bound port here once serving")
     for name, (kind, help_text) in SERVER_FLAGS.items():
         sub.add_argument(f"--{name.replace('_', '-')}", type=kind, help=help_text)
 
-    platform = command("platform", None, "manage participating platforms")
-    platform_commands = platform.add_subparsers(dest="platform_command", metavar="COMMAND",
-                                                required=True)
-    sub = platform_commands.add_parser("add", parents=[common],
-                                       help="register a platform and print its API key once")
-    sub.set_defaults(handler=cmd_platform_add)
-    sub.add_argument("name", metavar="NAME")
-    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    def operator_command(group, group_help, name, handler, help_text, argument):
+        """`hashmatch GROUP NAME ARGUMENT --db PATH`: an operator task on the store file."""
+        subcommands = command(group, None, group_help).add_subparsers(
+            dest=f"{group}_command", metavar="COMMAND", required=True)
+        sub = subcommands.add_parser(name, parents=[common], help=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument(argument.lower(), metavar=argument)
+        store_file(sub)
 
-    hash_list = command("list", None, "manage the hash list")
-    list_commands = hash_list.add_subparsers(dest="list_command", metavar="COMMAND",
-                                             required=True)
-    sub = list_commands.add_parser("import", parents=[common],
-                                   help="bulk-load a file of hex PDQ hashes, one per line")
-    sub.set_defaults(handler=cmd_list_import)
-    sub.add_argument("file", metavar="FILE")
-    sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    operator_command("platform", "manage participating platforms", "add", cmd_platform_add,
+                     "register a platform and print its API key once", "NAME")
+    operator_command("list", "manage the hash list", "import", cmd_list_import,
+                     "bulk-load a file of hex PDQ hashes, one per line", "FILE")
     return parser
 
 
