@@ -9,7 +9,7 @@ from google.rpc import status_pb2
 from hashmatch.core import video as vpdq
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import InvalidRequest
-from hashmatch.server.listing import Matches
+from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ, Matches
 from hashmatch.server.media import MD5_BYTES, MIN_QUALITY, PDQ_BYTES, Image, Query, Video
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -40,6 +40,9 @@ def check_decoded(request) -> None:
 
 HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
+SIGNAL_FROM_PB = {pb.SIGNAL_TYPE_PDQ: SIGNAL_PDQ, pb.SIGNAL_TYPE_MD5: SIGNAL_MD5,
+                  pb.SIGNAL_TYPE_VPDQ: SIGNAL_VPDQ}
+SIGNAL_TO_PB = {signal: wire for wire, signal in SIGNAL_FROM_PB.items()}
 
 
 def _packed_count(data: bytes, size: int, field: str, items: str, limit: int,
@@ -143,8 +146,9 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
         raise InvalidRequest(f"threshold {threshold} is over the server maximum "
                              f"({config.max_threshold})")
     hashes = np.frombuffer(req.hashes, np.uint8).reshape(n, size)
-    if req.signal_type != pb.SIGNAL_TYPE_VPDQ:
-        return Query(req.signal_type, hashes, threshold, req.include_video_frames)
+    signal = SIGNAL_FROM_PB[req.signal_type]
+    if signal != SIGNAL_VPDQ:
+        return Query(signal, hashes, threshold, req.include_video_frames)
     opts = req.video
     qualities = None
     if opts.frame_qualities:
@@ -153,7 +157,7 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
         qualities = np.asarray(opts.frame_qualities, np.int64)
         if not (qualities >= MIN_QUALITY).any():
             raise InvalidRequest(f"no query frame has quality >= {MIN_QUALITY}")
-    return Query(req.signal_type, hashes, threshold, frame_qualities=qualities,
+    return Query(signal, hashes, threshold, frame_qualities=qualities,
                  min_query_percent=_percent(opts.min_query_match_percent if opts.HasField(
                      "min_query_match_percent") else vpdq.DEFAULT_MIN_QUERY_PERCENT,
                      "min_query_match_percent"),
@@ -165,10 +169,10 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
 def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.MatchResponse:
     video = matches.query_percent is not None
     return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence, matches=[
-        pb.Match(position=p, entry_id=e, distance=d, signal_type=s,
+        pb.Match(position=p, entry_id=e, distance=d, signal_type=SIGNAL_TO_PB[s],
                  query_match_percent=matches.query_percent[i] if video else 0.0,
                  compared_match_percent=matches.compared_percent[i] if video else 0.0,
-                 video_frame=not video and s == pb.SIGNAL_TYPE_VPDQ)
+                 video_frame=not video and s == SIGNAL_VPDQ)
         for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
                                              matches.entry_ids.tolist(),
                                              matches.distances.tolist(),

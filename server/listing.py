@@ -15,7 +15,8 @@ from hashmatch.core import video as vpdq
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of
 
-SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ = 1, 2, 3  # the values of hashmatch.v1.SignalType
+# What a hit matched; convert.py maps these to and from hashmatch.v1.SignalType.
+SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ = 1, 2, 3
 
 
 def kernel_backend() -> str:

@@ -69,7 +69,7 @@ class ListRows:
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-    """One validated match batch. signal: 1 PDQ, 2 MD5, 3 VPDQ (hashmatch.v1.SignalType)."""
+    """One validated match batch. signal: listing.SIGNAL_PDQ, SIGNAL_MD5 or SIGNAL_VPDQ."""
     signal: int
     hashes: np.ndarray                  # uint8[n, 32] (PDQ, VPDQ) or uint8[n, 16] (MD5)
     threshold: int
