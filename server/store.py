@@ -263,7 +263,7 @@ class Store:
 
     def load_all(self) -> ListRows:
         """Every live row of the list, as packed arrays, and the sequence they reflect."""
-        image_ids, image_hashes, frame_ids, frame_hashes = [], [], [], []
+        image_ids, image_hashes, frame_hashes = [], [], []
         videos, counts = [], []
         with self._lock:
             self._con.execute("BEGIN")
