@@ -10,7 +10,7 @@ from hashmatch.core import video as vpdq
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import InvalidRequest
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ, Matches
-from hashmatch.server.media import MD5_BYTES, MIN_QUALITY, PDQ_BYTES, Image, Query, Video
+from hashmatch.server.media import MD5_BYTES, PDQ_BYTES, Image, Query, Video
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -38,6 +38,7 @@ def check_decoded(request) -> None:
         raise InvalidRequest(f"request bytes are not a valid message ({request.error})")
 
 
+MIN_QUALITY = vpdq.MIN_QUALITY  # PDQ hashes below this quality match unrelated images
 HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
 SIGNAL_FROM_PB = {pb.SIGNAL_TYPE_PDQ: SIGNAL_PDQ, pb.SIGNAL_TYPE_MD5: SIGNAL_MD5,

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from hashmatch.core.video import FRAME_BITS, MIN_QUALITY
+from hashmatch.core.video import FRAME_BITS
 
 PDQ_BYTES = 32
 MD5_BYTES = 16
