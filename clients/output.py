@@ -15,7 +15,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-QUALITY_FLOOR = 50
+from hashmatch.core.pdq import MIN_TRUSTED_QUALITY as QUALITY_FLOOR
 
 
 class Reporter:

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-MIN_QUALITY = 50
+from hashmatch.core.pdq import MIN_TRUSTED_QUALITY as MIN_QUALITY
 DEFAULT_MIN_QUERY_PERCENT = 80.0
 DEFAULT_MIN_COMPARED_PERCENT = 0.0
 FRAME_BITS = 24
