@@ -135,7 +135,7 @@ class HashIndex:
         if not live.all():
             kept = np.concatenate([[0], np.cumsum(live)])
             o, rows, dist = kept[o], rows[live], dist[live]
-        parts = [(o, snap.base_ids[rows], dist)]
+        parts = [(o, snap.base_ids_of(rows), dist)]
         if len(snap.delta_ids):
             o2, rows2, dist2 = kernels.range_search(q, snap.delta_records, t)
             parts.append((o2, snap.delta_ids[rows2], dist2))
@@ -157,6 +157,8 @@ class HashIndex:
                "memory_bytes": self.memory_bytes()}
         if isinstance(s.engine, _MultiIndexEngine):
             out["slot_widths"] = list(s.engine.tables.slot_widths)
+            out["key_bits"] = list(s.engine.tables.key_bits)
+            out["offset_bytes"] = list(s.engine.tables.offset_bytes)
             out["max_indexed_threshold"] = s.engine.tables.max_indexed_threshold
         return out
 

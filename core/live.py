@@ -25,7 +25,7 @@ DELTA_LIMIT = 16384
 class Snapshot:
     """One consistent version of the table. Arrays are never written after publication."""
 
-    base_ids: np.ndarray      # uint64[N], ascending, unique
+    base_ids: np.ndarray      # ascending, unique; uint32[N] when all fit (see narrow_ids)
     base_records: np.ndarray  # records of base rows, same order
     engine: Any               # built from (base_ids, base_records) by the table's builder
     dead: np.ndarray          # int64[k], ascending: base rows removed since the base was built
@@ -35,6 +35,21 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self.base_ids) - len(self.dead) + len(self.delta_ids)
 
+    def base_ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The uint64 ids of base rows."""
+        return self.base_ids[rows].astype(np.uint64, copy=False)
+
+    def base_rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The base rows (int64, ascending by id) holding any of the uint64 `ids`."""
+        base = self.base_ids
+        if not len(base) or not len(ids):
+            return np.zeros(0, np.int64)
+        if base.dtype != ids.dtype:  # a narrowed base: compare in its dtype, without a copy
+            ids = ids[ids <= np.iinfo(base.dtype).max].astype(base.dtype)
+        pos = np.searchsorted(base, ids)
+        pos[pos == len(base)] = 0
+        return pos[base[pos] == ids].astype(np.int64)
+
     def live_base_rows(self, rows: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `rows` (base rows) are not tombstoned."""
         if not len(self.dead) or not len(rows):
@@ -42,6 +57,14 @@ class Snapshot:
         pos = np.searchsorted(self.dead, rows)
         pos[pos == len(self.dead)] = 0
         return self.dead[pos] != rows
+
+
+def narrow_ids(sorted_ids: np.ndarray) -> np.ndarray:
+    """Ascending uint64 ids as uint32 when the largest fits: 4 bytes a hash, a twelfth of
+    HashIndex's memory at 10M hashes. Readers widen them back (Snapshot.base_ids_of)."""
+    if len(sorted_ids) and int(sorted_ids[-1]) <= np.iinfo(np.uint32).max:
+        return sorted_ids.astype(np.uint32)
+    return sorted_ids
 
 
 def last_wins(ids: np.ndarray, records: np.ndarray):
@@ -170,6 +193,7 @@ class LiveTable:
             order, sorted_ids = order[keep], sorted_ids[keep]
         merged_records = _gather(record_parts, order)
         empty_ids = np.zeros(0, np.uint64)
+        sorted_ids = narrow_ids(sorted_ids)
         return Snapshot(sorted_ids, merged_records,
                         self._build_engine(sorted_ids, merged_records),
                         np.zeros(0, np.int64), empty_ids, merged_records[:0])
@@ -205,12 +229,9 @@ def _apply_remove(snap: Snapshot, ids: np.ndarray) -> Snapshot:
     if not len(ids):
         return snap
     dead = snap.dead
-    if len(snap.base_ids):
-        pos = np.searchsorted(snap.base_ids, ids)
-        pos[pos == len(snap.base_ids)] = 0
-        found = pos[snap.base_ids[pos] == ids].astype(np.int64)
-        if len(found):
-            dead = np.union1d(dead, found)
+    found = snap.base_rows_of(ids)
+    if len(found):
+        dead = np.union1d(dead, found)
     delta_ids, delta_records = snap.delta_ids, snap.delta_records
     if len(delta_ids):
         keep = ~np.isin(delta_ids, ids)

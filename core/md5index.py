@@ -77,7 +77,7 @@ class Md5Index:
             + np.arange(counts.sum()) if len(qidx) else np.zeros(0, np.int64)
         rows = eng.order[pos]
         ok = (snap.base_records[rows] == q[qidx]).all(axis=1) & snap.live_base_rows(rows)
-        qidx_parts, id_parts = [qidx[ok]], [snap.base_ids[rows[ok]]]
+        qidx_parts, id_parts = [qidx[ok]], [snap.base_ids_of(rows[ok])]
         if len(snap.delta_ids):
             eq = (snap.delta_records[None, :, :] == q[:, None, :]).all(axis=2)
             qi, r = np.nonzero(eq)

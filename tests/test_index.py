@@ -138,7 +138,34 @@ def test_background_merge_keeps_results_exact():
     assert len(index) == len(entries)
 
 
+def test_ids_below_2_32_are_stored_in_4_bytes_and_returned_as_uint64():
+    rng = np.random.default_rng(3)
+    words = random_words(rng, 1000)
+    ids = rng.choice(2**32, size=1000, replace=False).astype(np.uint64)
+    index = HashIndex()
+    index.add(ids, words)
+    index.compact()
+    assert index._table.snapshot().base_ids.dtype == np.uint32
+    assert index.memory_bytes() == 1000 * (32 + 4) + index._table.snapshot().engine.memory_bytes()
+    # Ids the narrow base cannot hold are simply not there; a stored one is removed.
+    index.remove(np.array([2**32 + int(ids[0]), 2**64 - 1, int(ids[1])], np.uint64))
+    index.add(np.array([2**63], np.uint64), words[2:3])
+    entries = {int(i): to_int(w) for i, w in zip(ids, words)}
+    del entries[int(ids[1])]
+    entries[2**63] = to_int(words[2])
+    queries = np.concatenate([words[:3], make_queries(rng, words, 5)])
+    assert ordered(index.search(queries)) == index_search(queries, entries, DEFAULT_THRESHOLD)
+    index.compact()  # 2**63 does not fit: the merged base goes back to uint64
+    assert index._table.snapshot().base_ids.dtype == np.uint64
+    assert ordered(index.search(queries)) == index_search(queries, entries, DEFAULT_THRESHOLD)
+
+
 _HASH_POOL = random_words(np.random.default_rng(77), 12)
+
+
+def _machine_id(i: int) -> int:
+    """Small ids and a few above 2**32, so bases are stored narrow and wide in turn."""
+    return i if i < 26 else 2**40 + i
 
 
 class IndexMachine(RuleBasedStateMachine):
@@ -158,12 +185,14 @@ class IndexMachine(RuleBasedStateMachine):
     def add(self, ids, pool, flips, seed):
         rng = np.random.default_rng(seed)
         words = np.stack([flip_bits(rng, _HASH_POOL[p], f) for p, f in zip(pool, flips)])[:len(ids)]
+        ids = [_machine_id(i) for i in ids]
         self.index.add(np.array(ids, np.uint64), words.reshape(-1, 4))
         for i, w in zip(ids, words):
             self.model[i] = to_int(w)
 
     @rule(ids=st.lists(st.integers(0, 35), max_size=4))
     def remove(self, ids):
+        ids = [_machine_id(i) for i in ids]
         self.index.remove(np.array(ids, np.uint64))
         for i in ids:
             self.model.pop(i, None)

@@ -32,10 +32,12 @@ def data():
     return words, queries
 
 
-@pytest.fixture(scope="module", params=[16, 12], ids=["16x16bit", "12-wide"])
+@pytest.fixture(scope="module", params=[16, 8], ids=["16x16bit", "8x32bit"])
 def tables(request, data):
     words, _ = data
-    index = _kernels.MihIndex(words, threads=2, slots=request.param)
+    # scan_ratio=1: the tables serve every query of this small list (by default 8 slots with
+    # radius 3 would hand most of them to the scan).
+    index = _kernels.MihIndex(words, threads=2, slots=request.param, scan_ratio=1)
     assert len(index.slot_widths) == request.param and sum(index.slot_widths) == 256
     return index
 
@@ -59,7 +61,7 @@ def test_tables_equal_brute_force(tables, data, cpu_path, threshold):
 def test_tables_equal_python_oracle_at_default_threshold(tables, data):
     words, queries = data
     assert as_lists(tables.search(queries[:8], 31)) == range_search(queries[:8], words, 31)
-    assert tables.max_indexed_threshold >= 47
+    assert tables.max_indexed_threshold == 4 * len(tables.slot_widths) - 1
 
 
 def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
@@ -74,13 +76,31 @@ def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
+def test_bucket_starts_take_the_narrowest_width_that_fits(cpu_path):
+    # 8 x 32-bit slots keyed on 16 bits at this size. Slots 0 and 1 (word 0) put every row in one
+    # bucket (uint32 starts), slot 2 puts 1000 rows in one (uint16); the rest spread (uint8).
+    rng = np.random.default_rng(9)
+    words = random_words(rng, 70_000)
+    words[:, 0] = np.uint64(0x0123_4567_89AB_CDE7)  # keys 0xCDE7, 0x4567: mid-group
+    words[:1000, 1] = (words[:1000, 1] >> np.uint64(32)) << np.uint64(32) | np.uint64(7)
+    index = _kernels.MihIndex(words, threads=2, slots=8, scan_ratio=1)
+    assert index.key_bits == [16] * 8
+    assert index.offset_bytes == [4, 4, 2, 1, 1, 1, 1, 1]
+    queries = np.concatenate([near_queries(rng, words, [0, 3, 17, 31, 31, 32]),
+                              random_words(rng, 4)])
+    queries[-2:, 0] = np.uint64(0)  # far from the shared slots: served by the tables
+    for threshold in (0, 20, 31, 40):
+        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        assert as_lists(index.search(queries, threshold, 2)) == expected
+
+
 def test_tables_reject_bad_input(tables):
     with pytest.raises(ValueError, match=r"queries must have shape \(n, 4\)"):
         tables.search(np.zeros((2, 2), np.uint64), 31)
     with pytest.raises(ValueError, match="threshold must be between 0 and 256.*got -1"):
         tables.search(np.zeros((2, 4), np.uint64), -1)
-    with pytest.raises(ValueError, match="slots must be 0 .automatic., 12 or 16, got 8"):
-        _kernels.MihIndex(np.zeros((2, 4), np.uint64), slots=8)
+    with pytest.raises(ValueError, match="slots must be 0 .automatic., 8 or 16, got 12"):
+        _kernels.MihIndex(np.zeros((2, 4), np.uint64), slots=12)
 
 
 def test_empty_and_single_row_tables():

@@ -64,14 +64,15 @@ struct PyMihIndex {
     std::unique_ptr<MihIndex> index;
 };
 
-std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots) {
+std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots,
+                                     size_t scan_ratio) {
     check_words(hashes, "hashes");
     auto out = std::make_unique<PyMihIndex>();
     out->hashes = hashes;
     const uint64_t* h = hashes.data();
     const size_t n = static_cast<size_t>(hashes.shape(0));
     py::gil_scoped_release release;
-    out->index = std::make_unique<MihIndex>(h, n, threads, slots);
+    out->index = std::make_unique<MihIndex>(h, n, threads, slots, scan_ratio);
     return out;
 }
 
@@ -115,7 +116,8 @@ PYBIND11_MODULE(_kernels, m) {
 
     py::class_<PyMihIndex>(m, "MihIndex",
                            "Immutable multi-index hashing tables over hashes uint64[n, 4].")
-        .def(py::init(&make_mih), py::arg("hashes"), py::arg("threads") = 0, py::arg("slots") = 0)
+        .def(py::init(&make_mih), py::arg("hashes"), py::arg("threads") = 0, py::arg("slots") = 0,
+             py::arg("scan_ratio") = MihIndex::kScanRatio)
         .def("search", &mih_search, py::arg("queries"), py::arg("threshold"),
              py::arg("threads") = 1)
         .def("memory_bytes", [](const PyMihIndex& self) { return self.index->memory_bytes(); })
@@ -130,5 +132,12 @@ PYBIND11_MODULE(_kernels, m) {
             std::vector<int> widths;
             for (const auto& s : self.index->slots()) widths.push_back(s.width);
             return widths;
+        })
+        .def_property_readonly("offset_bytes",
+                               [](const PyMihIndex& self) { return self.index->offset_bytes(); })
+        .def_property_readonly("key_bits", [](const PyMihIndex& self) {
+            std::vector<int> bits;
+            for (const auto& s : self.index->slots()) bits.push_back(s.key_bits);
+            return bits;
         });
 }

@@ -12,13 +12,14 @@
 namespace hashmatch {
 namespace {
 
-static_assert(MihIndex::kMaxSlotBits <= 32, "a slot value must fit 32 bits");
+static_assert(MihIndex::kMaxKeyBits <= 32, "a key must fit 32 bits");
 
-inline uint32_t slot_value(const uint64_t* hash, MihIndex::Slot s) {
+// The table key of a hash in slot s: the slot's first key_bits bits.
+inline uint32_t key_of(const uint64_t* hash, MihIndex::Slot s) {
     const int word = s.start >> 6, shift = s.start & 63;
     uint64_t v = hash[word] >> shift;
-    if (shift + s.width > 64) v |= hash[word + 1] << (64 - shift);
-    return static_cast<uint32_t>(v & ((uint64_t{1} << s.width) - 1));
+    if (shift + s.key_bits > 64) v |= hash[word + 1] << (64 - shift);
+    return static_cast<uint32_t>(v & ((uint64_t{1} << s.key_bits) - 1));
 }
 
 inline uint32_t read_row(const uint8_t* rows, size_t i, int row_bytes) {
@@ -27,13 +28,13 @@ inline uint32_t read_row(const uint8_t* rows, size_t i, int row_bytes) {
     return row_bytes == 3 ? (v & 0xFFFFFFu) : v;
 }
 
-// Candidates of slot k that pass the full distance are kept only if no earlier slot j < k was
-// within its radius: that slot's table found (or will find) the same row, so each hit is
-// reported exactly once without a set.
+// Candidates of slot k that pass the full distance are kept only if no earlier slot j < k had its
+// key within its radius: that slot's table found (or will find) the same row, so each hit is
+// reported exactly once without a set. (The key, not the whole slot, decides what a table finds.)
 inline bool found_earlier(const uint64_t* x, const MihIndex::Slot* slots, const int* radii,
                           int k) {
     for (int j = 0; j < k; ++j)
-        if (__builtin_popcount(slot_value(x, slots[j])) <= radii[j]) return true;
+        if (__builtin_popcount(key_of(x, slots[j])) <= radii[j]) return true;
     return false;
 }
 
@@ -116,50 +117,42 @@ bool has_avx512vl() {
 }
 
 std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
-    if (count != 0 && count != 12 && count != 16)
-        throw std::invalid_argument("slots must be 0 (automatic), 12 or 16, got " +
+    if (count != 0 && count != 8 && count != 16)
+        throw std::invalid_argument("slots must be 0 (automatic), 8 or 16, got " +
                                     std::to_string(count));
-    std::vector<MihIndex::Slot> slots;
-    int start = 0;
-    auto add = [&](int width, int count) {
-        for (int i = 0; i < count; ++i, start += width) slots.push_back({start, width});
-    };
-    if (count == 16 || (count == 0 && n < MihIndex::kWideFrom)) {
-        add(16, 16);
-    } else {
-        add(21, 8);
-        add(22, 4);
+    if (count == 0) count = n < MihIndex::kWideFrom ? 16 : 8;
+    const int width = 256 / count;
+    // 16-bit slots are keyed whole. 32-bit slots are keyed on about log2(n) - 1 bits (22 from
+    // 8M: two rows a bucket), so their tables stay a byte a bucket.
+    int key_bits = width;
+    if (width > 16) {
+        key_bits = 10;
+        while (key_bits < MihIndex::kMaxKeyBits && (size_t{2} << key_bits) < n) ++key_bits;
     }
+    std::vector<MihIndex::Slot> slots;
+    for (int i = 0; i < count; ++i) slots.push_back({i * width, width, key_bits});
     return slots;
 }
 
 }  // namespace
 
-MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
+MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, size_t scan_ratio)
     : hashes_(hashes),
       n_(n),
       row_bytes_(n < (size_t{1} << 24) ? 3 : 4),
+      scan_limit_(n / std::max<size_t>(scan_ratio, 1)),
       slots_(layout_for(n, slots)) {
     if (n > 0xFFFFFFFFull) throw std::invalid_argument("MihIndex holds at most 2^32 - 1 hashes");
-    masks_.resize(kMaxSlotBits + 1);
-    within_.resize(kMaxSlotBits + 1);
+    probes_.resize(kMaxKeyBits + 1);
     for (const Slot& s : slots_) {
-        auto& masks = masks_[s.width];
-        if (!masks.empty()) continue;
-        auto& within = within_[s.width];
-        // Masks with popcount 0, 1, 2, 3 in that order, built from bit positions.
-        masks.push_back(0);
-        within.push_back(1);
-        for (int a = 0; a < s.width; ++a) masks.push_back(1u << a);
-        within.push_back(masks.size());
-        for (int a = 0; a < s.width; ++a)
-            for (int b = a + 1; b < s.width; ++b) masks.push_back((1u << a) | (1u << b));
-        within.push_back(masks.size());
-        for (int a = 0; a < s.width; ++a)
-            for (int b = a + 1; b < s.width; ++b)
-                for (int c = b + 1; c < s.width; ++c)
-                    masks.push_back((1u << a) | (1u << b) | (1u << c));
-        within.push_back(masks.size());
+        auto& by_radius = probes_[s.key_bits];
+        if (!by_radius.empty()) continue;
+        for (int r = 0; r <= kMaxProbeRadius; ++r) {
+            std::vector<uint32_t> masks;
+            for (uint32_t mask = 0; mask < (uint32_t{1} << s.key_bits); ++mask)
+                if (__builtin_popcount(mask) <= r) masks.push_back(mask);
+            by_radius.push_back(std::move(masks));
+        }
     }
     const size_t m = slots_.size();
     offsets_.resize(m);
@@ -169,8 +162,8 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
         for (size_t k = k0; k < k1; ++k) {
             const Slot s = slots_[k];
             auto& off = offsets_[k].full;
-            off.assign((size_t{1} << s.width) + 1, 0);
-            for (size_t i = 0; i < n_; ++i) values[i] = slot_value(hashes_ + i * kWords, s);
+            off.assign((size_t{1} << s.key_bits) + 1, 0);
+            for (size_t i = 0; i < n_; ++i) values[i] = key_of(hashes_ + i * kWords, s);
             for (size_t i = 0; i < n_; ++i) ++off[values[i] + 1];
             for (size_t b = 0; b + 1 < off.size(); ++b) off[b + 1] += off[b];
             // Rows are written in ascending order within each bucket: off[v] is the next free
@@ -198,16 +191,30 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots)
 
 void MihIndex::Offsets::compress() {
     const size_t count = full.size();
-    const size_t groups = ((count - 1) >> kGroupShift) + 1;
-    std::vector<uint32_t> g(groups);
-    for (size_t i = 0; i < groups; ++i) g[i] = full[i << kGroupShift];
-    for (size_t b = 0; b < count; ++b)
-        if (full[b] - g[b >> kGroupShift] > 0xFFFFu) return;  // too skewed: keep uint32
-    std::vector<uint16_t> w(count);
-    for (size_t b = 0; b < count; ++b) w[b] = static_cast<uint16_t>(full[b] - g[b >> kGroupShift]);
-    group.swap(g);
-    within.swap(w);
-    std::vector<uint32_t>().swap(full);
+    // The narrowest offsets that fit, trying larger groups first (fewer uint32 bases).
+    auto fits = [&](int sh, uint32_t limit) {
+        for (size_t b = 0; b < count; ++b)
+            if (full[b] - full[(b >> sh) << sh] > limit) return false;
+        return true;
+    };
+    auto pack = [&](int sh, auto& within) {
+        shift = sh;
+        group.resize(((count - 1) >> sh) + 1);
+        for (size_t i = 0; i < group.size(); ++i) group[i] = full[i << sh];
+        within.resize(count);
+        for (size_t b = 0; b < count; ++b) within[b] = full[b] - group[b >> sh];
+        std::vector<uint32_t>().swap(full);
+    };
+    for (int sh : {6, 5, 4})
+        if (fits(sh, 0xFFu)) return pack(sh, within8);
+    if (fits(6, 0xFFFFu)) pack(6, within16);
+}
+
+std::vector<int> MihIndex::offset_bytes() const {
+    std::vector<int> out;
+    for (const Offsets& off : offsets_)
+        out.push_back(!off.within8.empty() ? 1 : !off.within16.empty() ? 2 : 4);
+    return out;
 }
 
 int MihIndex::max_indexed_threshold() const {
@@ -244,10 +251,11 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_
         probe_start[k] = probes.size();
         if (radii[k] < 0) continue;
         const Slot s = slots_[k];
-        const uint32_t v = slot_value(q, s);
+        const uint32_t v = key_of(q, s);
         const Offsets& off = offsets_[k];
-        const uint32_t* masks = masks_[s.width].data();
-        const size_t np = within_[s.width][radii[k]];
+        const std::vector<uint32_t>& probe_masks = probes_[s.key_bits][radii[k]];
+        const uint32_t* masks = probe_masks.data();
+        const size_t np = probe_masks.size();
         for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off.address(v ^ masks[p]));
         for (size_t p = 0; p < np; ++p) {
             if (p + kAhead < np) __builtin_prefetch(off.address(v ^ masks[p + kAhead]));
@@ -281,8 +289,9 @@ void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, 
                       std::vector<uint64_t>* hits) const {
     // Candidates of the whole batch are sorted by row (LSD radix, 12 bits a pass), so the
     // hashes are read in ascending order, which the hardware prefetcher streams, instead of at
-    // random from memory. That pays once they are a good share of the list (measured: 1.5x at
-    // 1M with n/2 candidates a batch; a loss at 10M with n/3), else they are verified as found.
+    // random from memory. That pays once they are a good share of a list that does not fit
+    // the caches (measured on Zen 4: 1.5x at 1M with n/2 candidates a batch), else they are
+    // verified as found; search() never lets a wide-slot (10M) batch grow that far.
     if (pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
@@ -328,17 +337,21 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
     std::vector<uint8_t> use_scan(nq, 1);
     if (threshold <= max_indexed_threshold() && n_ > 0) {
         const Radii radii = radii_for(threshold);
-        const size_t limit = n_ / kScanRatio;
         // A batch is verified together once its candidates reach about n / 2 (at most 8M, 64
         // MiB): by then reading the hashes in row order costs less than the random reads it
         // replaces (measured 1.5x faster at 1M than verifying query by query).
-        const size_t flush_at = std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23);
+        // With wide slots (8M hashes and more) the sort lost (10M: 715 vs 887 q/s on a Xeon
+        // with a 260 MB L3, a loss on Zen 4 too), so batches flush at 2 MiB of candidates,
+        // which stay in L2, instead of tens of MiB a thread.
+        const size_t flush_at =
+            slots_.size() == 8 ? size_t{1} << 18
+                               : std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23);
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
             std::vector<uint64_t> probes, pairs, sorted;
             size_t first = b;
             for (size_t i = b; i < e; ++i) {
                 use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
-                                       radii, limit, probes, pairs);
+                                       radii, scan_limit_, probes, pairs);
                 if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
                     verify(queries + first * kWords, threshold, radii, path, pairs, sorted,
                            hits.data() + first);

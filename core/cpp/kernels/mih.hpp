@@ -2,11 +2,13 @@
 //
 // The hash is cut into m disjoint slots. If popcount(q ^ h) <= t then, by pigeonhole, some slot
 // k has popcount(q_k ^ h_k) <= r_k whenever sum_k (r_k + 1) >= t + 1. Each slot has a
-// direct-addressed table (2^width buckets -> rows with that slot value, ascending), so a query
-// probes every value within r_k of its slot in table k and verifies the rows found against the
-// full hash. Slot width grows with the list (16 x 16 bits below 8M hashes, 8 x 21 + 4 x 22
-// above) so buckets stay a few rows deep. An immutable object: built once, then searched from
-// any number of threads.
+// direct-addressed table keyed on the slot's first `key_bits` bits (2^key_bits buckets -> rows
+// with that key, ascending); a key is within r_k of the query's whenever the whole slot is, so a
+// query probes every key within r_k in table k and verifies the rows found against the full
+// hash. Below 8M hashes the slots are 16 x 16 bits keyed whole; from 8M they are 8 x 32 bits
+// keyed on 22 (radius 3 each at threshold 31), which keeps the tables at about 28 bytes a hash
+// (3-byte rows, 1-byte bucket starts) where 12 narrower slots cost 43. An immutable object:
+// built once, then searched from any number of threads.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,20 +22,23 @@ namespace hashmatch {
 class MihIndex {
 public:
     static constexpr int kMaxSlots = 16;
-    static constexpr int kMaxSlotBits = 22;
+    static constexpr int kMaxKeyBits = 22;
     static constexpr int kMaxProbeRadius = 3;
-    static constexpr size_t kWideFrom = size_t{1} << 23;  // lists this long get 12 wide slots
-    // A query whose probes would visit more than n / kScanRatio rows is scanned instead.
+    static constexpr size_t kWideFrom = size_t{1} << 23;  // lists this long get 8 wide slots
+    // By default a query whose probes would visit more than n / 64 rows is scanned instead.
     static constexpr size_t kScanRatio = 64;
 
     struct Slot {
-        int start;  // first bit (bit i is bit i % 64 of word i / 64)
-        int width;
+        int start;     // first bit (bit i is bit i % 64 of word i / 64)
+        int width;     // bits the pigeonhole counts
+        int key_bits;  // leading bits of the slot that address its table (<= width)
     };
 
     // hashes: n x 4 words, C-contiguous; must outlive this object (it is not copied).
-    // slots: 16 or 12 forces a layout, 0 picks one from n.
-    MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0);
+    // slots: 16 or 8 forces a layout, 0 picks one from n. scan_ratio: see kScanRatio (tests set
+    // 1 so that the tables serve small lists too).
+    MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0,
+             size_t scan_ratio = kScanRatio);
 
     // Same contract as range_search(): CSR with ascending rows per query, exact for every
     // threshold (queries the tables cannot serve cheaply are answered by the scan kernel).
@@ -43,6 +48,8 @@ public:
     size_t size() const { return n_; }
     int row_bytes() const { return row_bytes_; }
     const std::vector<Slot>& slots() const { return slots_; }
+    // Bytes a bucket start takes in each slot's table: 1, 2 or 4 (see Offsets).
+    std::vector<int> offset_bytes() const;
     // Largest threshold the tables can serve (above it every query is scanned).
     int max_indexed_threshold() const;
     // Bytes of the tables (offsets and rows), not counting the hashes themselves.
@@ -60,36 +67,44 @@ private:
                 std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
                 std::vector<uint64_t>* hits) const;
 
-    // Bucket starts of one slot table, 2^width + 1 of them. Stored as a uint32 base per group of
-    // 64 buckets plus a uint16 offset per bucket (2.06 bytes a bucket instead of 4) unless some
-    // group holds 65536 rows or more, which only very skewed slots do.
+    // Bucket starts of one slot table, 2^key_bits + 1 of them: a uint32 base per group of
+    // buckets plus a uint8 offset per bucket (1.06-1.25 bytes a bucket instead of 4), else a
+    // uint16 offset where some group holds 256 rows or more, else plain uint32 where one holds
+    // 65536 (only very skewed slots do).
     struct Offsets {
-        static constexpr int kGroupShift = 6;
+        int shift = 0;  // log2 of the buckets in a group
         std::vector<uint32_t> full;
         std::vector<uint32_t> group;
-        std::vector<uint16_t> within;
+        std::vector<uint8_t> within8;
+        std::vector<uint16_t> within16;
 
         void compress();
         uint32_t at(uint32_t bucket) const {
-            return full.empty() ? group[bucket >> kGroupShift] + within[bucket] : full[bucket];
+            if (!within8.empty()) return group[bucket >> shift] + within8[bucket];
+            if (!within16.empty()) return group[bucket >> shift] + within16[bucket];
+            return full[bucket];
         }
         const void* address(uint32_t bucket) const {
-            return full.empty() ? static_cast<const void*>(&within[bucket])
-                                : static_cast<const void*>(&full[bucket]);
+            if (!within8.empty()) return &within8[bucket];
+            if (!within16.empty()) return &within16[bucket];
+            return &full[bucket];
         }
         size_t bytes() const {
-            return full.capacity() * 4 + group.capacity() * 4 + within.capacity() * 2;
+            return full.capacity() * 4 + group.capacity() * 4 + within8.capacity() +
+                   within16.capacity() * 2;
         }
     };
 
     const uint64_t* hashes_;
     size_t n_;
     int row_bytes_;  // 3 while n < 2^24, else 4
+    size_t scan_limit_;  // candidates a query may have before it is scanned instead
     std::vector<Slot> slots_;
     std::vector<Offsets> offsets_;                // per slot
     std::vector<std::vector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
-    std::vector<std::vector<uint32_t>> masks_;    // per width: masks by popcount (<= radius 3)
-    std::vector<std::vector<size_t>> within_;     // per width: masks with popcount <= r
+    // probes_[key_bits][r]: every key mask with popcount <= r, ascending, so masks that differ
+    // only in their low bits (neighbouring buckets, one cache line) are probed together.
+    std::vector<std::vector<std::vector<uint32_t>>> probes_;
 };
 
 }  // namespace hashmatch
