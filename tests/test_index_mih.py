@@ -32,13 +32,18 @@ def data():
     return words, queries
 
 
-@pytest.fixture(scope="module", params=[16, 8], ids=["16x16bit", "8x32bit"])
+@pytest.fixture(scope="module", params=[(16, False), (16, True), (8, False), (8, True)],
+                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted"])
 def tables(request, data):
     words, _ = data
+    slots, sort_by_row = request.param
     # scan_ratio=1: the tables serve every query of this small list (by default 8 slots with
-    # radius 3 would hand most of them to the scan).
-    index = _kernels.MihIndex(words, threads=2, slots=request.param, scan_ratio=1)
-    assert len(index.slot_widths) == request.param and sum(index.slot_widths) == 256
+    # radius 3 would hand most of them to the scan). sort_by_row: both verification orders,
+    # whichever this machine's cache size would pick.
+    index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=1,
+                              sort_by_row=sort_by_row)
+    assert len(index.slot_widths) == slots and sum(index.slot_widths) == 256
+    assert index.sorts_by_row == sort_by_row
     return index
 
 

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -65,14 +66,15 @@ struct PyMihIndex {
 };
 
 std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots,
-                                     size_t scan_ratio) {
+                                     size_t scan_ratio, std::optional<bool> sort_by_row) {
     check_words(hashes, "hashes");
     auto out = std::make_unique<PyMihIndex>();
     out->hashes = hashes;
     const uint64_t* h = hashes.data();
     const size_t n = static_cast<size_t>(hashes.shape(0));
     py::gil_scoped_release release;
-    out->index = std::make_unique<MihIndex>(h, n, threads, slots, scan_ratio);
+    out->index = std::make_unique<MihIndex>(h, n, threads, slots, scan_ratio,
+                                            sort_by_row ? int(*sort_by_row) : -1);
     return out;
 }
 
@@ -117,7 +119,7 @@ PYBIND11_MODULE(_kernels, m) {
     py::class_<PyMihIndex>(m, "MihIndex",
                            "Immutable multi-index hashing tables over hashes uint64[n, 4].")
         .def(py::init(&make_mih), py::arg("hashes"), py::arg("threads") = 0, py::arg("slots") = 0,
-             py::arg("scan_ratio") = MihIndex::kScanRatio)
+             py::arg("scan_ratio") = MihIndex::kScanRatio, py::arg("sort_by_row") = py::none())
         .def("search", &mih_search, py::arg("queries"), py::arg("threshold"),
              py::arg("threads") = 1)
         .def("memory_bytes", [](const PyMihIndex& self) { return self.index->memory_bytes(); })
@@ -133,6 +135,8 @@ PYBIND11_MODULE(_kernels, m) {
             for (const auto& s : self.index->slots()) widths.push_back(s.width);
             return widths;
         })
+        .def_property_readonly("sorts_by_row",
+                               [](const PyMihIndex& self) { return self.index->sorts_by_row(); })
         .def_property_readonly("offset_bytes",
                                [](const PyMihIndex& self) { return self.index->offset_bytes(); })
         .def_property_readonly("key_bits", [](const PyMihIndex& self) {

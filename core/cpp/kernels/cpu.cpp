@@ -1,11 +1,22 @@
 #include "kernels/cpu.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <stdexcept>
 
 namespace hashmatch {
 namespace {
 std::atomic<int> g_path{-1};
+}
+
+size_t last_level_cache_bytes() {
+    long bytes = 0;
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (bytes <= 0) bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return bytes > 0 ? static_cast<size_t>(bytes) : size_t{32} << 20;
 }
 
 bool cpu_supports(CpuPath path) {

@@ -136,12 +136,20 @@ std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
 
 }  // namespace
 
-MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, size_t scan_ratio)
+MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, size_t scan_ratio,
+                   int sort_by_row)
     : hashes_(hashes),
       n_(n),
       row_bytes_(n < (size_t{1} << 24) ? 3 : 4),
       scan_limit_(n / std::max<size_t>(scan_ratio, 1)),
       slots_(layout_for(n, slots)) {
+    // Sorting a batch's candidates by row, so the hashes stream in order, pays only where they
+    // do not fit the last-level cache with room to spare: at 1M (32 MB of hashes) 1.5x faster on
+    // Zen 4 (32 MiB L3), 1.3x slower on a Xeon with 260 MiB; slower at 10M on both, where the
+    // wide slots find fewer candidates per listed hash.
+    sort_by_row_ = sort_by_row >= 0
+                       ? sort_by_row == 1
+                       : slots_.size() == 16 && n * kWords * 8 > last_level_cache_bytes() / 2;
     if (n > 0xFFFFFFFFull) throw std::invalid_argument("MihIndex holds at most 2^32 - 1 hashes");
     probes_.resize(kMaxKeyBits + 1);
     for (const Slot& s : slots_) {
@@ -287,12 +295,11 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_
 void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
                       std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
                       std::vector<uint64_t>* hits) const {
-    // Candidates of the whole batch are sorted by row (LSD radix, 12 bits a pass), so the
-    // hashes are read in ascending order, which the hardware prefetcher streams, instead of at
-    // random from memory. That pays once they are a good share of a list that does not fit
-    // the caches (measured on Zen 4: 1.5x at 1M with n/2 candidates a batch), else they are
-    // verified as found; search() never lets a wide-slot (10M) batch grow that far.
-    if (pairs.size() < n_ / 2) {
+    // With sort_by_row_, a batch's candidates are sorted by row (LSD radix, 12 bits a pass) once
+    // they are a good share of the list (n / 2), so the hashes are read in ascending order,
+    // which the hardware prefetcher streams, instead of at random from memory. Else they are
+    // verified in the order found, prefetched a few ahead.
+    if (!sort_by_row_ || pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
         constexpr int kDigit = 12;
@@ -337,15 +344,11 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
     std::vector<uint8_t> use_scan(nq, 1);
     if (threshold <= max_indexed_threshold() && n_ > 0) {
         const Radii radii = radii_for(threshold);
-        // A batch is verified together once its candidates reach about n / 2 (at most 8M, 64
-        // MiB): by then reading the hashes in row order costs less than the random reads it
-        // replaces (measured 1.5x faster at 1M than verifying query by query).
-        // With wide slots (8M hashes and more) the sort lost (10M: 715 vs 887 q/s on a Xeon
-        // with a 260 MB L3, a loss on Zen 4 too), so batches flush at 2 MiB of candidates,
-        // which stay in L2, instead of tens of MiB a thread.
+        // A batch is verified together once its candidates reach n / 2 (at most 8M, 64 MiB)
+        // where they will be sorted by row; else at 2 MiB of candidates, which stay in L2.
         const size_t flush_at =
-            slots_.size() == 8 ? size_t{1} << 18
-                               : std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23);
+            sort_by_row_ ? std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23)
+                         : size_t{1} << 18;
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
             std::vector<uint64_t> probes, pairs, sorted;
             size_t first = b;

@@ -36,9 +36,10 @@ public:
 
     // hashes: n x 4 words, C-contiguous; must outlive this object (it is not copied).
     // slots: 16 or 8 forces a layout, 0 picks one from n. scan_ratio: see kScanRatio (tests set
-    // 1 so that the tables serve small lists too).
+    // 1 so that the tables serve small lists too). sort_by_row: 0 or 1 forces the verification
+    // order (see sorts_by_row), -1 picks it from n and the cache size.
     MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0,
-             size_t scan_ratio = kScanRatio);
+             size_t scan_ratio = kScanRatio, int sort_by_row = -1);
 
     // Same contract as range_search(): CSR with ascending rows per query, exact for every
     // threshold (queries the tables cannot serve cheaply are answered by the scan kernel).
@@ -47,6 +48,7 @@ public:
 
     size_t size() const { return n_; }
     int row_bytes() const { return row_bytes_; }
+    bool sorts_by_row() const { return sort_by_row_; }
     const std::vector<Slot>& slots() const { return slots_; }
     // Bytes a bucket start takes in each slot's table: 1, 2 or 4 (see Offsets).
     std::vector<int> offset_bytes() const;
@@ -99,6 +101,7 @@ private:
     size_t n_;
     int row_bytes_;  // 3 while n < 2^24, else 4
     size_t scan_limit_;  // candidates a query may have before it is scanned instead
+    bool sort_by_row_;   // verify big candidate batches in row order (see the constructor)
     std::vector<Slot> slots_;
     std::vector<Offsets> offsets_;                // per slot
     std::vector<std::vector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
