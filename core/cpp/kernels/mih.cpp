@@ -1,15 +1,34 @@
 #include "kernels/mih.hpp"
 
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/scan.hpp"
 
 namespace hashmatch {
+
+void* allocate_huge(size_t bytes) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    void* p = nullptr;
+    if (bytes < kHuge) {
+        p = std::malloc(bytes ? bytes : 1);
+    } else if (posix_memalign(&p, kHuge, bytes) == 0) {
+#if defined(MADV_HUGEPAGE)
+        madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP it fails harmlessly
+#endif
+    } else {
+        p = nullptr;
+    }
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
 namespace {
 
 static_assert(MihIndex::kMaxKeyBits <= 32, "a key must fit 32 bits");
@@ -211,7 +230,7 @@ void MihIndex::Offsets::compress() {
         for (size_t i = 0; i < group.size(); ++i) group[i] = full[i << sh];
         within.resize(count);
         for (size_t b = 0; b < count; ++b) within[b] = full[b] - group[b >> sh];
-        std::vector<uint32_t>().swap(full);
+        TableVector<uint32_t>().swap(full);
     };
     for (int sh : {6, 5, 4})
         if (fits(sh, 0xFFu)) return pack(sh, within8);

@@ -12,12 +12,32 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "kernels/cpu.hpp"
 #include "kernels/range_search.hpp"
 
 namespace hashmatch {
+
+void* allocate_huge(size_t bytes);  // see HugePageAllocator; freed with std::free
+
+// Puts allocations of 2 MiB and more on transparent huge pages (madvise) where the OS allows:
+// searches read the tables at random, and with 4 KiB pages TLB misses were a large part of a
+// 10M search. Smaller ones come from malloc as usual.
+template <class T>
+struct HugePageAllocator {
+    using value_type = T;
+    HugePageAllocator() = default;
+    template <class U>
+    HugePageAllocator(const HugePageAllocator<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(allocate_huge(n * sizeof(T))); }
+    void deallocate(T* p, size_t) { std::free(p); }
+    bool operator==(const HugePageAllocator&) const { return true; }
+    bool operator!=(const HugePageAllocator&) const { return false; }
+};
+template <class T>
+using TableVector = std::vector<T, HugePageAllocator<T>>;
 
 class MihIndex {
 public:
@@ -75,10 +95,10 @@ private:
     // 65536 (only very skewed slots do).
     struct Offsets {
         int shift = 0;  // log2 of the buckets in a group
-        std::vector<uint32_t> full;
-        std::vector<uint32_t> group;
-        std::vector<uint8_t> within8;
-        std::vector<uint16_t> within16;
+        TableVector<uint32_t> full;
+        TableVector<uint32_t> group;
+        TableVector<uint8_t> within8;
+        TableVector<uint16_t> within16;
 
         void compress();
         uint32_t at(uint32_t bucket) const {
@@ -104,7 +124,7 @@ private:
     bool sort_by_row_;   // verify big candidate batches in row order (see the constructor)
     std::vector<Slot> slots_;
     std::vector<Offsets> offsets_;                // per slot
-    std::vector<std::vector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
+    std::vector<TableVector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
     // probes_[key_bits][r]: every key mask with popcount <= r, ascending, so masks that differ
     // only in their low bits (neighbouring buckets, one cache line) are probed together.
     std::vector<std::vector<std::vector<uint32_t>>> probes_;
