@@ -158,6 +158,32 @@ def bench_hashmatch(name, listed, queries, expected, threshold, budget, chunk) -
     return row
 
 
+def bench_wide_layout(name, listed, queries, expected, threshold, budget, chunk) -> Row:
+    """The compiled tables with the 8 x 32-bit layout HashIndex uses from 8M hashes, forced at
+    this size: how the wide slots fare on a list (such as PDQ's) whose slot values cluster."""
+    from hashmatch.core import _kernels
+
+    words = kernels.as_words(listed)
+    t0 = time.perf_counter()
+    tables = _kernels.MihIndex(words, threads=0, slots=8)
+    row = Row(name, "hashmatch MihIndex, 8 x 32-bit slots forced", kernels.backend_name(),
+              len(listed), time.perf_counter() - t0,
+              (words.nbytes + 4 * len(words) + tables.memory_bytes()) / len(words),
+              f"hashes + 4-byte ids + tables; key bits {tables.key_bits[0]}, bucket starts "
+              f"{tables.offset_bytes} bytes")
+    for threads in (1, 0):
+        def search(part, threads=threads):
+            o, rows, _ = tables.search(kernels.as_words(part), threshold, threads)
+            return csr_sets(o, rows)
+        qps, timed, sets = timed_search(search, queries, budget, chunk)
+        if threads == 1:
+            row.qps_1_thread, row.queries_timed = qps, timed
+            row.recall, row.extra_hits = recall_of(sets, expected[:timed])
+        else:
+            row.qps_all_threads = qps
+    return row
+
+
 def bench_brute(name, listed, queries, expected, threshold, budget, chunk) -> Row:
     words = kernels.as_words(listed)
     row = Row(name, "hashmatch brute force (baseline)", kernels.backend_name(), len(listed), 0.0,
@@ -265,7 +291,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=4.0, help="seconds per timed measurement")
     ap.add_argument("--chunk", type=int, default=500, help="queries per search call")
     ap.add_argument("--faiss-l2-max-bytes", type=float, default=4e9)
-    ap.add_argument("--only", default="", help="comma list: hashmatch,brute,flat,mh0,mh1,l2")
+    ap.add_argument("--only", default="",
+                    help="comma list: hashmatch,wide,brute,flat,mh0,mh1,l2 (wide: the 8-slot "
+                         "layout forced below 8M; off unless named)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     chosen = set(filter(None, args.only.split(","))) or {"hashmatch", "brute", "flat", "mh0",
@@ -287,7 +315,8 @@ def main(argv=None) -> int:
         queries = make_queries(rng, listed, args.queries)
         expected = truth(listed, queries, args.threshold)
         print(f"   {sum(map(len, expected))} true hits for {len(queries)} queries", flush=True)
-        steps = [("hashmatch", bench_hashmatch), ("brute", bench_brute)]
+        steps = [("hashmatch", bench_hashmatch), ("wide", bench_wide_layout),
+                 ("brute", bench_brute)]
         for key in ("flat", "mh0", "mh1", "l2"):
             steps.append((key, lambda *a, key=key: bench_faiss(
                 a[0], key, *a[1:], max_bytes=args.faiss_l2_max_bytes)))

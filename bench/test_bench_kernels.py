@@ -74,3 +74,24 @@ def test_index_numpy_baseline(benchmark, data):
     benchmark.extra_info["backend"] = _backend("numpy")
     benchmark.pedantic(kernels.range_search, args=(data[1], data[0], THRESHOLD),
                        rounds=3, iterations=1)
+
+
+@pytest.mark.benchmark(group=f"MihIndex.search layouts n={N} q={Q} t={THRESHOLD}")
+@pytest.mark.parametrize("slots", [16, 8])
+@pytest.mark.parametrize("sort_by_row", [False, True])
+def test_mih_layouts(benchmark, data, slots, sort_by_row):
+    from hashmatch.core import _kernels
+
+    # scan_ratio=1: at this size the 8-slot layout would otherwise hand its queries to the scan.
+    tables = _kernels.MihIndex(data[0], threads=1, slots=slots, scan_ratio=1,
+                               sort_by_row=sort_by_row)
+    benchmark.extra_info.update(backend=kernels.backend_name(), key_bits=tables.key_bits,
+                                bytes_a_hash=tables.memory_bytes() / N)
+    benchmark(tables.search, data[1], THRESHOLD, 1)
+
+
+@pytest.mark.benchmark(group=f"MihIndex.search layouts n={N} q={Q} t={THRESHOLD}")
+def test_mih_layouts_numpy_baseline(benchmark, data):
+    benchmark.extra_info["backend"] = _backend("numpy")
+    benchmark.pedantic(kernels.range_search, args=(data[1], data[0], THRESHOLD),
+                       rounds=3, iterations=1)
