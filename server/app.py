@@ -121,7 +121,8 @@ class App:
             os.replace(tmp, self.config.port_file)
         log.info("serving", extra={"fields": {
             "pdq_hashes": hashes, "sequence": self.state.sequence,
-            "load_s": round(time.monotonic() - started, 3), **self.state.counts()}})
+            "load_s": round(time.monotonic() - started, 3),
+            "index_bytes": self.state.index_memory_bytes(), **self.state.counts()}})
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""

@@ -13,7 +13,7 @@ import numpy as np
 from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
 from hashmatch.server.errors import NotReady
-from hashmatch.server.media import ListRows, entry_of
+from hashmatch.server.media import ListRows, entry_of_frame
 
 # What a hit matched; convert.py maps these to and from hashmatch.v1.SignalType.
 SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ = 1, 2, 3
@@ -90,6 +90,10 @@ class ListState:
         return {"pdq": len(self._images), "md5": len(self._md5),
                 "vpdq": len(self._frame_counts), "video_frames": len(self._frames)}
 
+    def index_memory_bytes(self) -> int:
+        """Bytes the in-memory PDQ indexes (photos and video frames) hold."""
+        return self._images.memory_bytes() + self._frames.memory_bytes()
+
     def _require_loaded(self):
         if not self.loaded:
             raise NotReady("the list is still loading; try again shortly")
@@ -103,9 +107,9 @@ class ListState:
         for index, signal in parts:
             offsets, ids, distances = index.search(hashes, threshold)
             p = np.repeat(np.arange(len(hashes)), np.diff(offsets))
-            e = entry_of(ids)
+            e = ids
             if signal == SIGNAL_VPDQ:
-                p, e, distances = _closest_per_entry(p, e, distances)
+                p, e, distances = _closest_per_entry(p, entry_of_frame(ids), distances)
             pos.append(p), ent.append(e), dist.append(distances)
             sig.append(np.full(len(e), signal, np.int8))
         return _matches(*(np.concatenate(x) for x in (pos, ent, dist, sig)))

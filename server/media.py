@@ -2,8 +2,10 @@
 
 `convert.py` builds `Image`/`Video` from requests; `store.py` persists them and answers with
 `ListRows`, the one shape used to load, add to and remove from the in-memory list.
-Index ids pack the entry and the frame: ``entry_id << FRAME_BITS | frame`` (frame 0 for an image),
-so a hit maps back to its entry with one shift and no per-hash table.
+Photo and MD5 index ids are entry ids. Video frame ids pack the entry and the frame:
+``entry_id << FRAME_BITS | frame``, so a frame hit maps back to its entry with one shift and no
+per-hash table. (Photo ids stay unshifted so that they fit the 4 bytes HashIndex stores them in
+below 2**32.)
 """
 import dataclasses
 
@@ -32,18 +34,16 @@ class Video:
     qualities: np.ndarray   # uint8[n]
 
 
-def index_ids(entry_ids, frames_per_entry=None) -> np.ndarray:
-    """uint64 index ids: one per image entry, or `frames_per_entry[i]` consecutive frame ids."""
+def frame_ids(entry_ids, frames_per_entry) -> np.ndarray:
+    """uint64 frame index ids: `frames_per_entry[i]` consecutive ids for video entry i."""
     entry_ids = np.asarray(entry_ids, np.uint64)
-    if frames_per_entry is None:
-        return entry_ids << np.uint64(FRAME_BITS)
     counts = np.asarray(frames_per_entry, np.int64)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     frame = np.arange(counts.sum(), dtype=np.int64) - starts
     return (np.repeat(entry_ids, counts) << np.uint64(FRAME_BITS)) | frame.astype(np.uint64)
 
 
-def entry_of(ids: np.ndarray) -> np.ndarray:
+def entry_of_frame(ids: np.ndarray) -> np.ndarray:
     return np.asarray(ids, np.uint64) >> np.uint64(FRAME_BITS)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from hashmatch.server import credentials
 from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
 from hashmatch.server.media import (KIND_IMAGE, KIND_VIDEO, MD5_BYTES, PDQ_BYTES, Image,
-                                    ListRows, Video, index_ids)
+                                    ListRows, Video, frame_ids)
 
 IMPORT_BLOCK = 65536          # hashes per hash_blocks row for imports (2 MiB BLOB)
 IMPORT_TRANSACTION = 1 << 20  # hashes per transaction for imports
@@ -277,8 +277,7 @@ class Store:
                         counts.append(len(hashes))
                         frame_hashes.append(hashes)
                     else:
-                        entries = np.arange(first, first + count, dtype=np.uint64)
-                        image_ids.append(index_ids(entries))
+                        image_ids.append(np.arange(first, first + count, dtype=np.uint64))
                         image_hashes.append(hashes)
                 md5_rows = self._con.execute("SELECT id, md5 FROM entries WHERE md5 IS NOT NULL "
                                              "AND removed_seq IS NULL").fetchall()
@@ -291,7 +290,7 @@ class Store:
         if videos:
             rows.video_entries = np.asarray(videos, np.uint64)
             rows.video_frame_counts = np.asarray(counts, np.int64)
-            rows.frame_ids = index_ids(rows.video_entries, rows.video_frame_counts)
+            rows.frame_ids = frame_ids(rows.video_entries, rows.video_frame_counts)
             rows.frame_hashes = np.concatenate(frame_hashes)
         if md5_rows:
             rows.md5_ids = np.asarray([r[0] for r in md5_rows], np.uint64)
@@ -306,13 +305,13 @@ def _rows_of(entry_ids: list[int], media: list[Image | Video], sequence: int) ->
     md5s = [(e, m.md5) for e, m in zip(entry_ids, media) if m.md5]
     rows = ListRows(sequence=sequence)
     if images:
-        rows.image_ids = index_ids([e for e, _ in images])
+        rows.image_ids = np.asarray([e for e, _ in images], np.uint64)
         rows.image_hashes = np.frombuffer(b"".join(m.pdq for _, m in images),
                                           np.uint8).reshape(-1, PDQ_BYTES)
     if videos:
         rows.video_entries = np.asarray([e for e, _ in videos], np.uint64)
         rows.video_frame_counts = np.asarray([len(m.frames) for _, m in videos], np.int64)
-        rows.frame_ids = index_ids(rows.video_entries, rows.video_frame_counts)
+        rows.frame_ids = frame_ids(rows.video_entries, rows.video_frame_counts)
         rows.frame_hashes = np.concatenate([m.frames for _, m in videos])
     if md5s:
         rows.md5_ids = np.asarray([e for e, _ in md5s], np.uint64)
@@ -325,10 +324,10 @@ def _removed_rows(rows, sequence: int) -> ListRows:
     images = [e for e, kind, _, frames in rows if kind == KIND_IMAGE and frames]
     videos = [(e, frames) for e, kind, _, frames in rows if kind == KIND_VIDEO and frames]
     removed = ListRows(sequence=sequence,
-                       image_ids=index_ids(images),
+                       image_ids=np.asarray(images, np.uint64),
                        md5_ids=np.asarray([e for e, _, has_md5, _ in rows if has_md5], np.uint64))
     if videos:
         removed.video_entries = np.asarray([e for e, _ in videos], np.uint64)
         removed.video_frame_counts = np.asarray([f for _, f in videos], np.int64)
-        removed.frame_ids = index_ids(removed.video_entries, removed.video_frame_counts)
+        removed.frame_ids = frame_ids(removed.video_entries, removed.video_frame_counts)
     return removed

@@ -4,6 +4,7 @@ The server runs as a real subprocess (`python -m hashmatch.server`); submissions
 from several threads while it is killed, so some are in flight at the moment of the kill. Only
 acknowledged ones are checked (an unacknowledged one may or may not have been kept).
 """
+import json
 import os
 import signal
 import threading
@@ -76,5 +77,10 @@ def test_acknowledged_cases_survive_sigkill(server_process):
 
     logged = first.log_path.read_text() + second.log_path.read_text()
     assert '"msg": "stopped"' in logged
+    serving = [json.loads(line) for line in second.log_path.read_text().splitlines()
+               if '"msg": "serving"' in line]
+    # The restart reports what it loaded and what the index holds (32-byte hashes at least).
+    assert serving[0]["pdq"] >= len(survivors)
+    assert serving[0]["index_bytes"] >= 32 * serving[0]["pdq"]
     secrets = [first.api_key, second.api_key, *(case.pin for case, _, _ in survivors)]
     assert [s for s in secrets if s in logged] == []

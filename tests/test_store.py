@@ -7,7 +7,7 @@ import pytest
 
 from hashmatch.server import credentials
 from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
-from hashmatch.server.media import Image, Video, entry_of
+from hashmatch.server.media import Image, Video, entry_of_frame
 from hashmatch.server.store import Store
 
 
@@ -60,12 +60,12 @@ def test_change_log_numbers_every_add_and_remove(store):
     assert store.import_pdq_hashes(np.zeros((5, 32), np.uint8)) == 5
     sequence, removed = store.withdraw_case(a.case_id, a.pin)
     assert sequence == 3 + 5 + 2 == store.last_sequence()
-    assert sorted(entry_of(removed.image_ids).tolist()) == [1]
-    assert entry_of(removed.frame_ids).tolist() == [2, 2, 2]
+    assert sorted(removed.image_ids.tolist()) == [1]
+    assert entry_of_frame(removed.frame_ids).tolist() == [2, 2, 2]
     assert removed.md5_ids.tolist() == [1]
     rows = store.load_all()
     assert rows.sequence == 10
-    assert sorted(entry_of(rows.image_ids).tolist()) == [3, 4, 5, 6, 7, 8]
+    assert sorted(rows.image_ids.tolist()) == [3, 4, 5, 6, 7, 8]
     assert len(rows.frame_ids) == 0 and len(rows.md5_ids) == 0
 
 
@@ -90,7 +90,7 @@ def test_bulk_import_round_trip_with_progress(store, monkeypatch):
     assert seen == [(4000, 10_500), (8000, 10_500), (10_500, 10_500)]
     rows = store.load_all()
     assert np.array_equal(rows.image_hashes, hashes)
-    assert np.array_equal(entry_of(rows.image_ids), np.arange(1, 10_501))
+    assert np.array_equal(rows.image_ids, np.arange(1, 10_501))
     assert rows.sequence == 10_500
     with pytest.raises(InvalidRequest, match="shape"):
         store.import_pdq_hashes(np.zeros((2, 31), np.uint8))
