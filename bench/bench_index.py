@@ -268,7 +268,8 @@ def fmt(v, spec):
 
 
 def print_table(rows: list[Row], info: dict, threshold: int) -> None:
-    print(f"\nmachine: {info['cpu']}, {info['cores']} cores, load average at start "
+    l3 = f", L3 {info['l3_bytes'] / 2**20:.0f} MiB" if info.get("l3_bytes") else ""
+    print(f"\nmachine: {info['cpu']} ({info['cpuid']}{l3}), {info['cores']} cores, load average at start "
           f"{info['load_average'][0]:.1f}; threshold {threshold} (inclusive)")
     head = (f"{'dataset':<22} {'contender':<45} {'build s':>8} {'B/hash':>7} {'q/s 1 thr':>10} "
             f"{'q/s all':>10} {'timed q':>7} {'recall':>7}  path / note")

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     bindir = pathlib.Path(sys.executable).parent
     info = describe()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, load average "
+    print(f"machine: {info['cpu']} ({info['cpuid']}), {info['cores']} cores, load average "
           f"{info['load_average'][0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="hashmatch-startup-") as tmp:
         tmp = pathlib.Path(tmp)
