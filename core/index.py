@@ -159,6 +159,7 @@ class HashIndex:
             out["slot_widths"] = list(s.engine.tables.slot_widths)
             out["key_bits"] = list(s.engine.tables.key_bits)
             out["offset_bytes"] = list(s.engine.tables.offset_bytes)
+            out["escaped_buckets"] = list(s.engine.tables.escaped_buckets)
             out["sorts_by_row"] = s.engine.tables.sorts_by_row
             out["max_indexed_threshold"] = s.engine.tables.max_indexed_threshold
         return out

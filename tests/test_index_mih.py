@@ -81,22 +81,37 @@ def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
-def test_bucket_starts_take_the_narrowest_width_that_fits(cpu_path):
-    # 8 x 32-bit slots keyed on 16 bits at this size. Slots 0 and 1 (word 0) put every row in one
-    # bucket (uint32 starts), slot 2 puts 1000 rows in one (uint16); the rest spread (uint8).
+def test_bucket_starts_after_a_crowded_bucket_escape_and_stay_exact(cpu_path):
+    # 8 x 32-bit slots keyed on 16 bits at this size. Word 0 (slots 0 and 1) is shared by all
+    # rows but the first 999, whose slot-0 keys sit after the shared one in its 64-bucket group
+    # (so their starts are beyond a byte and escape) yet 4+ bits from it, so queries near them
+    # are served by the tables. Slot 2 puts 1000 rows in one bucket.
     rng = np.random.default_rng(9)
     words = random_words(rng, 70_000)
-    words[:, 0] = np.uint64(0x0123_4567_89AB_CDE7)  # keys 0xCDE7, 0x4567: mid-group
+    words[999:, 0] = np.uint64(0x0123_4567_89AB_CDE7)  # keys 0xCDE7, 0x4567: mid-group
+    escaping_keys = np.array([0xCDE8, 0xCDF0, 0xCDF8], np.uint64)[np.arange(999) % 3]
+    words[:999, 0] = (words[:999, 0] >> np.uint64(16)) << np.uint64(16) | escaping_keys
     words[:1000, 1] = (words[:1000, 1] >> np.uint64(32)) << np.uint64(32) | np.uint64(7)
-    index = _kernels.MihIndex(words, threads=2, slots=8, scan_ratio=1)
-    assert index.key_bits == [16] * 8
-    assert index.offset_bytes == [4, 4, 2, 1, 1, 1, 1, 1]
-    queries = np.concatenate([near_queries(rng, words, [0, 3, 17, 31, 31, 32]),
-                              random_words(rng, 4)])
-    queries[-2:, 0] = np.uint64(0)  # far from the shared slots: served by the tables
+    index = _kernels.MihIndex(words, threads=2, slots=8, scan_ratio=4)
+    assert index.key_bits == [16] * 8 and index.offset_bytes == [1] * 8
+    escaped = index.escaped_buckets
+    assert min(escaped[:3]) > 0 and escaped[3:] == [0] * 5
+    assert index.memory_bytes() < 70_000 * 8 * 3 + 8 * 65_537 * 1.2 + 8 * 8 * sum(escaped)
+    queries = np.concatenate([near_queries(rng, words[:999], [0, 3, 17, 25, 31, 31, 32, 40]),
+                              near_queries(rng, words, [0, 31]), random_words(rng, 4)])
     for threshold in (0, 20, 31, 40):
         expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
         assert as_lists(index.search(queries, threshold, 2)) == expected
+
+
+def test_crowded_buckets_take_plain_starts():
+    rng = np.random.default_rng(4)
+    words = random_words(rng, 65_536 * 40)[:, :1].repeat(4, axis=1)  # 40 rows a 16-bit bucket
+    index = _kernels.MihIndex(np.ascontiguousarray(words), threads=2, slots=16)
+    assert index.offset_bytes == [4] * 16 and index.escaped_buckets == [0] * 16
+    queries = np.concatenate([words[:3], random_words(rng, 3)])
+    expected = as_lists(kernels._numpy_range_search(queries, words, 31))
+    assert as_lists(index.search(queries, 31, 2)) == expected
 
 
 def test_tables_reject_bad_input(tables):

@@ -139,6 +139,8 @@ PYBIND11_MODULE(_kernels, m) {
                                [](const PyMihIndex& self) { return self.index->sorts_by_row(); })
         .def_property_readonly("offset_bytes",
                                [](const PyMihIndex& self) { return self.index->offset_bytes(); })
+        .def_property_readonly("escaped_buckets",
+                               [](const PyMihIndex& self) { return self.index->escaped_buckets(); })
         .def_property_readonly("key_bits", [](const PyMihIndex& self) {
             std::vector<int> bits;
             for (const auto& s : self.index->slots()) bits.push_back(s.key_bits);

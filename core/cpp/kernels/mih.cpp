@@ -188,8 +188,7 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
         std::vector<uint32_t> values(n_);  // this slot of every row, read once from the hashes
         for (size_t k = k0; k < k1; ++k) {
             const Slot s = slots_[k];
-            auto& off = offsets_[k].full;
-            off.assign((size_t{1} << s.key_bits) + 1, 0);
+            std::vector<uint32_t> off((size_t{1} << s.key_bits) + 1, 0);
             for (size_t i = 0; i < n_; ++i) values[i] = key_of(hashes_ + i * kWords, s);
             for (size_t i = 0; i < n_; ++i) ++off[values[i] + 1];
             for (size_t b = 0; b + 1 < off.size(); ++b) off[b + 1] += off[b];
@@ -211,36 +210,48 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
             }
             for (size_t b = off.size() - 1; b > 0; --b) off[b] = off[b - 1];
             off[0] = 0;
-            offsets_[k].compress();
+            offsets_[k].build(off, n_);
         }
     });
 }
 
-void MihIndex::Offsets::compress() {
-    const size_t count = full.size();
-    // The narrowest offsets that fit, trying larger groups first (fewer uint32 bases).
-    auto fits = [&](int sh, uint32_t limit) {
-        for (size_t b = 0; b < count; ++b)
-            if (full[b] - full[(b >> sh) << sh] > limit) return false;
-        return true;
-    };
-    auto pack = [&](int sh, auto& within) {
-        shift = sh;
-        group.resize(((count - 1) >> sh) + 1);
-        for (size_t i = 0; i < group.size(); ++i) group[i] = full[i << sh];
-        within.resize(count);
-        for (size_t b = 0; b < count; ++b) within[b] = full[b] - group[b >> sh];
-        TableVector<uint32_t>().swap(full);
-    };
-    for (int sh : {6, 5, 4})
-        if (fits(sh, 0xFFu)) return pack(sh, within8);
-    if (fits(6, 0xFFFFu)) pack(6, within16);
+void MihIndex::Offsets::build(const std::vector<uint32_t>& starts, size_t rows) {
+    const size_t count = starts.size();
+    // Groups of up to 64 buckets, small enough that a group averages at most 160 rows (so a
+    // uniform list escapes almost nothing: 255 is 7 standard deviations up); with 40 rows a
+    // bucket or more, plain starts (the table is then small beside the rows).
+    const double per_bucket = static_cast<double>(rows) / static_cast<double>(count - 1);
+    if (per_bucket >= 40) {
+        full.assign(starts.begin(), starts.end());
+        return;
+    }
+    shift = 6;
+    while (shift > 0 && per_bucket * (1 << shift) > 160) --shift;
+    group.resize(((count - 1) >> shift) + 1);
+    for (size_t g = 0; g < group.size(); ++g) group[g] = starts[g << shift];
+    within.resize(count);
+    for (size_t b = 0; b < count; ++b) {
+        const uint32_t w = starts[b] - group[b >> shift];
+        within[b] = w < kEscape ? static_cast<uint8_t>(w) : kEscape;
+        if (w >= kEscape) escaped.push_back((uint64_t{b} << 32) | starts[b]);
+    }
+    escaped.shrink_to_fit();
+}
+
+uint32_t MihIndex::Offsets::escaped_start(uint32_t bucket) const {
+    const auto it = std::lower_bound(escaped.begin(), escaped.end(), uint64_t{bucket} << 32);
+    return static_cast<uint32_t>(*it);  // present: every escaped bucket was recorded
 }
 
 std::vector<int> MihIndex::offset_bytes() const {
     std::vector<int> out;
-    for (const Offsets& off : offsets_)
-        out.push_back(!off.within8.empty() ? 1 : !off.within16.empty() ? 2 : 4);
+    for (const Offsets& off : offsets_) out.push_back(off.within.empty() ? 4 : 1);
+    return out;
+}
+
+std::vector<size_t> MihIndex::escaped_buckets() const {
+    std::vector<size_t> out;
+    for (const Offsets& off : offsets_) out.push_back(off.escaped.size());
     return out;
 }
 

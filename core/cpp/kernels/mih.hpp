@@ -70,8 +70,9 @@ public:
     int row_bytes() const { return row_bytes_; }
     bool sorts_by_row() const { return sort_by_row_; }
     const std::vector<Slot>& slots() const { return slots_; }
-    // Bytes a bucket start takes in each slot's table: 1, 2 or 4 (see Offsets).
+    // Per slot table: bytes a bucket start takes (1 or 4) and buckets escaped (see Offsets).
     std::vector<int> offset_bytes() const;
+    std::vector<size_t> escaped_buckets() const;
     // Largest threshold the tables can serve (above it every query is scanned).
     int max_indexed_threshold() const;
     // Bytes of the tables (offsets and rows), not counting the hashes themselves.
@@ -89,31 +90,34 @@ private:
                 std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
                 std::vector<uint64_t>* hits) const;
 
-    // Bucket starts of one slot table, 2^key_bits + 1 of them: a uint32 base per group of
-    // buckets plus a uint8 offset per bucket (1.06-1.25 bytes a bucket instead of 4), else a
-    // uint16 offset where some group holds 256 rows or more, else plain uint32 where one holds
-    // 65536 (only very skewed slots do).
+    // Bucket starts of one slot table, 2^key_bits + 1 of them. Where buckets hold a few rows
+    // (the usual case): a uint32 start per group of 2^shift buckets plus a uint8 offset per
+    // bucket, about 1.06 bytes a bucket; a bucket whose offset would be 255 or more (after a
+    // crowded bucket of a skewed slot, as PDQ lists have) holds kEscape and its start sits in
+    // `escaped`, found by binary search. Where buckets are crowded (16-bit keys over millions
+    // of rows, so the table is small beside the rows) plain uint32 starts.
     struct Offsets {
-        int shift = 0;  // log2 of the buckets in a group
-        TableVector<uint32_t> full;
-        TableVector<uint32_t> group;
-        TableVector<uint8_t> within8;
-        TableVector<uint16_t> within16;
+        static constexpr uint8_t kEscape = 255;
+        int shift = 0;
+        TableVector<uint32_t> full;        // plain starts, or empty
+        TableVector<uint32_t> group;       // start of each group of 2^shift buckets
+        TableVector<uint8_t> within;       // start - group start, or kEscape
+        std::vector<uint64_t> escaped;     // bucket << 32 | start, ascending by bucket
 
-        void compress();
+        void build(const std::vector<uint32_t>& starts, size_t rows);
+        uint32_t escaped_start(uint32_t bucket) const;
         uint32_t at(uint32_t bucket) const {
-            if (!within8.empty()) return group[bucket >> shift] + within8[bucket];
-            if (!within16.empty()) return group[bucket >> shift] + within16[bucket];
-            return full[bucket];
+            if (within.empty()) return full[bucket];
+            const uint32_t w = within[bucket];
+            return w != kEscape ? group[bucket >> shift] + w : escaped_start(bucket);
         }
         const void* address(uint32_t bucket) const {
-            if (!within8.empty()) return &within8[bucket];
-            if (!within16.empty()) return &within16[bucket];
-            return &full[bucket];
+            return within.empty() ? static_cast<const void*>(&full[bucket])
+                                  : static_cast<const void*>(&within[bucket]);
         }
         size_t bytes() const {
-            return full.capacity() * 4 + group.capacity() * 4 + within8.capacity() +
-                   within16.capacity() * 2;
+            return full.capacity() * 4 + group.capacity() * 4 + within.capacity() +
+                   escaped.capacity() * 8;
         }
     };
 
