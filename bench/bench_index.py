@@ -123,6 +123,20 @@ def timed_search(search, queries, budget_s, chunk):
     return done / spent, done, sets
 
 
+def time_one_and_all_threads(row: Row, search, queries, expected, budget, chunk) -> Row:
+    """Fills row's q/s with one thread and with all, and its recall from the one-thread run.
+    search(part, threads) answers one set of listed rows per query; threads 0 means all."""
+    for threads in (1, 0):
+        qps, timed, sets = timed_search(lambda part: search(part, threads), queries, budget,
+                                        chunk)
+        if threads == 1:
+            row.qps_1_thread, row.queries_timed = qps, timed
+            row.recall, row.extra_hits = recall_of(sets, expected[:timed])
+        else:
+            row.qps_all_threads = qps
+    return row
+
+
 def set_faiss_threads(n):
     import faiss
 
@@ -146,16 +160,12 @@ def bench_hashmatch(name, listed, queries, expected, threshold, budget, chunk) -
               f"counted: hashes+ids+tables; RSS delta {rss / len(listed):.1f} B/hash",
               extra={"describe": info})
 
-    def search(part):
+    def search(part, threads):
+        index.threads = threads
         o, found, _ = index.search(part, threshold)
         return csr_sets(o, found)
 
-    index.threads = 1
-    row.qps_1_thread, row.queries_timed, sets = timed_search(search, queries, budget, chunk)
-    row.recall, row.extra_hits = recall_of(sets, expected[:row.queries_timed])
-    index.threads = 0
-    row.qps_all_threads, _, _ = timed_search(search, queries, budget, chunk)
-    return row
+    return time_one_and_all_threads(row, search, queries, expected, budget, chunk)
 
 
 def bench_wide_layout(name, listed, queries, expected, threshold, budget, chunk) -> Row:
@@ -170,35 +180,23 @@ def bench_wide_layout(name, listed, queries, expected, threshold, budget, chunk)
               len(listed), time.perf_counter() - t0,
               (words.nbytes + 4 * len(words) + tables.memory_bytes()) / len(words),
               f"hashes + 4-byte ids + tables; key bits {tables.key_bits[0]}, bucket starts "
-              f"{tables.offset_bytes} bytes")
-    for threads in (1, 0):
-        def search(part, threads=threads):
-            o, rows, _ = tables.search(kernels.as_words(part), threshold, threads)
-            return csr_sets(o, rows)
-        qps, timed, sets = timed_search(search, queries, budget, chunk)
-        if threads == 1:
-            row.qps_1_thread, row.queries_timed = qps, timed
-            row.recall, row.extra_hits = recall_of(sets, expected[:timed])
-        else:
-            row.qps_all_threads = qps
-    return row
+              f"{tables.offset_bytes} bytes, escaped buckets {tables.escaped_buckets}")
+    def search(part, threads):
+        o, rows, _ = tables.search(kernels.as_words(part), threshold, threads)
+        return csr_sets(o, rows)
+
+    return time_one_and_all_threads(row, search, queries, expected, budget, chunk)
 
 
 def bench_brute(name, listed, queries, expected, threshold, budget, chunk) -> Row:
     words = kernels.as_words(listed)
     row = Row(name, "hashmatch brute force (baseline)", kernels.backend_name(), len(listed), 0.0,
               32.0, "the hashes only")
-    for threads in (1, 0):
-        def search(part, threads=threads):
-            o, rows, _ = kernels.range_search(part, words, threshold, threads)
-            return csr_sets(o, rows)
-        qps, timed, sets = timed_search(search, queries, budget, chunk)
-        if threads == 1:
-            row.qps_1_thread, row.queries_timed = qps, timed
-            row.recall, row.extra_hits = recall_of(sets, expected[:timed])
-        else:
-            row.qps_all_threads = qps
-    return row
+    def search(part, threads):
+        o, rows, _ = kernels.range_search(part, words, threshold, threads)
+        return csr_sets(o, rows)
+
+    return time_one_and_all_threads(row, search, queries, expected, budget, chunk)
 
 
 def bench_faiss(name, kind, listed, queries, expected, threshold, budget, chunk,
@@ -239,7 +237,8 @@ def bench_faiss(name, kind, listed, queries, expected, threshold, budget, chunk,
         row.memory_note = (f"serialized size (hash maps' own overhead not counted; faiss "
                            f"numbers rows itself, no ids); RSS delta {rss:.1f} B/hash")
 
-    def search(part):
+    def search(part, threads):
+        set_faiss_threads(threads or os.cpu_count() or 1)
         if kind == "l2":
             lims, _, labels = index.range_search(
                 np.unpackbits(part, axis=1).astype(np.float32), threshold + 0.5)
@@ -247,14 +246,8 @@ def bench_faiss(name, kind, listed, queries, expected, threshold, budget, chunk,
             lims, _, labels = index.range_search(part, threshold + 1)
         return csr_sets(lims, labels)
 
-    slow = kind == "l2"
-    set_faiss_threads(1)
-    row.qps_1_thread, row.queries_timed, sets = timed_search(
-        search, queries, budget, max(1, chunk // 20) if slow else chunk)
-    row.recall, row.extra_hits = recall_of(sets, expected[:row.queries_timed])
-    set_faiss_threads(os.cpu_count() or 1)
-    row.qps_all_threads, _, _ = timed_search(search, queries, budget,
-                                            max(1, chunk // 20) if slow else chunk)
+    time_one_and_all_threads(row, search, queries, expected, budget,
+                             max(1, chunk // 20) if kind == "l2" else chunk)
     del index
     gc.collect()
     return row
