@@ -164,7 +164,7 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
       slots_(layout_for(n, slots)) {
     // Sorting a batch's candidates by row, so the hashes stream in order, pays only where they
     // do not fit the last-level cache with room to spare: at 1M (32 MB of hashes) 1.5x faster on
-    // Zen 4 (32 MiB L3), 1.3x slower on a Xeon with 260 MiB; slower at 10M on both, where the
+    // Zen 4 (32 MiB L3), 1.2-1.5x slower on a Xeon with 260 MiB; slower at 10M on both, where the
     // wide slots find fewer candidates per listed hash.
     sort_by_row_ = sort_by_row >= 0
                        ? sort_by_row == 1
@@ -174,12 +174,11 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
     for (const Slot& s : slots_) {
         auto& by_radius = probes_[s.key_bits];
         if (!by_radius.empty()) continue;
-        for (int r = 0; r <= kMaxProbeRadius; ++r) {
-            std::vector<uint32_t> masks;
-            for (uint32_t mask = 0; mask < (uint32_t{1} << s.key_bits); ++mask)
-                if (__builtin_popcount(mask) <= r) masks.push_back(mask);
-            by_radius.push_back(std::move(masks));
-        }
+        // One ascending pass over the keys: a mask joins the list of every radius it is within.
+        by_radius.resize(kMaxProbeRadius + 1);
+        for (uint32_t mask = 0; mask < (uint32_t{1} << s.key_bits); ++mask)
+            for (int r = __builtin_popcount(mask); r <= kMaxProbeRadius; ++r)
+                by_radius[r].push_back(mask);
     }
     const size_t m = slots_.size();
     offsets_.resize(m);
@@ -276,7 +275,7 @@ size_t MihIndex::memory_bytes() const {
     return total;
 }
 
-bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_t limit,
+bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
                        std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const {
     // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists), each
     // pass prefetching ahead so the random reads overlap. A probe is (begin << 32) | end.
@@ -303,7 +302,7 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, size_
             total += end - begin;
         }
     }
-    if (total > limit) return false;
+    if (total > scan_limit_) return false;
     probe_start[m] = probes.size();
     for (int k = 0; k < m; ++k) {
         const uint8_t* rows = rows_[k].data();
@@ -384,7 +383,7 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
             size_t first = b;
             for (size_t i = b; i < e; ++i) {
                 use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
-                                       radii, scan_limit_, probes, pairs);
+                                       radii, probes, pairs);
                 if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
                     verify(queries + first * kWords, threshold, radii, path, pairs, sorted,
                            hits.data() + first);

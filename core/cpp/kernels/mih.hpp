@@ -82,8 +82,8 @@ private:
     using Radii = std::vector<int>;
     Radii radii_for(int threshold) const;
     // Appends the candidates of one query (index qi in its batch) to pairs; false (nothing
-    // appended) when they would be more than `limit` rows.
-    bool collect(const uint64_t* query, uint32_t qi, const Radii& radii, size_t limit,
+    // appended) when they would be more than scan_limit_ rows.
+    bool collect(const uint64_t* query, uint32_t qi, const Radii& radii,
                  std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const;
     // Verifies a batch's candidates against the full hashes; hits[i] gets query i's hits.
     void verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
