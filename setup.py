@@ -56,6 +56,7 @@ setup(
         "protobuf>=6.31",
         "googleapis-common-protos>=1.66",
         "pillow>=10",
+        "pillow-heif>=0.18",
         "av>=14",
         "tqdm>=4.66",
     ],

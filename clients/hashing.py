@@ -10,7 +10,9 @@ Pixel rules, chosen to reproduce what platforms compute (measured in docs/FIDELI
 - EXIF orientation is ignored: pixels are hashed in stored order, as every reference does;
 - any mode becomes 8-bit RGB: alpha is dropped (not composited), palette/grey/CMYK go through
   Pillow's conversion, 16-bit samples keep their high byte;
-- animated images (GIF, APNG, WebP) are hashed by their first frame.
+- animated images (GIF, APNG, WebP) are hashed by their first frame;
+- HEIC/HEIF (iPhone photos) are photos, decoded by pillow-heif: hashed as a one-frame video they
+  would never match the same photo sent as JPEG.
 """
 from __future__ import annotations
 
@@ -21,9 +23,12 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 import numpy as np
+import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from hashmatch.core.pdq import pdq_hash, pdq_hash_dihedral
+
+pillow_heif.register_heif_opener()
 
 Progress = Callable[[int, Union[int, None]], None]
 """progress(frames_decoded, frames_total_or_None), called in the caller's thread after each frame."""

@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -117,6 +118,18 @@ def test_hash_file_sniffs_content_not_extension(tmp_path, rgb):
     got = hash_file(renamed)
     assert isinstance(got, ImageHashes)
     assert got.pdq == hash_image(path).pdq
+
+
+def test_heic_is_a_photo_that_matches_the_same_photo_as_jpeg(tmp_path, rgb):
+    # An iPhone photo: hashed as a one-frame video it would never match its own JPEG copy.
+    img = Image.fromarray(rgb).resize((640, 480), Image.Resampling.BICUBIC)
+    # Written through pillow_heif's own API: the test must not be what teaches Pillow HEIC.
+    pillow_heif.from_pillow(img).save(tmp_path / "IMG_0001.HEIC", quality=90)
+    heic = hash_file(tmp_path / "IMG_0001.HEIC")
+    jpeg = hash_file(save(tmp_path, img, "IMG_0001.jpg", quality=90))
+    assert isinstance(heic, ImageHashes) and isinstance(jpeg, ImageHashes)
+    assert heic.quality >= 50
+    assert hamming_distance(heic.pdq, jpeg.pdq) <= 31
 
 
 def test_tiny_image_has_quality_zero(tmp_path):
