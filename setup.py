@@ -68,5 +68,9 @@ setup(
         "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",
                   "pdqhash>=0.2.7"],
     },
-    entry_points={"console_scripts": ["hashmatch = hashmatch.clients.cli:main"]},
+    entry_points={
+        "console_scripts": ["hashmatch = hashmatch.clients.cli:main"],
+        # The operator commands (serve, platform, list) come from the server package.
+        "hashmatch.cli": ["operator = hashmatch.server.commands:register"],
+    },
 )

@@ -2,10 +2,10 @@
 
 People hash their photos and videos here, on their own machine, and submit only the hashes;
 they check or withdraw their case with its PIN. Platforms match files or files of hex hashes.
-Operators run the server, register platforms and bulk-load lists. The command itself only
+Operators run the server, register platforms and bulk-load lists: those commands come from the
+server package (server/commands.py, through the `hashmatch.cli` entry point). The command only
 parses arguments and drives `HashmatchClient` / `StreamingMatcher`; what it prints is decided
-in `output.py`. Only the operator commands (serve, platform, list) touch `hashmatch.server`, and
-they import it when they run, so a person's install never needs the server's code paths.
+in `output.py`. This package never imports `hashmatch.server`.
 
 Exit codes: 0 all went well, 1 some item failed or the server refused, 2 usage error.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
+import importlib.metadata
 import itertools
 import os
 import sys
@@ -22,7 +23,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
 from hashmatch.clients import output
 from hashmatch.clients.client import (
@@ -33,7 +33,13 @@ QUALITY_FLOOR = output.QUALITY_FLOOR
 # Inputs up to this many hashes go in one MatchBatch call; more go over a MatchStream.
 STREAM_ABOVE = 1000
 SHOWN_BAD_LINES = 20
-IMPORT_CHUNK = 1 << 20
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hashmatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class UsageError(Exception):
@@ -411,83 +417,40 @@ def cmd_info(args, reporter: output.Reporter) -> None:
         reporter.emit(*output.list_info(client.list_info()))
 
 
-# ---------------------------------------------------------------------- operator
-
-
-def cmd_serve(args, reporter: output.Reporter) -> None:
-    from hashmatch.server.app import serve
-    from hashmatch.server.config import ServerConfig
-
-    settings = {"db_path": args.db, "listen": args.listen, "port_file": args.port_file}
-    known = {f.name for f in dataclasses.fields(ServerConfig)}
-    for name in SERVER_FLAGS:
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if name not in known:
-            raise UsageError(f"--{name.replace('_', '-')} is not supported by this server")
-        settings[name] = value
-    try:
-        config = ServerConfig(**settings)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    reporter.note(output.starting(args.listen, args.db))
-    serve(config)
-
-
-# The main limits of `hashmatch.server.config.ServerConfig`; `python -m hashmatch.server --help`
-# lists every setting.
-SERVER_FLAGS = {
-    "default_threshold": (int, "PDQ threshold when a request sets none (default 31)"),
-    "max_threshold": (int, "highest PDQ threshold a request may ask for"),
-    "max_batch_hashes": (int, "most hashes in one match batch"),
-    "max_in_flight": (int, "unanswered batches one match stream may have"),
-    "max_case_items": (int, "most photos and videos in one case"),
-    "rate_limit_hashes_per_s": (float, "per-platform matching rate limit (0 = none)"),
-    "worker_threads": (int, "threads that match and write (default: CPU count)"),
-    "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
-                            "throughput at full load)"),
-    "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
-}
-
-
-def cmd_platform_add(args, reporter: output.Reporter) -> None:
-    from hashmatch.server.store import Store
-
-    store = Store(args.db)
-    try:
-        api_key = store.add_platform(args.name)
-    finally:
-        getattr(store, "close", lambda: None)()
-    reporter.emit(*output.platform_added(args.name, api_key))
-
-
-def cmd_list_import(args, reporter: output.Reporter) -> None:
-    """Imports in chunks, so a list of tens of millions of lines never sits in memory whole."""
-    from hashmatch.server.store import Store
-
-    lines = read_hash_lines(args.file, reporter, allowed=("pdq",))
-    imported, store = 0, None
-    try:
-        with reporter.progress(None, "hash", "importing") as bar:
-            while chunk := [value for _, _, value in itertools.islice(lines, IMPORT_CHUNK)]:
-                store = store or Store(args.db)
-                packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
-                imported += store.import_pdq_hashes(packed)
-                bar.update(len(chunk))
-    finally:
-        if store is not None:
-            store.close()
-    reporter.emit(*output.list_imported(args.file, imported, bad_lines=reporter.failures))
-
-
 # ---------------------------------------------------------------------- command line
 
 
+class CommandTable:
+    """Adds subcommands to `hashmatch`, each with the flags that apply to it (--json always,
+    --server and --timeout where it calls a server). The server package adds the operator
+    commands through the `hashmatch.cli` entry point with `register(table)`."""
+
+    def __init__(self, subparsers, output_flags: argparse.ArgumentParser,
+                 server_flags: argparse.ArgumentParser):
+        self._subparsers, self._output, self._server = subparsers, output_flags, server_flags
+        self._groups = {}
+
+    def command(self, name: str, handler, help_text: str, group: str | None = None,
+                calls_server: bool = False):
+        """A subcommand (`hashmatch NAME` or `hashmatch GROUP NAME`); returns its parser."""
+        parent = self._groups[group] if group else self._subparsers
+        parents = [self._output] + ([self._server] if calls_server else [])
+        sub = parent.add_parser(name, help=help_text, description=help_text, parents=parents)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def group(self, name: str, help_text: str) -> None:
+        """`hashmatch NAME COMMAND ...`: a command made of subcommands."""
+        sub = self._subparsers.add_parser(name, help=help_text, description=help_text)
+        self._groups[name] = sub.add_subparsers(dest=f"{name}_command", metavar="COMMAND",
+                                                required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    output_flags = argparse.ArgumentParser(add_help=False)
+    output_flags.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                              help="print one JSON object per line")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print one JSON object per line")
     common.add_argument("--server", default=argparse.SUPPRESS,
                         help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
@@ -503,22 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"hashmatch {_version()}")
+    table = CommandTable(parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+                         output_flags, common)
 
-    def command(name, handler, help_text, parents=(common,)):
-        sub = commands.add_parser(name, help=help_text, description=help_text,
-                                  parents=list(parents))
-        sub.set_defaults(handler=handler)
-        return sub
-
-    def store_file(sub):
-        sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+    def command(name, handler, help_text):
+        return table.command(name, handler, help_text, calls_server=True)
 
     def seconds_per_hash(sub):
         sub.add_argument("--seconds-per-hash", type=float, default=1.0,
                          help="videos: hash one frame every this many seconds (default 1)")
 
-    sub = command("hash", cmd_hash, "hash photos and videos locally and print the hashes")
+    sub = table.command("hash", cmd_hash, "hash photos and videos locally and print the hashes")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--frames", action="store_true",
                      help="videos: print every frame's hash (JSON output always has them)")
@@ -563,27 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("info", cmd_info, "show the list's size, limits and matching backend")
     sub.add_argument("--api-key", help=api_key_help)
 
-    sub = command("serve", cmd_serve, "run the server on an embedded SQLite store")
-    store_file(sub)
-    sub.add_argument("--listen", default=DEFAULT_TARGET,
-                     help=f"HOST:PORT to listen on (default {DEFAULT_TARGET}; port 0 = any)")
-    sub.add_argument("--port-file", help="write the bound port here once serving")
-    for name, (kind, help_text) in SERVER_FLAGS.items():
-        sub.add_argument(f"--{name.replace('_', '-')}", type=kind, help=help_text)
-
-    def operator_command(group, group_help, name, handler, help_text, argument):
-        """`hashmatch GROUP NAME ARGUMENT --db PATH`: an operator task on the store file."""
-        subcommands = command(group, None, group_help).add_subparsers(
-            dest=f"{group}_command", metavar="COMMAND", required=True)
-        sub = subcommands.add_parser(name, parents=[common], help=help_text)
-        sub.set_defaults(handler=handler)
-        sub.add_argument(argument.lower(), metavar=argument)
-        store_file(sub)
-
-    operator_command("platform", "manage participating platforms", "add", cmd_platform_add,
-                     "register a platform and print its API key once", "NAME")
-    operator_command("list", "manage the hash list", "import", cmd_list_import,
-                     "bulk-load a file of hex PDQ hashes, one per line", "FILE")
+    for entry in importlib.metadata.entry_points(group="hashmatch.cli"):
+        entry.load()(table)
     return parser
 
 

@@ -197,23 +197,3 @@ def list_info(info) -> tuple[dict, str]:
             f"batches: up to {info.max_batch_hashes} hashes, {info.max_in_flight} in flight "
             f"per stream\nkernel: {info.kernel_backend}")
     return record, text
-
-
-def platform_added(name: str, api_key: str) -> tuple[dict, str]:
-    record = {"platform": name, "api_key": api_key}
-    text = (f"Platform {name!r} added.\n  API key: {api_key}\n"
-            "Hand it to the platform now: it is shown only this once (the server keeps a hash).")
-    return record, text
-
-
-def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
-    record = {"path": path, "imported": imported, "bad_lines": bad_lines}
-    text = f"{path}: imported {imported} PDQ hash(es)" + (
-        f", skipped {bad_lines} bad line(s)" if bad_lines else "") + (
-        "; a running server loads them when it restarts" if imported else "")
-    return record, text
-
-
-def starting(address: str, db_path: str) -> str:
-    return (f"hashmatch: starting on {address} with store {db_path} (Ctrl-C or SIGTERM stops it; "
-            "the server logs JSON lines to stderr)")

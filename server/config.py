@@ -86,10 +86,9 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parser() -> argparse.ArgumentParser:
-    """One --flag per ServerConfig field (--db for db_path), defaults taken from the dataclass."""
-    p = argparse.ArgumentParser(prog="python -m hashmatch.server",
-                                description="Run the hashmatch gRPC server.")
+def add_flags(p: argparse.ArgumentParser) -> None:
+    """One --flag per ServerConfig field (--db for db_path), defaults taken from the dataclass:
+    the one flag table of `python -m hashmatch.server` and `hashmatch serve`."""
     for field in dataclasses.fields(ServerConfig):
         default = (field.default_factory() if field.default is dataclasses.MISSING
                    else field.default)
@@ -97,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
         kind = str if default is None else type(default)
         p.add_argument(*flags, dest=field.name, type=kind, default=default,
                        help=f"{HELP[field.name]} (default: {default})")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hashmatch.server",
+                                description="Run the hashmatch gRPC server.")
+    add_flags(p)
     return p
 
 

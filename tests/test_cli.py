@@ -310,3 +310,26 @@ def test_dihedral_matches_rotated_and_mirrored_uploads(capsys, live_server, tmp_
     for line in robust:
         (hit,) = line["matches"]
         assert hit["kind"] == "pdq" and hit["distance"] <= 16
+
+
+def test_serve_has_every_server_setting_and_hash_no_server_flags(capsys):
+    """One flag table: `hashmatch serve` offers exactly what `python -m hashmatch.server` does."""
+    import dataclasses
+
+    from hashmatch.server.config import ServerConfig, parser
+
+    def flags(help_text):
+        return {word.rstrip(",") for word in help_text.split() if word.startswith("--")}
+
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    serve_flags = flags(capsys.readouterr().out)
+    server_flags = flags(parser().format_help())
+    assert len(server_flags) > len(dataclasses.fields(ServerConfig))  # --db is an alias
+    assert server_flags <= serve_flags
+    with pytest.raises(SystemExit):
+        cli.main(["hash", "--help"])
+    assert "--server" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("hashmatch 0.")

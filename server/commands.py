@@ -1,0 +1,83 @@
+"""The operator's commands of the `hashmatch` CLI: `serve`, `platform add`, `list import`.
+
+They belong to the server (they open its store and run it), so they live here and reach the CLI
+through the `hashmatch.cli` entry point: the client package never imports the server, and an
+install without the server simply has no operator commands. `serve` takes every ServerConfig
+setting from the same flag table as `python -m hashmatch.server`.
+"""
+import dataclasses
+import itertools
+
+import numpy as np
+
+from hashmatch.server import config as server_config
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.media import PDQ_BYTES
+from hashmatch.server.store import Store
+
+IMPORT_CHUNK = 1 << 20  # hex lines read and stored per step: memory stays flat on huge lists
+
+
+def register(table) -> None:
+    """Adds the operator commands to the CLI's `CommandTable` (clients/cli.py)."""
+    server_config.add_flags(table.command("serve", cmd_serve, "run the server"))
+    table.group("platform", "manage participating platforms")
+    _with_store(table.command("add", cmd_platform_add,
+                              "register a platform and print its API key once", group="platform"),
+                "name", "NAME")
+    table.group("list", "manage the hash list")
+    _with_store(table.command("import", cmd_list_import,
+                              "bulk-load a file of hex PDQ hashes, one per line", group="list"),
+                "file", "FILE")
+
+
+def _with_store(sub, argument: str, metavar: str) -> None:
+    sub.add_argument(argument, metavar=metavar)
+    sub.add_argument("--db", default=ServerConfig.db_path,
+                     help=f"the list's store (default {ServerConfig.db_path})")
+
+
+def cmd_serve(args, reporter) -> None:
+    from hashmatch.clients.cli import UsageError
+    from hashmatch.server.app import serve
+
+    try:
+        config = ServerConfig(**{f.name: getattr(args, f.name)
+                                 for f in dataclasses.fields(ServerConfig)})
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    reporter.note(f"hashmatch: starting on {config.listen} with store {config.db_path} (Ctrl-C or "
+                  "SIGTERM stops it; the server logs JSON lines to stderr)")
+    serve(config)
+
+
+def cmd_platform_add(args, reporter) -> None:
+    store = Store(args.db)
+    try:
+        api_key = store.add_platform(args.name)
+    finally:
+        store.close()
+    reporter.emit({"platform": args.name, "api_key": api_key},
+                  f"Platform {args.name!r} added.\n  API key: {api_key}\nHand it to the platform "
+                  "now: it is shown only this once (the server keeps a hash).")
+
+
+def cmd_list_import(args, reporter) -> None:
+    from hashmatch.clients.cli import read_hash_lines
+
+    lines = read_hash_lines(args.file, reporter, allowed=("pdq",))
+    imported, store = 0, None
+    try:
+        with reporter.progress(None, "hash", "importing") as bar:
+            while chunk := [value for _, _, value in itertools.islice(lines, IMPORT_CHUNK)]:
+                store = store or Store(args.db)
+                packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
+                imported += store.import_pdq_hashes(packed)
+                bar.update(len(chunk))
+    finally:
+        if store is not None:
+            store.close()
+    reporter.emit({"path": args.file, "imported": imported, "bad_lines": reporter.failures},
+                  f"{args.file}: imported {imported} PDQ hash(es)"
+                  + (f", skipped {reporter.failures} bad line(s)" if reporter.failures else "")
+                  + ("; a running server loads them when it restarts" if imported else ""))
