@@ -66,6 +66,7 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
     (files, and frames of each video) goes to stderr when it is a terminal.
     """
     hashing = _hashing()
+    paths = list(expand_folders(paths))
     with reporter.progress(len(paths), "file", "hashing", hidden=len(paths) < 2) as files_bar:
         for path in paths:
             frames_bar = None
@@ -80,10 +81,11 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
                 hashes = hashing.hash_file(path, progress=frames_done,
                                            seconds_per_hash=seconds_per_hash, dihedral=dihedral)
             except (hashing.UnsupportedFileError, OSError) as error:
-                reporter.fail(_file_problem(path, error), path=path)
+                message, code = _file_problem(path, error)
+                reporter.fail(message, path=path, code=code)
             except Exception as error:  # a decoder's own failure must not stop the other files
                 reporter.fail(f"{path}: could not hash it ({type(error).__name__}: {error})",
-                              path=path)
+                              path=path, code="INTERNAL")
             else:
                 yield path, hashes
             finally:
@@ -92,13 +94,25 @@ def hash_paths(paths: list[str], reporter: output.Reporter, seconds_per_hash: fl
             files_bar.update(1)
 
 
-def _file_problem(path: str, error: Exception) -> str:
+def expand_folders(paths):
+    """Each path, with a folder replaced by the files under it (sorted; hidden ones skipped)."""
+    for path in paths:
+        if not os.path.isdir(path):
+            yield path
+            continue
+        for folder, subfolders, files in os.walk(path):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            yield from (os.path.join(folder, f) for f in sorted(files) if not f.startswith("."))
+
+
+def _file_problem(path: str, error: Exception) -> tuple[str, str]:
+    """(message, code) for a file that could not be hashed; codes use the server's names."""
     if isinstance(error, FileNotFoundError):
-        return f"{path}: no such file"
+        return f"{path}: no such file", "NOT_FOUND"
     if isinstance(error, OSError) and error.strerror:
-        return f"{path}: cannot read it ({error.strerror})"
+        return f"{path}: cannot read it ({error.strerror})", "PERMISSION_DENIED"
     message = str(error)
-    return message if message.startswith(path) else f"{path}: {message}"
+    return (message if message.startswith(path) else f"{path}: {message}"), "INVALID_ARGUMENT"
 
 
 def _is_video(hashes) -> bool:
@@ -193,7 +207,11 @@ def _pin(args) -> str:
     if os.environ.get("HASHMATCH_PIN"):
         return os.environ["HASHMATCH_PIN"]
     if sys.stdin.isatty():
-        pin = getpass.getpass(f"PIN for case {args.case_id}: ").strip()
+        try:
+            pin = getpass.getpass(f"PIN for case {args.case_id}: ").strip()
+        except EOFError:  # Ctrl-D: the person chose not to type it
+            pin = ""
+            sys.stderr.write("\n")
         if pin:
             return pin
     raise UsageError("the case PIN is needed: type it when asked (in a terminal), "
@@ -344,11 +362,7 @@ def _match_hash_file(client, args, reporter) -> None:
     else:
         total = _stream_hash_lines(client, args, reporter, itertools.chain(head, lines),
                                    print_hits)
-    elapsed = time.monotonic() - started
-    if not reporter.json_mode:
-        rate = f", {total / elapsed:,.0f} hashes/s" if elapsed > 0 and total else ""
-        reporter.note(f"{total} hash(es) checked, {matched.count} matched "
-                      f"({elapsed:.2f} s{rate})")
+    reporter.summary(*output.match_summary(total, matched.count, time.monotonic() - started))
 
 
 class _LineCounter:
@@ -412,8 +426,7 @@ def _print_outcomes(matcher, kind, reporter, print_hits, bar) -> None:
 
 
 def cmd_info(args, reporter: output.Reporter) -> None:
-    api_key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
-    with HashmatchClient(args.server, api_key=api_key, timeout=args.timeout) as client:
+    with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
         reporter.emit(*output.list_info(client.list_info()))
 
 

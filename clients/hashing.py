@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -112,7 +113,11 @@ def rgb_from_image(img: Image.Image) -> np.ndarray:
 def _open_image(path: str) -> Image.Image | None:
     """The opened image, or None when Pillow does not recognise the content as a still image."""
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow warns (with its own file path) between 1x and 2x MAX_IMAGE_PIXELS; such a
+            # photo is hashed like any other, and past 2x the error below says so plainly.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except Image.DecompressionBombError as e:
         raise UnsupportedFileError(f"{path}: image too large to hash safely ({e})") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):

@@ -46,6 +46,13 @@ class Reporter:
             if self.json_mode:
                 self.emit({"error": message, **fields}, "")
 
+    def summary(self, record: dict, text: str) -> None:
+        """The closing line of a long command: a JSON object with --json, else a note."""
+        if self.json_mode:
+            self.emit({"summary": record}, "")
+        else:
+            self.note(text)
+
     def note(self, text: str) -> None:
         """A remark for people (summaries, hints); stderr, so stdout stays the results."""
         with self._lock:
@@ -91,12 +98,32 @@ def video_hashes(hashes, show_frames: bool) -> tuple[dict, str]:
     record = {"path": str(hashes.path), "kind": "video", "md5": hashes.md5.hex(),
               "fps": round(float(hashes.fps), 3), "frame_count": len(frames),
               "usable_frames": usable, "frames": frames}
-    lines = [f"{hashes.path}: video md5={hashes.md5.hex()} {len(frames)} frames hashed at "
-             f"{hashes.fps:.2f} fps, {usable} with quality >= {QUALITY_FLOOR}"]
+    lines = [f"{hashes.path}: video md5={hashes.md5.hex()} {_sampled(hashes)}, {usable} with "
+             f"quality >= {QUALITY_FLOOR}"]
     if show_frames:
         lines += [f"  frame {f['frame']} t={f['timestamp']:.3f}s pdq={f['pdq']} "
                   f"quality={f['quality']}" for f in frames]
     return record, "\n".join(lines)
+
+
+def _sampled(hashes) -> str:
+    """What was hashed of a video, e.g. '120 s, 120 frames at 1 frame/s (30 fps video)'."""
+    frames = hashes.frames
+    if len(frames) < 2:
+        return f"{len(frames)} frame (of a {hashes.fps:.3g} fps video)"
+    step = frames[1].frame_number - frames[0].frame_number
+    seconds = frames[-1].timestamp - frames[0].timestamp + step / hashes.fps
+    return (f"{seconds:.0f} s, {len(frames)} frames at {hashes.fps / step:.3g} frame/s "
+            f"({hashes.fps:.3g} fps video)")
+
+
+def match_summary(total: int, matched: int, elapsed: float) -> tuple[dict, str]:
+    rate = total / elapsed if elapsed > 0 else 0.0
+    record = {"checked": total, "matched": matched, "seconds": round(elapsed, 3),
+              "hashes_per_s": round(rate)}
+    text = f"{total} hash(es) checked, {matched} matched ({elapsed:.2f} s" + (
+        f", {rate:,.0f} hashes/s)" if total and elapsed > 0 else ")")
+    return record, text
 
 
 # ---------------------------------------------------------------------- cases
@@ -165,7 +192,7 @@ def _hit_text(found: dict) -> str:
 
 def file_matches(path: str, kind: str, hits: list) -> tuple[dict, str]:
     found = [hit(h) for h in hits]
-    record = {"input": path, "kind": kind, "matched": bool(found), "matches": found}
+    record = {"path": path, "kind": kind, "matched": bool(found), "matches": found}
     if not found:
         return record, f"{path}: no match"
     return record, f"{path}: MATCH " + "; ".join(_hit_text(f) for f in found)
@@ -174,7 +201,7 @@ def file_matches(path: str, kind: str, hits: list) -> tuple[dict, str]:
 def hash_line_matches(label: str, line: int, hash_hex: str, kind: str,
                       hits: list) -> tuple[dict, str]:
     found = [hit(h) for h in hits]
-    record = {"input": label, "line": line, "hash": hash_hex, "kind": kind,
+    record = {"path": label, "line": line, "hash": hash_hex, "kind": kind,
               "matched": bool(found), "matches": found}
     text = f"{label}:{line}: {kind} {hash_hex}: " + (
         "MATCH " + "; ".join(_hit_text(f) for f in found) if found else "no match")

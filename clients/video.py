@@ -93,7 +93,7 @@ def _open(path: str):
     except av.FFmpegError as e:
         raise UnsupportedFileError(
             f"{path}: neither an image nor a video this client can read (unknown, broken "
-            f"or truncated file: {e})") from e
+            f"or truncated file: {getattr(e, 'strerror', None) or e})") from e
 
 
 def _video_stream(path: str, container):

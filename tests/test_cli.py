@@ -99,7 +99,7 @@ def test_hash_video_compact_and_with_frames(capsys, tmp_path):
     assert code == 0
     assert lines[0]["kind"] == "video" and lines[0]["frame_count"] == len(lines[0]["frames"]) >= 2
     code, out, _ = run(capsys, "hash", video)
-    assert len(out.splitlines()) == 1 and "frames hashed" in out
+    assert len(out.splitlines()) == 1 and "2 s, 2 frames at 1 frame/s (30 fps video)" in out
     code, out, _ = run(capsys, "hash", "--frames", video)
     assert len(out.splitlines()) == 1 + lines[0]["frame_count"]
     code, denser, _ = run(capsys, "hash", "--json", "--seconds-per-hash", "0.5", video)
@@ -212,8 +212,11 @@ def test_match_large_hash_input_streams_from_stdin(capsys, start_server, random_
     code, lines, _ = run(capsys, "match", "--json", "--server", server.target,
                          "--api-key", server.api_key, "--hashes", "-", "--threshold", "0")
     assert code == 0
+    *lines, summary = lines
+    assert summary["summary"]["checked"] == len(queries) + len(md5_lines)
+    assert summary["summary"]["matched"] == len(planted)
     assert sorted(line["line"] for line in lines) == [row + 1 for row in sorted(planted)]
-    assert all(line["input"] == "-" and line["matches"][0]["distance"] == 0 for line in lines)
+    assert all(line["path"] == "-" and line["matches"][0]["distance"] == 0 for line in lines)
 
 
 def test_wrong_api_key_and_unreachable_server(capsys, live_server, photos):
@@ -266,7 +269,7 @@ def test_video_submit_and_match_by_frames_and_md5(capsys, live_server, tmp_path)
     code, lines, _ = run(capsys, "match", "--json", "--server", live_server.target,
                          "--api-key", live_server.api_key, original, copy, other)
     assert code == 0
-    by_input = {line["input"]: line for line in lines}
+    by_input = {line["path"]: line for line in lines}
     assert {(m["kind"], m["entry_id"]) for m in by_input[str(original)]["matches"]} == {
         ("md5", entry), ("vpdq", entry)}
     copy_hits = by_input[str(copy)]["matches"]
@@ -333,3 +336,34 @@ def test_serve_has_every_server_setting_and_hash_no_server_flags(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.startswith("hashmatch 0.")
+
+
+def test_folders_are_hashed_file_by_file_and_local_errors_carry_a_code(capsys, tmp_path, photos):
+    folder = tmp_path / "album"
+    (folder / "trip").mkdir(parents=True)
+    for i, photo in enumerate(photos[:2]):
+        (folder / ("trip" if i else "") / f"p{i}.png").write_bytes(open(photo, "rb").read())
+    (folder / ".hidden.png").write_bytes(b"not looked at")
+    (folder / "notes.txt").write_text("not an image")
+    code, lines, _ = run(capsys, "hash", "--json", folder, tmp_path / "missing.jpg")
+    assert code == 1
+    assert [line["path"] for line in lines if "pdq" in line] == [
+        str(folder / "p0.png"), str(folder / "trip" / "p1.png")]
+    errors = {line["path"]: line["code"] for line in lines if "error" in line}
+    assert errors == {str(folder / "notes.txt"): "INVALID_ARGUMENT",
+                      str(tmp_path / "missing.jpg"): "NOT_FOUND"}
+
+
+def test_ctrl_d_at_the_pin_prompt_ends_cleanly(capsys, monkeypatch):
+    def eof(prompt):
+        raise EOFError
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli.getpass, "getpass", eof)
+    code, _, err = run(capsys, "status", "--server", "127.0.0.1:1", "some-case")
+    assert code == 2 and "the case PIN is needed" in err and "Traceback" not in err
+
+
+def test_info_without_a_key_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.delenv("HASHMATCH_API_KEY", raising=False)
+    code, _, err = run(capsys, "info", "--server", "127.0.0.1:1")
+    assert code == 2 and "API key is needed" in err

@@ -104,7 +104,7 @@ def _story(workdir, db, server):
 
     def matched_entries():
         _, lines, _ = hashmatch("match", "--json", *platform, *checked, env=env, check_code=0)
-        assert [line["input"] for line in lines] == [str(p) for p in checked]
+        assert [line["path"] for line in lines] == [str(p) for p in checked]
         return [sorted({m["entry_id"] for m in line["matches"]}) for line in lines]
 
     assert matched_entries() == [[entries[0]], [entries[1]], [], []]

@@ -91,8 +91,8 @@ def test_submit_match_copies_and_withdraw(server_process, uploads):
 
     checked = [SUBMITTED, uploads["reencoded"], uploads["trimmed"], *OTHERS, uploads["still"]]
     _, lines, _ = run("match", "--json", *platform, *checked)
-    found = {Path(line["input"]).name: line["matches"] for line in lines}
-    assert [line["input"] for line in lines] == [str(p) for p in checked]
+    found = {Path(line["path"]).name: line["matches"] for line in lines}
+    assert [line["path"] for line in lines] == [str(p) for p in checked]
 
     assert {(m["kind"], m["entry_id"]) for m in found[SUBMITTED.name]} == {
         ("md5", entry), ("vpdq", entry)}

@@ -196,3 +196,18 @@ def test_unreadable_file_is_an_os_error_not_a_format_error(tmp_path, rgb, monkey
     monkeypatch.setattr(builtins, "open", refusing_open)
     with pytest.raises(PermissionError):
         hash_file(path)
+
+
+def test_messages_carry_no_raw_library_text(tmp_path, rgb, monkeypatch):
+    """No FFmpeg errno number, no Pillow warning naming its own source file."""
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(bytes(5000))
+    with pytest.raises(UnsupportedFileError) as info:
+        hash_file(junk)
+    assert "Errno" not in str(info.value) and "Invalid data" in str(info.value)
+    path = save(tmp_path, Image.fromarray(rgb), "large.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", rgb.shape[0] * rgb.shape[1] - 1)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hash_file(path).pdq == hash_image(path).pdq
