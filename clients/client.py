@@ -89,15 +89,23 @@ class HashmatchError(Exception):
         return cls(_CODES_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN), status.message)
 
 
+class InvalidInput(HashmatchError, ValueError):
+    """Input the library refuses before any call (a hash of the wrong length, an unknown
+    signal type). Its code is INVALID_ARGUMENT, as the server's own answer would be."""
+
+    def __init__(self, message: str):
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
 def signal_type_of(kind) -> int:
     """'pdq' / 'md5' / 'vpdq' (or the enum value itself) -> `SignalType` enum value."""
     if isinstance(kind, str):
         try:
             return SIGNAL_TYPES[kind.lower()]
         except KeyError:
-            raise ValueError(f"signal type must be one of {sorted(SIGNAL_TYPES)}, got {kind!r}") from None
+            raise InvalidInput(f"signal type must be one of {sorted(SIGNAL_TYPES)}, got {kind!r}") from None
     if kind not in SIGNAL_NAMES:
-        raise ValueError(f"unknown signal type {kind!r}")
+        raise InvalidInput(f"unknown signal type {kind!r}")
     return int(kind)
 
 
@@ -108,16 +116,16 @@ def pack_hashes(hashes, hash_bytes: int) -> bytes:
     elif isinstance(hashes, np.ndarray):
         array = np.ascontiguousarray(hashes).view(np.uint8)
         if array.ndim != 2 or array.shape[1] != hash_bytes:
-            raise ValueError(f"hashes must be uint8[n, {hash_bytes}], got shape {hashes.shape}")
+            raise InvalidInput(f"hashes must be uint8[n, {hash_bytes}], got shape {hashes.shape}")
         packed = array.tobytes()
     else:
         items = [bytes(h) for h in hashes]
         for position, item in enumerate(items):
             if len(item) != hash_bytes:
-                raise ValueError(f"hash {position} must be {hash_bytes} bytes, got {len(item)}")
+                raise InvalidInput(f"hash {position} must be {hash_bytes} bytes, got {len(item)}")
         packed = b"".join(items)
     if len(packed) % hash_bytes:
-        raise ValueError(f"packed hashes must be a multiple of {hash_bytes} bytes, got {len(packed)}")
+        raise InvalidInput(f"packed hashes must be a multiple of {hash_bytes} bytes, got {len(packed)}")
     return packed
 
 
@@ -239,6 +247,7 @@ class HashmatchClient:
         self.close()
 
     def close(self) -> None:
+        """Closes the connection; calls in progress are cancelled."""
         self._channel.close()
 
     def _call(self, method, request, metadata=()):
@@ -261,6 +270,8 @@ class HashmatchClient:
                              response.sequence)
 
     def case_status(self, case_id: str, pin: str) -> CaseStatus:
+        """The case's state and item counts. Raises HashmatchError NOT_FOUND for an unknown
+        case, PERMISSION_DENIED for a wrong PIN."""
         response = self._call(self._cases.GetCaseStatus,
                               pb.GetCaseStatusRequest(case_id=case_id, pin=pin))
         return CaseStatus(
@@ -335,6 +346,7 @@ class HashmatchClient:
     # ------------------------------------------------------------------ list information
 
     def list_info(self) -> ListInfo:
+        """The list's sizes, change-log sequence and limits, and the server's matching kernel."""
         response = self._call(self._list_info.GetListInfo, pb.GetListInfoRequest(),
                               self._platform_metadata)
         return ListInfo(

@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 
 from hashmatch.clients.client import (
-    HASH_BYTES, HashmatchClient, HashmatchError, MatchHit, signal_type_of)
+    HASH_BYTES, HashmatchClient, HashmatchError, InvalidInput, MatchHit, signal_type_of)
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 DEFAULT_BATCH_SIZE = 4096
@@ -67,14 +67,14 @@ class StreamingMatcher:
                  include_video_frames: bool = False):
         self._signal_type = signal_type_of(signal_type)
         if self._signal_type not in (pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5):
-            raise ValueError("a StreamingMatcher matches pdq or md5 hashes; match videos "
+            raise InvalidInput("a StreamingMatcher matches pdq or md5 hashes; match videos "
                              "one by one with HashmatchClient.match_video")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
+            raise InvalidInput(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
         if linger <= 0:
-            raise ValueError(f"linger must be > 0 seconds, got {linger}")
+            raise InvalidInput(f"linger must be > 0 seconds, got {linger}")
         if max_in_flight is not None and max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+            raise InvalidInput(f"max_in_flight must be >= 1, got {max_in_flight}")
         info = client.list_info()
         if info.max_in_flight:
             max_in_flight = min(max_in_flight or info.max_in_flight, info.max_in_flight)
@@ -112,7 +112,7 @@ class StreamingMatcher:
         if not isinstance(hash, bytes):
             hash = np.ascontiguousarray(hash, dtype=np.uint8).tobytes()
         if len(hash) != self._hash_bytes:
-            raise ValueError(f"hash for item {item_id!r} must be {self._hash_bytes} bytes, "
+            raise InvalidInput(f"hash for item {item_id!r} must be {self._hash_bytes} bytes, "
                              f"got {len(hash)}")
         with self._cond:
             self._wait_for_room()
@@ -130,7 +130,7 @@ class StreamingMatcher:
         packed = memoryview(bytes(hashes))
         ids = list(item_ids)
         if len(packed) != len(ids) * self._hash_bytes:
-            raise ValueError(f"{len(ids)} ids need {len(ids) * self._hash_bytes} bytes of "
+            raise InvalidInput(f"{len(ids)} ids need {len(ids) * self._hash_bytes} bytes of "
                              f"hashes, got {len(packed)}")
         start = 0
         while start < len(ids):

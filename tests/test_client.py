@@ -229,9 +229,14 @@ def test_match_batch_maps_positions_and_sends_api_key(client, fake):
 
 
 def test_match_batch_rejects_wrong_hash_size(client):
-    with pytest.raises(ValueError, match="must be 32 bytes, got 31"):
+    """Refused locally, as a HashmatchError like every other failure (and still a ValueError)."""
+    with pytest.raises(HashmatchError, match="must be 32 bytes, got 31") as info:
         client.match_batch("pdq", [b"\x00" * 31])
-    with pytest.raises(ValueError, match="signal type"):
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(HashmatchError, match="multiple of 32 bytes, got 5"):
+        client.match_batch("pdq", b"\x00" * 5)
+    with pytest.raises(HashmatchError, match="signal type"):
         client.match_batch("sha1", [b"\x00" * 32])
 
 
