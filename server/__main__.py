@@ -1,6 +1,11 @@
-"""`python -m hashmatch.server --db PATH --listen HOST:PORT [--port-file FILE] [limits...]`."""
+"""`python -m hashmatch.server [--config FILE] --db PATH --listen HOST:PORT [settings...]`."""
 from hashmatch.server.app import serve
-from hashmatch.server.config import from_args
+from hashmatch.server.config import from_namespace, parser
 
 if __name__ == "__main__":
-    serve(from_args())
+    flags = parser()
+    try:
+        config = from_namespace(flags.parse_args())
+    except ValueError as error:
+        flags.error(str(error))
+    serve(config)

@@ -5,7 +5,6 @@ through the `hashmatch.cli` entry point: the client package never imports the se
 install without the server simply has no operator commands. `serve` takes every ServerConfig
 setting from the same flag table as `python -m hashmatch.server`.
 """
-import dataclasses
 import itertools
 
 import numpy as np
@@ -42,8 +41,7 @@ def cmd_serve(args, reporter) -> None:
     from hashmatch.server.app import serve
 
     try:
-        config = ServerConfig(**{f.name: getattr(args, f.name)
-                                 for f in dataclasses.fields(ServerConfig)})
+        config = server_config.from_namespace(args)
     except ValueError as error:
         raise UsageError(str(error)) from None
     reporter.note(f"hashmatch: starting on {config.listen} with store {config.db_path} (Ctrl-C or "

@@ -1,11 +1,16 @@
-"""Server settings: one dataclass, and the command-line flags that mirror its fields.
+"""Server settings: one dataclass, and the flags, environment variables and config file that
+set its fields.
 
 `python -m hashmatch.server` and the `hashmatch serve` CLI both end in `ServerConfig`; every
-limit the server enforces lives here so an operator can see them in one place.
+limit the server enforces lives here so an operator can see them in one place. A setting comes
+from, first to last: its flag (`--max-batch-hashes 4096`), its environment variable
+(`HASHMATCH_MAX_BATCH_HASHES=4096`), the TOML file named by `--config` (`max_batch_hashes =
+4096`), the default below.
 """
 import argparse
 import dataclasses
 import os
+import tomllib
 
 MIB = 1024 * 1024
 
@@ -86,16 +91,74 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+ENV_PREFIX = "HASHMATCH_"
+
+
+def _default(field: dataclasses.Field):
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
+def _kind(field: dataclasses.Field) -> type:
+    default = _default(field)
+    return str if default is None else type(default)
+
+
 def add_flags(p: argparse.ArgumentParser) -> None:
-    """One --flag per ServerConfig field (--db for db_path), defaults taken from the dataclass:
-    the one flag table of `python -m hashmatch.server` and `hashmatch serve`."""
+    """One --flag per ServerConfig field (--db for db_path), plus --config FILE: the one flag
+    table of `python -m hashmatch.server` and `hashmatch serve`. Flags not given are left out
+    of the parsed namespace, so `from_namespace` can tell them from defaults."""
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="TOML file of settings (keys are the field names below, with _)")
     for field in dataclasses.fields(ServerConfig):
-        default = (field.default_factory() if field.default is dataclasses.MISSING
-                   else field.default)
         flags = [_flag(field.name)] + (["--db"] if field.name == "db_path" else [])
-        kind = str if default is None else type(default)
-        p.add_argument(*flags, dest=field.name, type=kind, default=default,
-                       help=f"{HELP[field.name]} (default: {default})")
+        p.add_argument(*flags, dest=field.name, type=_kind(field), default=argparse.SUPPRESS,
+                       help=f"{HELP[field.name]} (default: {_default(field)}; "
+                            f"env {ENV_PREFIX}{field.name.upper()})")
+
+
+def _from_text(field: dataclasses.Field, text: str, source: str):
+    kind = _kind(field)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{source}: {field.name} must be {kind.__name__}, got {text!r}") from None
+
+
+def _from_file(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except OSError as error:
+        raise ValueError(f"--config {path}: cannot read it ({error.strerror or error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"--config {path}: not valid TOML ({error})") from None
+    fields = {f.name: f for f in dataclasses.fields(ServerConfig)}
+    for name, value in values.items():
+        field = fields.get(name)
+        if field is None:
+            raise ValueError(f"--config {path}: unknown setting {name!r}")
+        kind = _kind(field)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                values[name] = float(value)
+                continue
+            raise ValueError(f"--config {path}: {name} must be {kind.__name__}, got {value!r}")
+    return values
+
+
+def from_namespace(args: argparse.Namespace, environ=None) -> ServerConfig:
+    """The settings: flags given, then HASHMATCH_* variables, then the --config file, then the
+    defaults. Raises ValueError naming the source of a bad value."""
+    environ = os.environ if environ is None else environ
+    given = vars(args)
+    values = _from_file(given["config"]) if "config" in given else {}
+    for field in dataclasses.fields(ServerConfig):
+        variable = ENV_PREFIX + field.name.upper()
+        if variable in environ:
+            values[field.name] = _from_text(field, environ[variable], variable)
+        if field.name in given:
+            values[field.name] = given[field.name]
+    return ServerConfig(**values)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,4 +169,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 def from_args(argv=None) -> ServerConfig:
-    return ServerConfig(**vars(parser().parse_args(argv)))
+    return from_namespace(parser().parse_args(argv))
