@@ -61,19 +61,26 @@ class CasesServicer:
     def SubmitCase(self, request, context):
         """Stores the hashes of a person's photos and videos. Answers only after the case is durably
         committed. Returns a random case id and a PIN that is shown once and stored only hashed.
+        INVALID_ARGUMENT: a bad hash length, quality, empty case or an item/frame count over the
+        server's limits (the message names the item); RESOURCE_EXHAUSTED: a rate or size limit
+        (the message names it); UNAVAILABLE: the store cannot be written (retry later).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCaseStatus(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: no such case; PERMISSION_DENIED: wrong PIN (or too many wrong PINs for now);
+        INVALID_ARGUMENT: corrupt request.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WithdrawCase(self, request, context):
-        """Removes every hash of the case from matching at once.
+        """Removes every hash of the case from matching before it answers. Withdrawing twice is not an
+        error. NOT_FOUND, PERMISSION_DENIED as GetCaseStatus; UNAVAILABLE: the store cannot be
+        written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -221,7 +228,9 @@ class MatchingServicer:
     """
 
     def MatchBatch(self, request, context):
-        """One batch, one answer.
+        """One batch, one answer. UNAUTHENTICATED: missing or unknown x-api-key; INVALID_ARGUMENT:
+        bad hash length, empty or oversized batch, threshold over the maximum; RESOURCE_EXHAUSTED:
+        the platform's rate or a size limit; UNAVAILABLE: the list is still loading.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +241,8 @@ class MatchingServicer:
         the request's sequence. A malformed batch gets an answer with `error` set and the stream
         goes on. The server reads at most `max_in_flight` (see GetListInfo) unanswered batches
         from one stream; a client that sends more is simply not read until answers drain.
+        A rejected batch carries its status in MatchResponse.error; the stream itself ends only with
+        UNAUTHENTICATED or RESOURCE_EXHAUSTED (too many open streams for the platform).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -342,7 +353,8 @@ class ListInfoServicer:
     """
 
     def GetListInfo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The list's size, change-log sequence and limits. UNAUTHENTICATED without a platform key.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
