@@ -150,6 +150,8 @@ class StreamingMatcher:
         self._down_since: float | None = None
         self._closing = False
         self._finished = threading.Event()
+        self.streams_opened = 0  # MatchStream calls opened, reconnections included
+        self.resent_batches = 0  # batches put back after their stream broke, to send again
         self._outcomes: queue.SimpleQueue = queue.SimpleQueue()
 
         self._own_clients = ([client.for_address(address) for address in client.addresses]
@@ -364,6 +366,7 @@ class StreamingMatcher:
 
     def _open(self, lane: _Lane) -> None:
         lane.stream = _Stream(lane)
+        self.streams_opened += 1
         self._down_since = None
         threading.Thread(target=self._send_batches, args=(lane.stream,), daemon=True,
                          name="hashmatch-stream-sender").start()
@@ -415,6 +418,7 @@ class StreamingMatcher:
         stream.alive = False
         for sequence in sorted(stream.pending, reverse=True):
             self._sealed.appendleft(stream.pending[sequence])
+        self.resent_batches += len(stream.pending)
         stream.pending = {}
         self._cond.notify_all()
 
