@@ -6,6 +6,7 @@ answer lost; and StreamingMatcher, one stream per server, re-sends the batches i
 server killed with SIGKILL so every hash still gets exactly one correct answer.
 """
 import shutil
+import signal
 import threading
 
 import grpc
@@ -134,8 +135,8 @@ def test_server_config_checks_the_connection_age():
 
 
 def test_streams_survive_a_server_killed_mid_stream(server_process, shared_list, random_hashes):
-    """Three server processes; 200k hashes streamed; one server killed with SIGKILL when about
-    a third is answered: every hash gets exactly one answer, and each is right."""
+    """Three server processes; 200k hashes streamed; one server frozen when about a third is
+    answered, then killed with SIGKILL: every hash gets exactly one answer, and each is right."""
     paths, api_key, listed = shared_list(3, 20_000)
     servers = [server_process(db_path=path) for path in paths]
     count = 200_000
@@ -153,6 +154,12 @@ def test_streams_survive_a_server_killed_mid_stream(server_process, shared_list,
     found: dict[int, list] = {}
     errors = []
     victim = servers[1]
+    stopped_at = killed_after = None
+
+    def others_answered(matcher) -> int:
+        return sum(n for server, n in matcher.answered_per_server().items()
+                   if server != victim.target)
+
     with HashmatchClient([s.target for s in servers], api_key=api_key) as client:
         matcher = StreamingMatcher(client, "pdq", batch_size=1000)
         for outcome in matcher.match(zip(range(count), queries)):
@@ -162,7 +169,12 @@ def test_streams_survive_a_server_killed_mid_stream(server_process, shared_list,
                 outcomes_by_item[item_id] = outcomes_by_item.get(item_id, 0) + 1
             for item_id, hit in outcome.matches:
                 found.setdefault(item_id, []).append((hit.entry_id, hit.distance))
-            if victim.process.poll() is None and len(outcomes_by_item) >= count // 3:
+            if stopped_at is None and len(outcomes_by_item) >= count // 3:
+                # Frozen first, so its window fills with batches that only a re-send can answer.
+                victim.process.send_signal(signal.SIGSTOP)
+                stopped_at = others_answered(matcher)
+            elif (killed_after is None and stopped_at is not None
+                  and others_answered(matcher) >= stopped_at + 20):
                 victim.kill()
                 killed_after = matcher.answered_per_server()
     answered = matcher.answered_per_server()
@@ -173,3 +185,28 @@ def test_streams_survive_a_server_killed_mid_stream(server_process, shared_list,
     assert matcher.resent_batches > 0, "no batch was in flight on the killed server"
     assert len(outcomes_by_item) == count and set(outcomes_by_item.values()) == {1}
     assert found == {item: [(entry, 0)] for item, entry in expected.items()}
+
+
+def cli_info(capsys, *argv):
+    from hashmatch.clients import cli
+    code = cli.main(["info", "--timeout", "5", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_takes_several_servers_and_uses_the_one_that_answers(capsys, monkeypatch,
+                                                                  start_server):
+    live = start_server()
+    dead = "127.0.0.1:1"  # nothing listens there: round_robin must route around it
+    monkeypatch.delenv("HASHMATCH_SERVER", raising=False)
+    monkeypatch.setenv("HASHMATCH_API_KEY", live.api_key)
+    code, _, err = cli_info(capsys, "--server", dead)
+    assert code == 1 and "cannot reach the hashmatch server at 127.0.0.1:1" in err
+    for argv in (["--server", dead, "--server", live.target], ["--server", f"{dead},{live.target}"]):
+        code, out, err = cli_info(capsys, *argv)
+        assert code == 0 and "in flight per stream" in out, (argv, out, err)
+    monkeypatch.setenv("HASHMATCH_SERVER", f"{dead}, {live.target}")
+    code, out, err = cli_info(capsys)
+    assert code == 0 and "in flight per stream" in out, err
+    code, _, err = cli_info(capsys, "--server", "dns:///localhost:1", "--server", live.target)
+    assert code == 2 and "must be the only server address" in err
