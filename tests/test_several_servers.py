@@ -96,6 +96,7 @@ def test_unary_calls_are_spread_and_skip_a_server_that_is_not_serving(
             pytest.fail("the server back to SERVING never got a call")
 
 
+@pytest.mark.timeout(120)
 def test_a_stream_cut_at_the_max_connection_age_reconnects_and_loses_nothing(
         start_server, random_hashes):
     server = start_server(imported=random_hashes(500, seed=92), max_connection_age_s=0.5,
@@ -134,6 +135,7 @@ def test_server_config_checks_the_connection_age():
         ServerConfig(max_connection_age_s=-1)
 
 
+@pytest.mark.timeout(120)
 def test_streams_survive_a_server_killed_mid_stream(server_process, shared_list, random_hashes):
     """Three server processes; 200k hashes streamed; one server frozen when about a third is
     answered, then killed with SIGKILL: every hash gets exactly one answer, and each is right."""
@@ -210,3 +212,28 @@ def test_cli_takes_several_servers_and_uses_the_one_that_answers(capsys, monkeyp
     assert code == 0 and "in flight per stream" in out, err
     code, _, err = cli_info(capsys, "--server", "dns:///localhost:1", "--server", live.target)
     assert code == 2 and "must be the only server address" in err
+
+
+@pytest.mark.timeout(120)
+def test_the_only_server_killed_ends_the_stream_with_every_item_accounted_for(
+        server_process, shared_list, random_hashes):
+    paths, api_key, _ = shared_list(1, 100)
+    server = server_process(db_path=paths[0])
+    count = 50_000
+    seen: dict[int, int] = {}
+    errors = []
+    with HashmatchClient(server.target, api_key=api_key) as client:
+        matcher = StreamingMatcher(client, "pdq", batch_size=500, reconnect_s=0.5)
+        with pytest.raises(Exception) as raised:
+            for outcome in matcher.match(zip(range(count), random_hashes(count, seed=95))):
+                for item_id in outcome.item_ids:
+                    seen[item_id] = seen.get(item_id, 0) + 1
+                if outcome.error is not None:
+                    errors.append(outcome.error)
+                if server.process.poll() is None and len(seen) >= count // 4:
+                    server.kill()
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert errors and all(error.code == grpc.StatusCode.UNAVAILABLE for error in errors)
+    assert matcher.error is raised.value
+    # Items never fed (the feeder stopped at the error) have no outcome; no item has two.
+    assert set(seen.values()) == {1} and sorted(seen) == list(range(len(seen)))
