@@ -210,6 +210,8 @@ def test_cli_takes_several_servers_and_uses_the_one_that_answers(capsys, monkeyp
     monkeypatch.setenv("HASHMATCH_SERVER", f"{dead}, {live.target}")
     code, out, err = cli_info(capsys)
     assert code == 0 and "in flight per stream" in out, err
+    code, out, err = cli_info(capsys, "--server", f"dns:///localhost:{live.port}")
+    assert code == 0 and "in flight per stream" in out, err
     code, _, err = cli_info(capsys, "--server", "dns:///localhost:1", "--server", live.target)
     assert code == 2 and "must be the only server address" in err
 
