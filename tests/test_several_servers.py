@@ -78,12 +78,17 @@ def test_unary_calls_are_spread_and_skip_a_server_that_is_not_serving(
     queries = random_hashes(50, seed=91)
     with HashmatchClient([s.target for s in servers], api_key=api_key, timeout=10) as client:
         before = batches_by_server(servers)
+        for _ in range(600):  # until round_robin has seen both SERVING servers (a loaded
+            client.match_batch("pdq", queries)  # machine may report one late)
+            calls = [after - was for after, was in zip(batches_by_server(servers), before)]
+            if calls[0] and calls[2]:
+                break
+        assert calls[0] > 0 and calls[2] > 0, f"round_robin should use both others: {calls}"
         for _ in range(60):
             client.match_batch("pdq", queries)
         calls = [after - was for after, was in zip(batches_by_server(servers), before)]
         assert calls[1] == 0, f"a NOT_SERVING server got calls: {calls}"
-        assert calls[0] > 0 and calls[2] > 0, f"round_robin should use both others: {calls}"
-        assert sum(calls) == 60
+        assert calls[0] >= 20 and calls[2] >= 20, f"round_robin alternates: {calls}"
 
         # Back to SERVING: the client's health watch sees it and sends it calls again.
         set_health(servers[1], SERVING)
