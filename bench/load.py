@@ -6,10 +6,14 @@ on concurrent MatchStream calls, and reports throughput, batch latency, CPU and 
 core index's own rate on the same queries, measured in the same run.
 
     python -m bench.load --list-size 100000 --streams 4 --duration 20 --json out.json --plot out.png
+
+With --servers N it starts N servers on copies of the one list and drives them all at once,
+reporting each server and the total.
 """
 import argparse
 import asyncio
 import contextlib
+import copy
 import os
 import sys
 import time
@@ -30,7 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--api-key", help="platform key for --target (else $HASHMATCH_API_KEY)")
     p.add_argument("--list-size", type=int, default=100_000,
                    help="random PDQ hashes in the started server's list")
-    p.add_argument("--streams", type=int, default=4, help="concurrent MatchStream calls")
+    p.add_argument("--servers", type=int, default=1,
+                   help="start this many server processes on copies of the one list and drive "
+                        "them all at once (--count and --rate split evenly; --streams each); "
+                        "reports each server and the total")
+    p.add_argument("--streams", type=int, default=4,
+                   help="concurrent MatchStream calls (per server)")
     p.add_argument("--batch-size", type=int, default=4096,
                    help=f"hashes per batch ({MIN_BATCH}..{MAX_BATCH})")
     p.add_argument("--window", type=int, default=4,
@@ -69,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         (MIN_BATCH <= args.batch_size <= MAX_BATCH,
          f"--batch-size must be {MIN_BATCH}..{MAX_BATCH}, got {args.batch_size}"),
         (args.streams >= 1, "--streams must be at least 1"),
+        (1 <= args.servers <= 16, "--servers must be 1..16"),
+        (args.servers == 1 or not args.target, "--servers starts its own servers: not with --target"),
+        (args.count >= args.servers, "--count must be at least --servers"),
         (args.window >= 1, "--window must be at least 1"),
         (args.count >= 1, "--count must be at least 1"),
         (0 < args.duration <= 24 * 3600, "--duration must be in (0, 86400] s"),
@@ -164,7 +176,26 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
                 "wall_s": wall},
         "timeline": report.timeline(out.samples, out.started),
         "_retained": out.retained,
+        "_run": out,
     }
+
+
+async def drive_servers(args, servers, list_hashes) -> dict:
+    """--servers N: one drive per server, all at once, the count (and rate) split evenly."""
+    import psutil
+
+    from bench import load_report as report
+
+    n = len(servers)
+    drives = []
+    for number, server in enumerate(servers):
+        share = copy.copy(args)
+        share.count = args.count // n + (number < args.count % n)
+        share.rate = args.rate / n if args.rate else None
+        share.quiet = args.quiet or number > 0  # one progress bar is enough
+        drives.append(drive(share, server.target, server.api_key, list_hashes,
+                            psutil.Process(server.process.pid)))
+    return report.combine(await asyncio.gather(*drives))
 
 
 def run(args) -> dict:
@@ -185,10 +216,17 @@ def run(args) -> dict:
             list_hashes = random_hashes(args.list_size, args.seed)
             print(f"filling a list of {args.list_size:,} random hashes and starting the server",
                   file=sys.stderr)
-            server = stack.enter_context(ManagedServer(list_hashes, args.server_arg,
-                                                       progress=not args.quiet))
-            summary = asyncio.run(drive(args, server.target, server.api_key, list_hashes,
-                                        psutil.Process(server.process.pid)))
+            servers = [stack.enter_context(ManagedServer(list_hashes, args.server_arg,
+                                                         progress=not args.quiet))]
+            servers += [stack.enter_context(ManagedServer(list_hashes, args.server_arg,
+                                                          copy_of=servers[0]))
+                        for _ in range(args.servers - 1)]
+            if len(servers) > 1:
+                summary = asyncio.run(drive_servers(args, servers, list_hashes))
+            else:
+                summary = asyncio.run(drive(args, servers[0].target, servers[0].api_key,
+                                            list_hashes, psutil.Process(servers[0].process.pid)))
+    summary.pop("_run")
     retained = summary.pop("_retained")
     if list_hashes is None:
         list_hashes = random_hashes(summary["server"]["list_size"], args.seed)

@@ -36,6 +36,40 @@ def timeline(samples, started: float, bucket_s: float = 0.5) -> dict:
     return rows
 
 
+def combine(parts: list[dict]) -> dict:
+    """One summary for drives of several servers at once (each a `drive` summary with its
+    `_run`): counts summed, the time from the first send to the last answer, latency over all
+    batches; each server's own figures under "servers"."""
+    runs = [part["_run"] for part in parts]
+    total = dict(parts[0])
+    result = dict(parts[0]["result"])
+    for key in ("sent_hashes", "answered_hashes", "batches", "matches_expected",
+                "matches_found", "missed", "unexpected", "batch_errors", "errors"):
+        result[key] = sum(part["result"][key] for part in parts)
+    result["stream_errors"] = [e for part in parts for e in part["result"]["stream_errors"]]
+    result["examples"] = [e for part in parts for e in part["result"]["examples"]][:5]
+    result["cleanup_error"] = next((part["result"]["cleanup_error"] for part in parts
+                                    if part["result"]["cleanup_error"]), None)
+    answered = [run for run in runs if run.batches]
+    started = min((run.started for run in answered), default=0.0)
+    result["seconds"] = max((run.finished for run in answered), default=0.0) - started
+    result["hashes_per_s"] = (result["answered_hashes"] / result["seconds"]
+                              if result["seconds"] else 0.0)
+    samples = [sample for run in runs for sample in run.samples]
+    server_cpu = [part["cpu"]["server_percent"] for part in parts]
+    total.update(
+        result=result, latency_ms=latency_ms(samples), timeline=timeline(samples, started),
+        cpu=dict(parts[0]["cpu"], server_percent=None if None in server_cpu else sum(server_cpu)),
+        servers=[{"target": part["server"]["target"],
+                  "hashes_per_s": part["result"]["hashes_per_s"],
+                  "answered_hashes": part["result"]["answered_hashes"],
+                  "errors": part["result"]["errors"],
+                  "latency_ms": part["latency_ms"],
+                  "server_cpu_percent": part["cpu"]["server_percent"]} for part in parts])
+    total["server"] = dict(parts[0]["server"], target=[p["server"]["target"] for p in parts])
+    return total
+
+
 def cpu_share(before, after, wall_s: float) -> float | None:
     """CPU used between two (user + system seconds) readings, in % of one core."""
     if before is None or after is None or wall_s <= 0:
@@ -99,6 +133,11 @@ def text(summary: dict) -> str:
         f"core alone   {num(core['hashes_per_s'])} hashes/s ({core['threads']} CPUs, "
         f"{core['backend']});  end to end / core = {num(summary['ratio_to_core'], '{:.1%}')}",
     ]
+    lines[2:2] = [f"  server {s['target']}  {num(s['hashes_per_s'])} hashes/s  latency ms p50 "
+                  f"{num(s['latency_ms']['p50'], '{:.1f}')} p99 "
+                  f"{num(s['latency_ms']['p99'], '{:.1f}')}  cpu "
+                  f"{num(s['server_cpu_percent'])}%  errors {s['errors']}"
+                  for s in summary.get("servers", ())]
     lines += [f"  core, {w['workers']} search(es) at once x index threads={w['index_threads']}: "
               f"{num(w['hashes_per_s'])} hashes/s" for w in core.get("ways", ())]
     lines += [f"  e.g. {e}" for e in r["examples"]]

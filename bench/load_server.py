@@ -1,6 +1,7 @@
 """Runs the server under test for the load generator: a temporary SQLite list filled with random
 PDQ hashes through the store's bulk import, a platform key, and `python -m hashmatch.server`
 bound to 127.0.0.1 in a child process, so the measured server is exactly the one users run."""
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -18,11 +19,16 @@ LIST_STREAM, SOURCE_STREAM, QUERY_STREAM = 101, 102, 103
 class ManagedServer:
     """A server subprocess on a fresh list of `list_hashes` (uint8[n, 32]); a context manager.
 
+    `copy_of`, another ManagedServer: start on a copy of its store (same list, same key)
+    instead, as servers that share one list would hold it.
+
     After __enter__: `target` ("127.0.0.1:PORT"), `api_key`, `process` (the Popen), `log_path`.
     """
 
-    def __init__(self, list_hashes: np.ndarray, server_args=(), workdir=None, progress=False):
+    def __init__(self, list_hashes: np.ndarray, server_args=(), workdir=None, progress=False,
+                 copy_of: "ManagedServer | None" = None):
         self.list_hashes = list_hashes
+        self.copy_of = copy_of
         self.progress = progress
         self.server_args = list(server_args)
         self._tmp = tempfile.TemporaryDirectory(prefix="hashmatch-load-", dir=workdir)
@@ -43,6 +49,13 @@ class ManagedServer:
         return self
 
     def _fill_store(self):
+        if self.copy_of is not None:
+            # SQLite's backup API copies a store in use by a running server consistently.
+            with sqlite3.connect(self.copy_of.db_path) as source, \
+                    sqlite3.connect(self.db_path) as copy:
+                source.backup(copy)
+            self.api_key = self.copy_of.api_key
+            return
         from hashmatch.server.store import Store
         from tqdm import tqdm
         store = Store(str(self.db_path))

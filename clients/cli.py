@@ -194,6 +194,22 @@ def match_pairs(client: HashmatchClient, kind: str, pairs: list[tuple], threshol
     return hits
 
 
+def _client(args, api_key: str | None = None) -> HashmatchClient:
+    """A client of every server in --server (or $HASHMATCH_SERVER); calls spread over them."""
+    try:
+        return HashmatchClient(args.server, api_key=api_key, timeout=args.timeout)
+    except ValueError as error:
+        raise UsageError(f"--server: {getattr(error, 'message', error)}") from None
+
+
+class _ServerAddresses(argparse.Action):
+    """--server given again adds servers (as does a comma list); the first replaces the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, (given if isinstance(given, list) else []) + [values])
+
+
 def _api_key(args) -> str:
     key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
     if not key:
@@ -256,7 +272,7 @@ def cmd_submit(args, reporter: output.Reporter) -> None:
         reporter.fail("nothing was submitted because some files could not be hashed; fix or "
                       "leave them out, or pass --partial to submit the others")
         return
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         case = client.submit_case(media)
     for item, entry_id in zip(items, case.entry_ids):
         item["entry_id"] = entry_id
@@ -269,13 +285,13 @@ def _without_pdq(hashes):
 
 def cmd_status(args, reporter: output.Reporter) -> None:
     pin = _pin(args)
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         reporter.emit(*output.case_status(client.case_status(args.case_id, pin)))
 
 
 def cmd_withdraw(args, reporter: output.Reporter) -> None:
     pin = _pin(args)
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         sequence = client.withdraw(args.case_id, pin)
     reporter.emit(*output.withdrawn_case(args.case_id, sequence))
 
@@ -286,7 +302,7 @@ def cmd_withdraw(args, reporter: output.Reporter) -> None:
 def cmd_match(args, reporter: output.Reporter) -> None:
     if bool(args.files) == bool(args.hashes):
         raise UsageError("give either FILE... or --hashes FILE")
-    with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
+    with _client(args, _api_key(args)) as client:
         if args.hashes:
             _match_hash_file(client, args, reporter)
         else:
@@ -426,7 +442,7 @@ def _print_outcomes(matcher, kind, reporter, print_hits, bar) -> None:
 
 
 def cmd_info(args, reporter: output.Reporter) -> None:
-    with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
+    with _client(args, _api_key(args)) as client:
         reporter.emit(*output.list_info(client.list_info()))
 
 
@@ -464,8 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     output_flags.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                               help="print one JSON object per line")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=argparse.SUPPRESS,
-                        help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
+    server_help = ("server HOST:PORT; repeat it or give a comma list for several servers that "
+                   "hold the same list (calls are spread over those SERVING), or one "
+                   f"dns:///NAME:PORT (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
+    common.add_argument("--server", action=_ServerAddresses, default=argparse.SUPPRESS,
+                        help=server_help)
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
 
@@ -475,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 some item failed or the server refused, 2 usage error.")
     parser.add_argument("--json", action="store_true", default=False,
                         help="print one JSON object per line")
-    parser.add_argument("--server", default=os.environ.get("HASHMATCH_SERVER", DEFAULT_TARGET),
-                        help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
+    parser.add_argument("--server", action=_ServerAddresses,
+                        default=os.environ.get("HASHMATCH_SERVER", DEFAULT_TARGET),
+                        help=server_help)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--version", action="version", version=f"hashmatch {_version()}")

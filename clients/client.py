@@ -8,7 +8,10 @@ when the server was unreachable (UNAVAILABLE), so a retry can never create a sec
 """
 from __future__ import annotations
 
+import copy
+import ipaddress
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
@@ -36,10 +39,13 @@ _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.ListInfo", "GetListInfo"),
 ]
 
-# round_robin: a target that resolves to several servers (dns:///list.example:50051) spreads
-# calls and streams over all of them, as the brief's multi-server setup expects.
+# round_robin spreads calls over every server a target names (an ipv4: list, or a dns:/// name
+# with several addresses); healthCheckConfig makes grpcio watch each server's Health service
+# (service "" = the whole server), so a server that says NOT_SERVING, while it loads or shuts
+# down, gets no calls until it says SERVING again.
 _SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
     "methodConfig": [{
         "name": [{"service": service, "method": method} for service, method in _IDEMPOTENT_METHODS],
         "retryPolicy": {
@@ -95,6 +101,70 @@ class InvalidInput(HashmatchError, ValueError):
 
     def __init__(self, message: str):
         super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+# gRPC target schemes: such a target is one gRPC name resolver's input, passed on unchanged.
+_TARGET_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
+
+
+def server_addresses(servers: str | Sequence[str]) -> list[str]:
+    """"a:1,b:2" or ["a:1", "b:2,c:3"] -> ["a:1", "b:2", "c:3"]: each address once, in order.
+
+    A gRPC target with a scheme (dns:///name:port, ipv4:..., unix:...) is kept whole and must
+    be the only one.
+    """
+    items = [servers] if isinstance(servers, str) else list(servers)
+    addresses: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        parts = [item] if item.startswith(_TARGET_SCHEMES) else item.split(",")
+        for address in (part.strip() for part in parts):
+            if address and address not in addresses:
+                addresses.append(address)
+    if not addresses:
+        raise InvalidInput(f"need at least one server address, got {servers!r}")
+    if len(addresses) > 1 and any(a.startswith(_TARGET_SCHEMES) for a in addresses):
+        raise InvalidInput("a gRPC target with a scheme (dns:///..., ipv4:..., unix:...) must be "
+                         f"the only server address, got {addresses}")
+    return addresses
+
+
+def channel_target(addresses: Sequence[str]) -> str:
+    """One gRPC target for `addresses` (from `server_addresses`).
+
+    One address is used as it is. Several HOST:PORT addresses become one `ipv4:` (or `ipv6:`)
+    list, the resolver whose addresses round_robin spreads calls over; a host name in such a
+    list is looked up here, once (give a dns:///name:port target instead to follow a name
+    whose addresses change).
+    """
+    if len(addresses) == 1:
+        return addresses[0]
+    resolved = [_ip_address(address) for address in addresses]
+    versions = {ip.version for ip, _ in resolved}
+    if versions == {4}:
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in resolved)
+    if versions == {6}:
+        return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in resolved)
+    raise InvalidInput("several server addresses must be all IPv4 or all IPv6, got "
+                     f"{', '.join(addresses)}")
+
+
+def _ip_address(address: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise InvalidInput(f"server address must be HOST:PORT, got {address!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return ipaddress.ip_address(host), int(port)
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise HashmatchError(grpc.StatusCode.UNAVAILABLE,
+                             f"cannot look up the server {address}: {error}") from None
+    ips = [ipaddress.ip_address(info[4][0]) for info in found]
+    return next((ip for ip in ips if ip.version == 4), ips[0]), int(port)
 
 
 def signal_type_of(kind) -> int:
@@ -213,18 +283,28 @@ def media_to_proto(item) -> pb.MediaHashes:
 
 
 class HashmatchClient:
-    """A connection to one hashmatch server (or a load-balanced target such as dns:///host).
+    """A connection to one hashmatch server, or to several that hold the same list.
 
-    `api_key` is needed for the platform calls (matching, list info) and is never sent with
-    case calls. `timeout` is the deadline in seconds for each unary call. Use as a context
-    manager, or call `close()`.
+    `target`: "host:port", several of them (a sequence, or one string with commas), or one gRPC
+    target such as dns:///list.example:50051 (every address the name has). Unary calls are
+    spread over the servers by gRPC's round_robin, skipping any whose health check is not
+    SERVING; see `channel_target`. `api_key` is needed for the platform calls (matching, list
+    info) and is never sent with case calls. `timeout` is the deadline in seconds for each unary
+    call. Use as a context manager, or call `close()`.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, api_key: str | None = None,
+    def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = ()):
-        self.target = target
+        self.addresses = server_addresses(target)
+        self.target = channel_target(self.addresses)
         self.timeout = timeout
+        self._api_key = api_key
         self._platform_metadata = (("x-api-key", api_key),) if api_key else ()
+        self._options = list(options)
+        self._connect()
+
+    def _connect(self) -> None:
+        """Opens the channel to `self.target` and the stubs on it (the one place that does)."""
         base_options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -233,12 +313,38 @@ class HashmatchClient:
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _SERVICE_CONFIG),
         ]
-        overridden = {name for name, _ in options}
-        channel_options = [opt for opt in base_options if opt[0] not in overridden] + list(options)
-        self._channel = grpc.insecure_channel(target, options=channel_options)
+        overridden = {name for name, _ in self._options}
+        channel_options = [opt for opt in base_options if opt[0] not in overridden] + self._options
+        self._channel = grpc.insecure_channel(self.target, options=channel_options)
         self._cases = pb_grpc.CasesStub(self._channel)
         self._matching = pb_grpc.MatchingStub(self._channel)
         self._list_info = pb_grpc.ListInfoStub(self._channel)
+
+    def for_address(self, address: str) -> "HashmatchClient":
+        """A client with these settings on one `address` of this one, over its own channel.
+
+        `StreamingMatcher` gives each server its own streams this way. The caller closes it.
+        """
+        single = copy.copy(self)
+        single.addresses = [address]
+        single.target = channel_target([address])
+        single._connect()
+        return single
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once some server of this client is connected and SERVING, within `timeout` s."""
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            return False
+
+    @property
+    def servers(self) -> str:
+        """The addresses as given, for messages: "127.0.0.1:50051, 127.0.0.1:50052"."""
+        return ", ".join(self.addresses)
 
     def __enter__(self) -> "HashmatchClient":
         return self
@@ -254,7 +360,7 @@ class HashmatchClient:
         try:
             return method(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as error:
-            raise HashmatchError.from_rpc_error(error, self.target) from None
+            raise HashmatchError.from_rpc_error(error, self.servers) from None
 
     # ------------------------------------------------------------------ cases
 

@@ -1,13 +1,21 @@
-"""StreamingMatcher: matches millions of a platform's hashes over one MatchStream.
+"""StreamingMatcher: matches millions of a platform's hashes over MatchStreams to one or more servers.
 
 One unary call per hash would spend its time on round trips. Here the caller adds
 `(item_id, hash)` pairs; they are packed into batches (sealed when full, or after a short
-linger so a trickle of uploads is not held back), and up to `max_in_flight` batches travel at
-once, the window the server announces in GetListInfo. Answers may come back in any order: each
-echoes its batch's sequence, which maps its positions back to the caller's item ids. A batch the
-server rejects comes back as an outcome with `error` set; the stream and the other batches go
-on. Only a broken stream (server gone, bad API key) ends everything, and then every unanswered
-or unsent batch is reported with that error rather than silently dropped.
+linger so a trickle of uploads is not held back) and sent on streams: `streams_per_server` for
+each server address the client was given, each over its own channel (a single target, such as
+one dns:/// name, gets them on its balanced channel, where round_robin puts each stream on a
+healthy server). Each stream keeps up to `max_in_flight` batches unanswered, the window the
+server announces in GetListInfo. Answers may come back in any order: each echoes its batch's
+sequence, which maps its positions back to the caller's item ids.
+
+A batch the server rejects comes back as an outcome with `error` set; the streams and the other
+batches go on. When a stream breaks because its server went away (UNAVAILABLE, or the connection
+closed under it, as at the server's maximum connection age), its unanswered batches go back to
+the front of the queue for the other streams and it reconnects in the background: every item
+still gets exactly one outcome. Only a refusal every server would repeat (a bad API key), or no
+stream working for `reconnect_s`, ends everything; then every unanswered or unsent batch is
+reported with that error rather than silently dropped.
 """
 from __future__ import annotations
 
@@ -28,6 +36,11 @@ from hashmatch.v1 import hashmatch_pb2 as pb
 DEFAULT_BATCH_SIZE = 4096
 MAX_BATCH_SIZE = 16384
 DEFAULT_LINGER_S = 0.020
+# How long every stream may be down at once before the matcher gives up.
+DEFAULT_RECONNECT_S = 10.0
+BACKOFF_S = (0.05, 2.0)
+# Codes that say the server or the connection went away, not that the request was wrong.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED}
 _END = object()
 
 
@@ -46,8 +59,40 @@ class BatchOutcome:
     error: HashmatchError | None = None
 
 
+@dataclass
+class _Batch:
+    item_ids: tuple
+    hashes: bytes
+    sequence: int = 0  # given when first sent; a re-sent batch keeps it
+
+
+class _Stream:
+    """One MatchStream call: its request queue and the batches it has not answered yet."""
+
+    def __init__(self, lane: "_Lane"):
+        self.lane = lane
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending: dict[int, _Batch] = {}
+        self.alive = True
+        self.call = lane.client.open_match_stream(self._request_iterator())
+
+    def _request_iterator(self) -> Iterator[pb.MatchRequest]:
+        while (request := self.requests.get()) is not _END:
+            yield request
+
+
+class _Lane:
+    """A place for one stream at a time, on one client; it reopens the stream when it breaks."""
+
+    def __init__(self, client: HashmatchClient):
+        self.client = client
+        self.server = client.servers
+        self.stream: _Stream | None = None
+        self.answered = 0
+
+
 class StreamingMatcher:
-    """Batches `(item_id, hash)` pairs onto one MatchStream and hands back `BatchOutcome`s.
+    """Batches `(item_id, hash)` pairs onto MatchStreams and hands back `BatchOutcome`s.
 
     Typical use::
 
@@ -56,15 +101,17 @@ class StreamingMatcher:
                 ...
 
     Or feed from one thread with `add` / `add_many` and `close()`, and read `results()` in
-    another. `add` blocks while the window is full and two more batches wait (backpressure).
-    The server's limits (GetListInfo) cap `batch_size` (at `max_batch_hashes`) and
-    `max_in_flight`; None takes the server's window as it is.
+    another. `add` blocks while every window is full and a few more batches wait
+    (backpressure). The server's limits (GetListInfo) cap `batch_size` (at `max_batch_hashes`)
+    and `max_in_flight` (per stream); None takes the server's window as it is. A client of
+    several servers gets `streams_per_server` streams on each.
     """
 
     def __init__(self, client: HashmatchClient, signal_type="pdq", *,
                  batch_size: int = DEFAULT_BATCH_SIZE, linger: float = DEFAULT_LINGER_S,
                  threshold: int | None = None, max_in_flight: int | None = None,
-                 include_video_frames: bool = False):
+                 include_video_frames: bool = False, streams_per_server: int = 1,
+                 reconnect_s: float = DEFAULT_RECONNECT_S):
         self._signal_type = signal_type_of(signal_type)
         if self._signal_type not in (pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5):
             raise InvalidInput("a StreamingMatcher matches pdq or md5 hashes; match videos "
@@ -75,6 +122,10 @@ class StreamingMatcher:
             raise InvalidInput(f"linger must be > 0 seconds, got {linger}")
         if max_in_flight is not None and max_in_flight < 1:
             raise InvalidInput(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if streams_per_server < 1:
+            raise InvalidInput(f"streams_per_server must be >= 1, got {streams_per_server}")
+        if reconnect_s < 0:
+            raise InvalidInput(f"reconnect_s must be >= 0 seconds, got {reconnect_s}")
         info = client.list_info()
         if info.max_in_flight:
             max_in_flight = min(max_in_flight or info.max_in_flight, info.max_in_flight)
@@ -83,27 +134,37 @@ class StreamingMatcher:
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self._hash_bytes = HASH_BYTES[self._signal_type]
-        self._target = client.target
         self._linger = linger
         self._threshold = threshold
         self._include_video_frames = include_video_frames
+        self._reconnect_s = reconnect_s
 
         self._cond = threading.Condition()
         self._buffer_ids: list = []
         self._buffer_hashes = bytearray()
         self._buffer_started = 0.0
-        self._sealed: collections.deque[tuple[tuple, bytes]] = collections.deque()
+        self._sealed: collections.deque[_Batch] = collections.deque()
         self._next_sequence = 1
-        self._pending: dict[int, tuple] = {}
         self._stream_error: HashmatchError | None = None
+        self._last_break: HashmatchError | None = None
+        self._down_since: float | None = None
         self._closing = False
         self._finished = threading.Event()
-
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.streams_opened = 0  # MatchStream calls opened, reconnections included
+        self.resent_batches = 0  # batches put back after their stream broke, to send again
         self._outcomes: queue.SimpleQueue = queue.SimpleQueue()
-        self._call = client.open_match_stream(self._request_iterator())
-        for target, name in ((self._send_batches, "sender"), (self._read_answers, "reader")):
-            threading.Thread(target=target, name=f"hashmatch-stream-{name}", daemon=True).start()
+
+        self._own_clients = ([client.for_address(address) for address in client.addresses]
+                             if len(client.addresses) > 1 else [])
+        self._lanes = [_Lane(lane_client) for lane_client in self._own_clients or [client]
+                       for _ in range(streams_per_server)]
+        self._running = len(self._lanes)
+        with self._cond:
+            for lane in self._lanes:
+                self._open(lane)
+        for number, lane in enumerate(self._lanes):
+            threading.Thread(target=self._run_lane, args=(lane,), daemon=True,
+                             name=f"hashmatch-stream-{number}").start()
 
     # ------------------------------------------------------------------ feeding
 
@@ -161,11 +222,10 @@ class StreamingMatcher:
             self._cond.notify_all()
 
     def cancel(self) -> None:
-        """Abandons the stream; unanswered batches come back with a CANCELLED error."""
+        """Abandons the streams; unanswered batches come back with a CANCELLED error."""
         with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._call.cancel()
+            self._fail(HashmatchError(grpc.StatusCode.CANCELLED,
+                                      "the caller cancelled the match stream"))
 
     def __enter__(self) -> "StreamingMatcher":
         return self
@@ -216,13 +276,23 @@ class StreamingMatcher:
 
     @property
     def error(self) -> HashmatchError | None:
-        """Why the stream broke (then some items were never answered), or None."""
+        """Why the streams broke (then some items were never answered), or None."""
         return self._stream_error
 
+    def answered_per_server(self) -> dict[str, int]:
+        """Batches each server has answered so far: {"127.0.0.1:50051": 12, ...}."""
+        with self._cond:
+            counts: dict[str, int] = {}
+            for lane in self._lanes:
+                counts[lane.server] = counts.get(lane.server, 0) + lane.answered
+            return counts
+
     # ------------------------------------------------------------------ internals
-    # Callers fill the buffer and seal full batches; one sender thread numbers and sends them
-    # (and sends a lingering partial batch); one reader thread takes answers. All state is
-    # guarded by self._cond.
+    # Callers fill the buffer and seal full batches. Each lane runs one stream at a time: a
+    # sender thread takes sealed batches while the stream's window has room (and sends a
+    # lingering partial batch) and ends the request side once all is sent after close(); the
+    # lane's own thread reads the answers and, when the stream ends with batches unanswered,
+    # puts them back and reconnects. All state is guarded by self._cond.
 
     def _check_open(self) -> None:
         if self._stream_error is not None:
@@ -231,33 +301,44 @@ class StreamingMatcher:
             raise RuntimeError("the StreamingMatcher is closed")
 
     def _wait_for_room(self) -> None:
-        """Backpressure: at most two sealed batches wait for the window."""
+        """Backpressure: at most one sealed batch a stream, and one more, wait for a window."""
         self._check_open()
-        while len(self._sealed) >= 2:
+        while len(self._sealed) > len(self._lanes):
             self._cond.wait()
             self._check_open()
 
     def _start_buffer(self) -> None:
         self._buffer_started = time.monotonic()
-        self._cond.notify_all()  # the sender starts timing the linger
+        self._cond.notify_all()  # the senders start timing the linger
 
     def _seal(self) -> None:
         if self._buffer_ids:
-            self._sealed.append((tuple(self._buffer_ids), bytes(self._buffer_hashes)))
+            self._sealed.append(_Batch(tuple(self._buffer_ids), bytes(self._buffer_hashes)))
             self._buffer_ids = []
             self._buffer_hashes = bytearray()
             self._cond.notify_all()
 
-    def _next_batch(self) -> tuple[tuple, bytes] | None:
-        """Waits for a batch that may be sent now; None when there is nothing more to send."""
+    def _all_answered(self) -> bool:
+        return (not self._buffer_ids and not self._sealed
+                and not any(lane.stream and lane.stream.pending for lane in self._lanes))
+
+    def _done(self) -> bool:
+        return self._stream_error is not None or (self._closing and self._all_answered())
+
+    def _next_batch(self, stream: _Stream) -> _Batch | None:
+        """Waits for a batch `stream` may send now; None when the stream should end."""
         while True:
-            if self._stream_error is not None:
+            if not stream.alive or self._done() or (self._closing and not self._sealed):
                 return None
-            has_room = len(self._pending) < self.max_in_flight
+            has_room = len(stream.pending) < self.max_in_flight
             if self._sealed and has_room:
-                return self._sealed.popleft()
-            if self._closing and not self._sealed:
-                return None
+                batch = self._sealed.popleft()
+                if not batch.sequence:
+                    batch.sequence = self._next_sequence
+                    self._next_sequence += 1
+                stream.pending[batch.sequence] = batch
+                self._cond.notify_all()
+                return batch
             wait = None
             if self._buffer_ids and not self._sealed:
                 wait = self._buffer_started + self._linger - time.monotonic()
@@ -267,58 +348,131 @@ class StreamingMatcher:
                 wait = wait if wait > 0 else None
             self._cond.wait(wait)
 
-    def _send_batches(self) -> None:
+    def _send_batches(self, stream: _Stream) -> None:
         try:
             while True:
                 with self._cond:
-                    batch = self._next_batch()
-                    if batch is None:
-                        return
-                    item_ids, hashes = batch
-                    sequence = self._next_sequence
-                    self._next_sequence += 1
-                    self._pending[sequence] = item_ids
-                    self._cond.notify_all()
-                request = pb.MatchRequest(sequence=sequence, signal_type=self._signal_type,
-                                          hashes=hashes,
+                    batch = self._next_batch(stream)
+                if batch is None:
+                    return
+                request = pb.MatchRequest(sequence=batch.sequence, signal_type=self._signal_type,
+                                          hashes=batch.hashes,
                                           include_video_frames=self._include_video_frames)
                 if self._threshold is not None:
                     request.threshold = self._threshold
-                self._requests.put(request)
+                stream.requests.put(request)
         finally:
-            self._requests.put(_END)
+            stream.requests.put(_END)
 
-    def _request_iterator(self) -> Iterator[pb.MatchRequest]:
-        while (request := self._requests.get()) is not _END:
-            yield request
+    def _open(self, lane: _Lane) -> None:
+        lane.stream = _Stream(lane)
+        self.streams_opened += 1
+        self._down_since = None
+        threading.Thread(target=self._send_batches, args=(lane.stream,), daemon=True,
+                         name="hashmatch-stream-sender").start()
 
-    def _read_answers(self) -> None:
+    def _read_answers(self, stream: _Stream) -> HashmatchError | None:
+        """Reads `stream` to its end: None if it ended cleanly, else why it broke."""
         try:
-            for response in self._call:
+            for response in stream.call:
                 with self._cond:
-                    item_ids = self._pending.pop(response.sequence, None)
+                    batch = stream.pending.pop(response.sequence, None)
+                    if batch is not None:
+                        stream.lane.answered += 1
                     self._cond.notify_all()
-                if item_ids is not None:
-                    self._outcomes.put(_outcome(response, item_ids))
-            broken = HashmatchError(grpc.StatusCode.INTERNAL,
-                                    "the server ended the stream before answering this batch")
+                if batch is not None:
+                    self._outcomes.put(_outcome(response, batch.item_ids))
+            return None
         except grpc.RpcError as error:
-            broken = HashmatchError.from_rpc_error(error, self._target)
+            return HashmatchError.from_rpc_error(error, stream.lane.server)
+
+    def _run_lane(self, lane: _Lane) -> None:
+        backoff = BACKOFF_S[0]
+        try:
+            while lane.stream is not None:
+                answered = lane.answered
+                broke = self._read_answers(lane.stream)
+                with self._cond:
+                    self._put_back(lane)
+                    if self._done():
+                        return
+                    broke = broke or HashmatchError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"the server at {lane.server} ended the stream before answering")
+                    if broke.code not in _RETRYABLE:
+                        self._fail(broke)
+                        return
+                    self._last_break = broke
+                    if self._down_since is None and not any(l.stream for l in self._lanes):
+                        self._down_since = time.monotonic()
+                backoff = BACKOFF_S[0] if lane.answered > answered else min(
+                    backoff * 2, BACKOFF_S[1])
+                if not self._reconnect(lane, backoff):
+                    return
+        finally:
+            self._lane_ended()
+
+    def _put_back(self, lane: _Lane) -> None:
+        """The broken stream's unanswered batches go first in line, in their first order."""
+        stream, lane.stream = lane.stream, None
+        stream.alive = False
+        for sequence in sorted(stream.pending, reverse=True):
+            self._sealed.appendleft(stream.pending[sequence])
+        self.resent_batches += len(stream.pending)
+        stream.pending = {}
+        self._cond.notify_all()
+
+    def _reconnect(self, lane: _Lane, backoff: float) -> bool:
+        """Waits until the lane's server is SERVING and opens a new stream; False: give up."""
+        while True:
+            with self._cond:
+                self._cond.wait(backoff)
+                while self._closing and not self._sealed and not self._done():
+                    self._cond.wait()  # all sent: a stream is needed again only if one breaks
+                if self._done():
+                    return False
+                down_for = time.monotonic() - (self._down_since or time.monotonic())
+                if down_for > self._reconnect_s:
+                    self._fail(self._last_break)
+                    return False
+            if lane.client.wait_ready(backoff):
+                with self._cond:
+                    if self._done():
+                        return False
+                    self._open(lane)
+                    return True
+            backoff = min(backoff * 2, BACKOFF_S[1])
+
+    def _fail(self, error: HashmatchError) -> None:
+        """Ends everything: each batch not answered yet comes back with `error`."""
+        unanswered = sorted((batch for lane in self._lanes if lane.stream
+                             for batch in lane.stream.pending.values()),
+                            key=lambda batch: batch.sequence)
+        unanswered += list(self._sealed)
+        if self._buffer_ids:
+            unanswered.append(_Batch(tuple(self._buffer_ids), b""))
+        if unanswered or not self._closing:
+            self._stream_error = error
+        for batch in unanswered:
+            self._outcomes.put(BatchOutcome(batch.sequence, batch.item_ids, (), error))
+        for lane in self._lanes:
+            if lane.stream:
+                lane.stream.pending = {}
+                lane.stream.alive = False
+                lane.stream.call.cancel()
+        self._sealed.clear()
+        self._buffer_ids = []
+        self._buffer_hashes = bytearray()
+        self._closing = True
+        self._cond.notify_all()
+
+    def _lane_ended(self) -> None:
         with self._cond:
-            unanswered = [(sequence, ids) for sequence, ids in sorted(self._pending.items())]
-            unsent = list(self._sealed) + ([(tuple(self._buffer_ids), b"")]
-                                           if self._buffer_ids else [])
-            if unanswered or unsent or not self._closing:
-                self._stream_error = broken
-            self._pending.clear()
-            self._sealed.clear()
-            self._buffer_ids = []
-            self._closing = True
-            self._cond.notify_all()
-        for sequence, item_ids in unanswered:
-            self._outcomes.put(BatchOutcome(sequence, item_ids, (), broken))
-        for item_ids, _ in unsent:
-            self._outcomes.put(BatchOutcome(0, item_ids, (), broken))
+            self._running -= 1
+            if self._running:
+                return
+        for own_client in self._own_clients:
+            own_client.close()
         self._finished.set()
         self._outcomes.put(_END)
 

@@ -36,7 +36,13 @@ SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
 
 
 def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
-    return [
+    age = []
+    if config.max_connection_age_s:
+        age.append(("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)))
+        if config.max_connection_age_grace_s:
+            age.append(("grpc.max_connection_age_grace_ms",
+                        int(config.max_connection_age_grace_s * 1000)))
+    return age + [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),

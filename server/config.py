@@ -13,6 +13,7 @@ import os
 import tomllib
 
 MIB = 1024 * 1024
+MAX_AGE_S = 24 * 3600.0  # gRPC takes milliseconds as a 32-bit int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,10 @@ class ServerConfig:
     max_message_bytes: int = 8 * MIB
     keepalive_time_s: float = 60.0
     keepalive_timeout_s: float = 20.0
+    # A connection older than this is asked to close (GOAWAY) so clients reconnect and
+    # round_robin rebalances over the servers now up; its calls get the grace to finish. 0: never.
+    max_connection_age_s: float = 300.0
+    max_connection_age_grace_s: float = 30.0
     # Threads that run matching and store work (the kernels release the GIL).
     worker_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 2)
     # Threads one search may use; 0 = every core. 0 gives the lowest latency at light load;
@@ -56,6 +61,9 @@ class ServerConfig:
                      "worker_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_connection_age_s", "max_connection_age_grace_s"):
+            if not 0 <= getattr(self, name) <= MAX_AGE_S:
+                raise ValueError(f"{name} must be 0..{MAX_AGE_S} s, got {getattr(self, name)}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         if self.max_video_frames >= 1 << 24:
@@ -78,6 +86,10 @@ HELP = {
     "max_message_bytes": "largest request or answer message",
     "keepalive_time_s": "seconds between keepalive pings",
     "keepalive_timeout_s": "seconds to wait for a keepalive answer",
+    "max_connection_age_s": "seconds before a client connection is asked to reconnect, so "
+                            "clients rebalance over the servers up now (0 = never)",
+    "max_connection_age_grace_s": "seconds the calls of such a connection get to finish "
+                                  "before it is closed (0 = no limit)",
     "worker_threads": "threads for matching and store work",
     "search_threads": "threads one search may use (0 = all cores: lowest latency; 1 = most "
                       "throughput at full load)",

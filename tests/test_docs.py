@@ -16,7 +16,8 @@ def python_blocks(path: pathlib.Path) -> list[str]:
 
 
 def test_walkthrough_client_snippet_runs_as_written(live_server, tmp_path):
-    (snippet,) = python_blocks(ROOT / "docs" / "WALKTHROUGH.md")
+    snippet = python_blocks(ROOT / "docs" / "WALKTHROUGH.md")[0]
+    assert "submit_case" in snippet and "StreamingMatcher(client" in snippet
     photo = SHARED / "conformance" / "images" / "reg-test-input" / "dih" / "bridge-1-original.jpg"
     shutil.copy(photo, tmp_path / "IMG_0001.jpg")
     env = dict(os.environ, HASHMATCH_SERVER=live_server.target,

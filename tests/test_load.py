@@ -184,3 +184,29 @@ def test_target_mode_lists_its_sources_and_withdraws_them(live_server, tmp_path)
         info = pb_grpc.ListInfoStub(channel).GetListInfo(
             pb.GetListInfoRequest(), metadata=[("x-api-key", live_server.api_key)], timeout=10)
     assert sum(c.count for c in info.counts) == 0
+
+
+def test_several_servers_each_answer_and_add_up(tmp_path):
+    out = tmp_path / "load.json"
+    cmd = [sys.executable, "-m", "bench.load", "--servers", "2", "--list-size", "2000",
+           "--streams", "1", "--batch-size", "1024", "--window", "2", "--count", "5120",
+           "--duration", "60", "--match-share", "0.1", "--max-flips", "31", "--sources", "300",
+           "--core-seconds", "0.2", "--quiet", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(out.read_text())
+    result, servers = summary["result"], summary["servers"]
+    assert result["errors"] == 0 and result["answered_hashes"] == 5120, result
+    assert result["matches_found"] == result["matches_expected"] == 5 * 102
+    assert len({s["target"] for s in servers}) == 2
+    assert [s["answered_hashes"] for s in servers] == [2560, 2560]  # --count split evenly
+    assert all(s["hashes_per_s"] > 0 and s["latency_ms"]["p99"] > 0 for s in servers)
+    assert summary["latency_ms"]["p50"] > 0 and result["hashes_per_s"] > 0
+    assert done.stdout.count("  server 127.0.0.1:") == 2
+
+
+def test_several_servers_refuse_a_target(bench_on_path):
+    from bench import load
+    with pytest.raises(SystemExit) as exited:
+        load.parse_args(["--servers", "2", "--target", "127.0.0.1:50051", "--api-key", "k"])
+    assert exited.value.code == 2
