@@ -59,6 +59,12 @@ class LiveServer:
         self.thread.stop()
 
 
+# Tests submit cases far faster than any person would: the anonymous call rates are off unless a
+# test sets them (tests/test_abuse.py does). Every other limit keeps its default.
+CASE_RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
+                  "lookup_rate_per_peer": 0, "lookup_rate_global": 0}
+
+
 @pytest.fixture
 def start_server(tmp_path):
     started: list[LiveServer] = []
@@ -69,6 +75,7 @@ def start_server(tmp_path):
         overrides.setdefault("db_path", str(tmp_path / "list.db"))
         overrides.setdefault("listen", "127.0.0.1:0")
         overrides.setdefault("worker_threads", 2)
+        overrides = {**CASE_RATES_OFF, **overrides}
         store = Store(overrides["db_path"])
         try:
             if imported is not None:
@@ -162,7 +169,9 @@ def server_process(tmp_path):
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "hashmatch.server", "--db", db_path, "--listen",
-                 "127.0.0.1:0", "--port-file", str(port_file), *flags],
+                 "127.0.0.1:0", "--port-file", str(port_file),
+                 *(f"--{name.replace('_', '-')}={value}" for name, value in CASE_RATES_OFF.items()),
+                 *flags],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not port_file.exists():
