@@ -296,7 +296,8 @@ def _list_services(channel):
 def test_reflection_is_off_unless_enabled(stubs, start_server, connect, tmp_path):
     error = rejected(lambda: _list_services(stubs.channel))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    names = _list_services(connect(start_server(reflection=True, db_path=str(tmp_path / "r.db"))).channel)
+    server = start_server(reflection=True, db_path=str(tmp_path / "r.db"))
+    names = _list_services(connect(server).channel)
     assert {"hashmatch.v1.Cases", "hashmatch.v1.Matching", "hashmatch.v1.ListInfo",
             "grpc.health.v1.Health"} <= names
 
