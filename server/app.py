@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -34,6 +35,7 @@ from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hashmatch.server")
 CASE_THREADS = 2
+FILES_SPARE = 256
 SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
 
 
@@ -54,11 +56,25 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def _raise_file_limit(max_connections: int) -> None:
+    """Lifts the soft open-file limit to the hard one; warns when connections could exceed it
+    (each connection is a descriptor; the store, logs and metrics need a few hundred more)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and max_connections + FILES_SPARE > soft:
+        log.warning("max_connections is close to the open-file limit; a connection flood can "
+                    "exhaust descriptors", extra={"fields": {
+                        "max_connections": max_connections, "nofile": soft}})
+
+
 class App:
     """One running server and what it owns; made by `create_server`."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
+        _raise_file_limit(config.max_connections)
         self.store = Store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
         self.keeper = ListKeeper(self.store, self.state)

@@ -16,7 +16,9 @@
 Any test may use these; they assume nothing about the test's own data.
 """
 import dataclasses
+import functools
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
@@ -157,7 +159,8 @@ class ProcessServer:
 def server_process(tmp_path):
     started: list[ProcessServer] = []
 
-    def start(*flags: str, db_path: str | None = None) -> ProcessServer:
+    def start(*flags: str, db_path: str | None = None, nofile: int | None = None) -> ProcessServer:
+        """`nofile`: the server's open-file limit (RLIMIT_NOFILE), for connection floods."""
         db_path = db_path or str(tmp_path / "list.db")
         store = Store(db_path)
         try:
@@ -172,7 +175,9 @@ def server_process(tmp_path):
                  "127.0.0.1:0", "--port-file", str(port_file),
                  *(f"--{name.replace('_', '-')}={value}" for name, value in CASE_RATES_OFF.items()),
                  *flags],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=None if nofile is None else functools.partial(
+                    resource.setrlimit, resource.RLIMIT_NOFILE, (nofile, nofile)))
         deadline = time.monotonic() + 60
         while not port_file.exists():
             if process.poll() is not None or time.monotonic() > deadline:
