@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.load_queries import Batch, QueryMaker, Verdict, check_answer
 from bench.load_server import QUERY_STREAM
+from hashmatch.clients import client
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -54,8 +55,9 @@ class Outcome:
                 + len(self.stream_errors))
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def open_channel(target: str, tls=None) -> grpc.aio.Channel:
+    """`tls`: a hashmatch.clients.client.TlsFiles, or None for plaintext."""
+    return client.open_channel(target, CHANNEL_OPTIONS, tls, aio=True)
 
 
 async def list_info(channel, metadata) -> pb.GetListInfoResponse:

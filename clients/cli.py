@@ -26,7 +26,8 @@ import numpy as np
 
 from hashmatch.clients import output
 from hashmatch.clients.client import (
-    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES)
+    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES,
+    TlsFiles)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QUALITY_FLOOR = output.QUALITY_FLOOR
@@ -174,6 +175,20 @@ def match_pairs(client: HashmatchClient, kind: str, pairs: list[tuple], threshol
     return hits
 
 
+def _client(args, api_key: str | None = None) -> HashmatchClient:
+    """A client for --server, with TLS when --tls, --ca or --cert is given."""
+    tls = None
+    if args.tls or args.ca or args.cert or args.key:
+        try:
+            tls = TlsFiles(args.ca, args.cert, args.key)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    try:
+        return HashmatchClient(args.server, api_key=api_key, timeout=args.timeout, tls=tls)
+    except OSError as error:
+        raise UsageError(f"cannot read a TLS file: {error}") from None
+
+
 def _api_key(args) -> str:
     key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
     if not key:
@@ -232,7 +247,7 @@ def cmd_submit(args, reporter: output.Reporter) -> None:
         reporter.fail("nothing was submitted because some files could not be hashed; fix or "
                       "leave them out, or pass --partial to submit the others")
         return
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         case = client.submit_case(media)
     for item, entry_id in zip(items, case.entry_ids):
         item["entry_id"] = entry_id
@@ -245,13 +260,13 @@ def _without_pdq(hashes):
 
 def cmd_status(args, reporter: output.Reporter) -> None:
     pin = _pin(args)
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         reporter.emit(*output.case_status(client.case_status(args.case_id, pin)))
 
 
 def cmd_withdraw(args, reporter: output.Reporter) -> None:
     pin = _pin(args)
-    with HashmatchClient(args.server, timeout=args.timeout) as client:
+    with _client(args) as client:
         sequence = client.withdraw(args.case_id, pin)
     reporter.emit(*output.withdrawn_case(args.case_id, sequence))
 
@@ -262,7 +277,7 @@ def cmd_withdraw(args, reporter: output.Reporter) -> None:
 def cmd_match(args, reporter: output.Reporter) -> None:
     if bool(args.files) == bool(args.hashes):
         raise UsageError("give either FILE... or --hashes FILE")
-    with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
+    with _client(args, _api_key(args)) as client:
         if args.hashes:
             _match_hash_file(client, args, reporter)
         else:
@@ -407,7 +422,7 @@ def _print_outcomes(matcher, kind, reporter, print_hits, bar) -> None:
 
 def cmd_info(args, reporter: output.Reporter) -> None:
     api_key = args.api_key or os.environ.get("HASHMATCH_API_KEY")
-    with HashmatchClient(args.server, api_key=api_key, timeout=args.timeout) as client:
+    with _client(args, api_key) as client:
         reporter.emit(*output.list_info(client.list_info()))
 
 
@@ -484,6 +499,17 @@ def cmd_list_import(args, reporter: output.Reporter) -> None:
 # ---------------------------------------------------------------------- command line
 
 
+def _tls_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--tls", action="store_true", default=default or False,
+                        help="connect with TLS, trusting the system's CAs (implied by --ca)")
+    parser.add_argument("--ca", metavar="FILE", default=default,
+                        help="TLS: trust the server certificate's CA in this PEM file")
+    parser.add_argument("--cert", metavar="FILE", default=default,
+                        help="TLS: client certificate (PEM), for servers that ask for one")
+    parser.add_argument("--key", metavar="FILE", default=default,
+                        help="TLS: private key (PEM) of --cert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -492,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+    _tls_flags(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="hashmatch",
@@ -503,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"server address (default: $HASHMATCH_SERVER or {DEFAULT_TARGET})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+    _tls_flags(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name, handler, help_text, parents=(common,)):

@@ -122,6 +122,40 @@ def pack_hashes(hashes, hash_bytes: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """TLS for a connection: `ca` (PEM roots to trust; None = the system's), and `cert` with
+    `key` (PEM) when the server asks for a client certificate (mTLS)."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self):
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key files")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path):
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+def open_channel(target: str, options: Sequence[tuple], tls: TlsFiles | None = None,
+                 aio: bool = False):
+    """A channel to `target`: plaintext without `tls`, else TLS (and mTLS when it has a cert).
+
+    `aio=True` gives a grpc.aio channel (for asyncio callers such as bench.load).
+    """
+    grpc_ = grpc.aio if aio else grpc
+    if tls is None:
+        return grpc_.insecure_channel(target, options=options)
+    return grpc_.secure_channel(target, tls.credentials(), options=options)
+
+
+@dataclass(frozen=True)
 class SubmittedCase:
     """What a submission returns. Unpacks as `case_id, pin, entry_ids = ...`.
 
@@ -208,12 +242,14 @@ class HashmatchClient:
     """A connection to one hashmatch server (or a load-balanced target such as dns:///host).
 
     `api_key` is needed for the platform calls (matching, list info) and is never sent with
-    case calls. `timeout` is the deadline in seconds for each unary call. Use as a context
+    case calls. `tls` connects with TLS (give it over the open internet: the key and the PIN
+    travel in every call). `timeout` is the deadline in seconds for each unary call. Use as a context
     manager, or call `close()`.
     """
 
     def __init__(self, target: str = DEFAULT_TARGET, api_key: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = ()):
+                 timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = (),
+                 tls: TlsFiles | None = None):
         self.target = target
         self.timeout = timeout
         self._platform_metadata = (("x-api-key", api_key),) if api_key else ()
@@ -227,7 +263,7 @@ class HashmatchClient:
         ]
         overridden = {name for name, _ in options}
         channel_options = [opt for opt in base_options if opt[0] not in overridden] + list(options)
-        self._channel = grpc.insecure_channel(target, options=channel_options)
+        self._channel = open_channel(target, channel_options, tls)
         self._cases = pb_grpc.CasesStub(self._channel)
         self._matching = pb_grpc.MatchingStub(self._channel)
         self._list_info = pb_grpc.ListInfoStub(self._channel)
