@@ -463,6 +463,10 @@ SERVER_FLAGS = {
     "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
                             "throughput at full load)"),
     "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
+    "tls_cert": (str, "PEM certificate chain: serve TLS (re-read when renewed)"),
+    "tls_key": (str, "PEM private key of --tls-cert"),
+    "tls_client_ca": (str, "PEM CA: require client certificates signed by it (mTLS)"),
+    "max_list_hashes": (int, "hashes the list may hold before new cases are refused"),
 }
 
 
