@@ -28,6 +28,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # a long-lived match stream without being mistaken for abuse.
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+RETRY_AFTER_KEY = "retry-after-s"  # trailing metadata of a rate-limited call: whole seconds
 
 _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.Cases", "GetCaseStatus"),
@@ -67,13 +68,15 @@ _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 class HashmatchError(Exception):
     """A call the server refused or could not answer.
 
-    `code` is the `grpc.StatusCode`; `message` is the server's explanation, unchanged.
+    `code` is the `grpc.StatusCode`; `message` is the server's explanation, unchanged;
+    `retry_after_s` is the server's "retry-after-s" (a rate limit), else None.
     """
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: int | None = None):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError, target: str = "") -> "HashmatchError":
@@ -81,7 +84,10 @@ class HashmatchError(Exception):
         message = error.details() if hasattr(error, "details") else str(error)
         if code == grpc.StatusCode.UNAVAILABLE and target:
             message = f"cannot reach the hashmatch server at {target} ({message})"
-        return cls(code, message or "")
+        trailing = dict(error.trailing_metadata() or ()) if hasattr(
+            error, "trailing_metadata") else {}
+        retry = trailing.get(RETRY_AFTER_KEY)
+        return cls(code, message or "", int(retry) if str(retry).isdigit() else None)
 
     @classmethod
     def from_status(cls, status) -> "HashmatchError":

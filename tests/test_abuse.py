@@ -7,11 +7,14 @@ import contextlib
 import logging
 import threading
 import time
+import types
 
 import grpc
 import numpy as np
 import pytest
 
+from hashmatch.server.buckets import peer_address
+from hashmatch.server.config import from_args
 from hashmatch.server.errors import RETRY_AFTER_KEY
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -174,3 +177,34 @@ def test_failing_keys_slow_the_peer_but_never_a_known_key(start_server, connect)
     assert len(refusals) == 3 and refusals[-1].levelno == logging.WARNING
     assert all(r.fields["peer"] == "127.0.0.1" for r in refusals)
     assert not any(secret in str(vars(r)) for r in records)
+
+
+def test_the_client_library_reports_when_to_retry(start_server):
+    from hashmatch.clients.client import HashmatchClient, HashmatchError
+    server = start_server(**{**RATES_OFF, "submit_rate_per_peer": 0.01,
+                             "submit_burst_per_peer": 1})
+    with HashmatchClient(server.target, timeout=10) as client:
+        media = [types.SimpleNamespace(md5=b"m" * 16, pdq=None, quality=0)]
+        client.submit_case(media)
+        with pytest.raises(HashmatchError) as caught:
+            client.submit_case(media)
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert 50 <= caught.value.retry_after_s <= 100
+
+
+@pytest.mark.parametrize("peer, key", [
+    ("ipv4:203.0.113.9:5123", "203.0.113.9"),
+    ("ipv6:[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", "2001:db8:1:2::/64"),
+    ("ipv6:[2001:db8:1:2::7]:80", "2001:db8:1:2::/64"),
+    ("unix:/tmp/socket", "unix"),
+    ("", "unknown"),
+])
+def test_peers_are_counted_by_ip_and_ipv6_by_64(peer, key):
+    assert peer_address(peer) == key
+
+
+def test_boolean_settings_parse_from_flags():
+    assert from_args(["--reflection", "true"]).reflection is True
+    assert from_args(["--reflection", "off"]).reflection is False
+    with pytest.raises(SystemExit):
+        from_args(["--reflection", "maybe"])
