@@ -88,6 +88,19 @@ async def discover_ids(channel, metadata, hashes: np.ndarray, chunk: int) -> np.
     return ids
 
 
+async def _submit_politely(stub, request, tries: int = 40):
+    """SubmitCase, waiting out the server's anonymous rate limit ("retry-after-s") when hit."""
+    for _ in range(tries - 1):
+        try:
+            return await stub.SubmitCase(request, timeout=60)
+        except grpc.aio.AioRpcError as err:
+            retry = dict(err.trailing_metadata() or ()).get(client.RETRY_AFTER_KEY)
+            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or retry is None:
+                raise
+            await asyncio.sleep(int(retry))
+    return await stub.SubmitCase(request, timeout=60)
+
+
 async def submit_sources(channel, hashes: np.ndarray, per_case: int = 100):
     """Lists `hashes` (uint8[s, 32]) as image cases through Cases.SubmitCase (used against a
     --target server whose list is unknown). Returns (entry ids uint64[s], [(case_id, pin)])."""
@@ -96,7 +109,7 @@ async def submit_sources(channel, hashes: np.ndarray, per_case: int = 100):
     for lo in range(0, len(hashes), per_case):
         media = [pb.MediaHashes(image=pb.ImageHashes(pdq=h.tobytes(), quality=100))
                  for h in hashes[lo:lo + per_case]]
-        reply = await stub.SubmitCase(pb.SubmitCaseRequest(media=media), timeout=60)
+        reply = await _submit_politely(stub, pb.SubmitCaseRequest(media=media))
         if len(reply.entry_ids) != len(media):
             raise RuntimeError(f"SubmitCase returned {len(reply.entry_ids)} entry ids for "
                                f"{len(media)} images")

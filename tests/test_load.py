@@ -184,3 +184,18 @@ def test_target_mode_lists_its_sources_and_withdraws_them(live_server, tmp_path)
         info = pb_grpc.ListInfoStub(channel).GetListInfo(
             pb.GetListInfoRequest(), metadata=[("x-api-key", live_server.api_key)], timeout=10)
     assert sum(c.count for c in info.counts) == 0
+
+
+def test_target_mode_waits_out_the_anonymous_rate_limit(start_server, bench_on_path):
+    import asyncio
+
+    from bench import load_streams as ls
+    server = start_server(submit_rate_per_peer=4.0, submit_burst_per_peer=1)
+    hashes = np.random.default_rng(5).integers(0, 256, (3, 32), dtype=np.uint8)
+
+    async def submit():
+        async with ls.open_channel(server.target) as channel:
+            return await ls.submit_sources(channel, hashes, per_case=1)
+    ids, cases = asyncio.run(submit())
+    assert len(ids) == len(set(ids.tolist())) == 3 and len(cases) == 3
+    assert 'hashmatch_case_refused_total{limit="rate"}' in server.app.metrics.render()
