@@ -171,7 +171,7 @@ class SubmittedCase:
     case_id: str
     pin: str = field(repr=False)
     entry_ids: tuple[int, ...]
-    sequence: int = 0
+    sequence: int = 0  # 0 from servers that keep the list's sequence from anonymous callers
 
     def __iter__(self) -> Iterator:
         return iter((self.case_id, self.pin, self.entry_ids))
@@ -315,7 +315,8 @@ class HashmatchClient:
         )
 
     def withdraw(self, case_id: str, pin: str) -> int:
-        """Withdraws the case; returns the change-log sequence of the removal."""
+        """Withdraws the case; returns 0 (the server no longer tells anonymous callers the
+        list's change-log sequence; kept so callers of the old return value still work)."""
         response = self._call(self._cases.WithdrawCase,
                               pb.WithdrawCaseRequest(case_id=case_id, pin=pin))
         return response.sequence
