@@ -57,8 +57,9 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
 
 
 def _raise_file_limit(max_connections: int) -> None:
-    """Lifts the soft open-file limit to the hard one; warns when connections could exceed it
-    (each connection is a descriptor; the store, logs and metrics need a few hundred more)."""
+    """Lifts this process's soft open-file limit to the hard one (in `serve`, which owns the
+    process); warns when connections could exceed it (each connection is a descriptor; the
+    store, logs and metrics need a few hundred more)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -74,7 +75,6 @@ class App:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        _raise_file_limit(config.max_connections)
         self.store = Store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
         self.keeper = ListKeeper(self.store, self.state)
@@ -207,6 +207,7 @@ async def serve_async(config: ServerConfig) -> None:
 def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT (blocking); logs JSON lines to stderr."""
     logs.setup(config.log_level)
+    _raise_file_limit(config.max_connections)
     asyncio.run(serve_async(config))
 
 
