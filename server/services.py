@@ -54,7 +54,8 @@ class CasesService(pb_grpc.CasesServicer):
 
     @rpc_errors
     async def SubmitCase(self, request, context):
-        media = convert.media_from_request(request, self.app.config)
+        # Validating up to max_case_hashes frames is numpy work: a case thread, not the loop.
+        media = await self.app.run_case(convert.media_from_request, request, self.app.config)
         self.app.case_limits.charge_submission(hash_count(media), list_hashes(self.app.state))
         case = await self.app.run_case(self.app.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
