@@ -23,7 +23,7 @@ class Metrics:
         self.refused: dict[str, int] = {}
 
     def count_refused(self, limit: str) -> None:
-        """An anonymous call refused by `limit` (rate, hash_rate, queue, budget, degenerate)."""
+        """An anonymous call refused by `limit` (rate, hash_rate, queue, budget)."""
         with self._lock:
             self.refused[limit] = self.refused.get(limit, 0) + 1
 
