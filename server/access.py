@@ -14,8 +14,8 @@ import logging
 import threading
 
 from hashmatch.server import credentials
-from hashmatch.server.config import ServerConfig
 from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import LimitExceeded, RateLimited, Unauthenticated
 from hashmatch.server.store import Store
 
