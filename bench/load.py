@@ -32,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "instead of starting one; sources are added to its list as cases and "
                    "withdrawn afterwards")
     p.add_argument("--api-key", help="platform key for --target (else $HASHMATCH_API_KEY)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
+    p.add_argument("--ca", metavar="FILE", help="TLS: PEM CA that signed the server certificate")
+    p.add_argument("--cert", metavar="FILE", help="TLS: client certificate (PEM) for mTLS")
+    p.add_argument("--key", metavar="FILE", help="TLS: private key (PEM) of --cert")
     p.add_argument("--list-size", type=int, default=100_000,
                    help="random PDQ hashes in the started server's list")
     p.add_argument("--servers", type=int, default=1,
@@ -74,6 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(str(err))
         if not args.api_key:
             p.error("--target needs a platform key: --api-key or $HASHMATCH_API_KEY")
+    args.tls_files = None
+    if args.tls or args.ca or args.cert or args.key:
+        from hashmatch.clients.client import TlsFiles
+        try:
+            args.tls_files = TlsFiles(args.ca, args.cert, args.key)
+        except ValueError as err:
+            p.error(str(err))
     checks = [
         (MIN_BATCH <= args.batch_size <= MAX_BATCH,
          f"--batch-size must be {MIN_BATCH}..{MAX_BATCH}, got {args.batch_size}"),
@@ -112,7 +123,7 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
 
     metadata = (("x-api-key", api_key),)
     rng = np.random.default_rng([args.seed, SOURCE_STREAM])
-    async with ls.open_channel(target) as channel:
+    async with ls.open_channel(target, args.tls_files) as channel:
         info = await ls.list_info(channel, metadata)
         if info.max_batch_hashes and args.batch_size > info.max_batch_hashes:
             raise RuntimeError(f"--batch-size {args.batch_size} is above the server's "

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.load_queries import Batch, QueryMaker, Verdict, check_answer
 from bench.load_server import QUERY_STREAM
+from hashmatch.clients import client
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -54,8 +55,9 @@ class Outcome:
                 + len(self.stream_errors))
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def open_channel(target: str, tls=None) -> grpc.aio.Channel:
+    """`tls`: a hashmatch.clients.client.TlsFiles, or None for plaintext."""
+    return client.open_channel(target, CHANNEL_OPTIONS, tls, aio=True)
 
 
 async def list_info(channel, metadata) -> pb.GetListInfoResponse:
@@ -86,6 +88,19 @@ async def discover_ids(channel, metadata, hashes: np.ndarray, chunk: int) -> np.
     return ids
 
 
+async def _submit_politely(stub, request, tries: int = 40):
+    """SubmitCase, waiting out the server's anonymous rate limit ("retry-after-s") when hit."""
+    for _ in range(tries - 1):
+        try:
+            return await stub.SubmitCase(request, timeout=60)
+        except grpc.aio.AioRpcError as err:
+            retry = dict(err.trailing_metadata() or ()).get(client.RETRY_AFTER_KEY)
+            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or retry is None:
+                raise
+            await asyncio.sleep(int(retry))
+    return await stub.SubmitCase(request, timeout=60)
+
+
 async def submit_sources(channel, hashes: np.ndarray, per_case: int = 100):
     """Lists `hashes` (uint8[s, 32]) as image cases through Cases.SubmitCase (used against a
     --target server whose list is unknown). Returns (entry ids uint64[s], [(case_id, pin)])."""
@@ -94,7 +109,7 @@ async def submit_sources(channel, hashes: np.ndarray, per_case: int = 100):
     for lo in range(0, len(hashes), per_case):
         media = [pb.MediaHashes(image=pb.ImageHashes(pdq=h.tobytes(), quality=100))
                  for h in hashes[lo:lo + per_case]]
-        reply = await stub.SubmitCase(pb.SubmitCaseRequest(media=media), timeout=60)
+        reply = await _submit_politely(stub, pb.SubmitCaseRequest(media=media))
         if len(reply.entry_ids) != len(media):
             raise RuntimeError(f"SubmitCase returned {len(reply.entry_ids)} entry ids for "
                                f"{len(media)} images")

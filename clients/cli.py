@@ -26,7 +26,8 @@ from pathlib import Path
 
 from hashmatch.clients import output
 from hashmatch.clients.client import (
-    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES)
+    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES,
+    TlsFiles)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QUALITY_FLOOR = output.QUALITY_FLOOR
@@ -195,9 +196,18 @@ def match_pairs(client: HashmatchClient, kind: str, pairs: list[tuple], threshol
 
 
 def _client(args, api_key: str | None = None) -> HashmatchClient:
-    """A client of every server in --server (or $HASHMATCH_SERVER); calls spread over them."""
+    """A client of every server in --server (or $HASHMATCH_SERVER), calls spread over them;
+    TLS when --tls, --ca or --cert is given."""
+    tls = None
+    if args.tls or args.ca or args.cert or args.key:
+        try:
+            tls = TlsFiles(args.ca, args.cert, args.key)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     try:
-        return HashmatchClient(args.server, api_key=api_key, timeout=args.timeout)
+        return HashmatchClient(args.server, api_key=api_key, timeout=args.timeout, tls=tls)
+    except OSError as error:
+        raise UsageError(f"cannot read a TLS file: {error}") from None
     except ValueError as error:
         raise UsageError(f"--server: {getattr(error, 'message', error)}") from None
 
@@ -475,6 +485,17 @@ class CommandTable:
                                                 required=True)
 
 
+def _tls_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--tls", action="store_true", default=default or False,
+                        help="connect with TLS, trusting the system's CAs (implied by --ca)")
+    parser.add_argument("--ca", metavar="FILE", default=default,
+                        help="TLS: trust the server certificate's CA in this PEM file")
+    parser.add_argument("--cert", metavar="FILE", default=default,
+                        help="TLS: client certificate (PEM), for servers that ask for one")
+    parser.add_argument("--key", metavar="FILE", default=default,
+                        help="TLS: private key (PEM) of --cert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     output_flags = argparse.ArgumentParser(add_help=False)
     output_flags.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -487,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=server_help)
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+    _tls_flags(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="hashmatch",
@@ -499,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=server_help)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
+    _tls_flags(parser, None)
     parser.add_argument("--version", action="version", version=f"hashmatch {_version()}")
     table = CommandTable(parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
                          output_flags, common)

@@ -31,6 +31,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # a long-lived match stream without being mistaken for abuse.
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+RETRY_AFTER_KEY = "retry-after-s"  # trailing metadata of a rate-limited call: whole seconds
 
 _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.Cases", "GetCaseStatus"),
@@ -73,13 +74,15 @@ _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 class HashmatchError(Exception):
     """A call the server refused or could not answer.
 
-    `code` is the `grpc.StatusCode`; `message` is the server's explanation, unchanged.
+    `code` is the `grpc.StatusCode`; `message` is the server's explanation, unchanged;
+    `retry_after_s` is the server's "retry-after-s" (a rate limit), else None.
     """
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: int | None = None):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError, target: str = "") -> "HashmatchError":
@@ -87,7 +90,10 @@ class HashmatchError(Exception):
         message = error.details() if hasattr(error, "details") else str(error)
         if code == grpc.StatusCode.UNAVAILABLE and target:
             message = f"cannot reach the hashmatch server at {target} ({message})"
-        return cls(code, message or "")
+        trailing = dict(error.trailing_metadata() or ()) if hasattr(
+            error, "trailing_metadata") else {}
+        retry = trailing.get(RETRY_AFTER_KEY)
+        return cls(code, message or "", int(retry) if str(retry).isdigit() else None)
 
     @classmethod
     def from_status(cls, status) -> "HashmatchError":
@@ -200,6 +206,40 @@ def pack_hashes(hashes, hash_bytes: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """TLS for a connection: `ca` (PEM roots to trust; None = the system's), and `cert` with
+    `key` (PEM) when the server asks for a client certificate (mTLS)."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self):
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key files")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path):
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+def open_channel(target: str, options: Sequence[tuple], tls: TlsFiles | None = None,
+                 aio: bool = False):
+    """A channel to `target`: plaintext without `tls`, else TLS (and mTLS when it has a cert).
+
+    `aio=True` gives a grpc.aio channel (for asyncio callers such as bench.load).
+    """
+    grpc_ = grpc.aio if aio else grpc
+    if tls is None:
+        return grpc_.insecure_channel(target, options=options)
+    return grpc_.secure_channel(target, tls.credentials(), options=options)
+
+
+@dataclass(frozen=True)
 class SubmittedCase:
     """What a submission returns. Unpacks as `case_id, pin, entry_ids = ...`.
 
@@ -209,7 +249,7 @@ class SubmittedCase:
     case_id: str
     pin: str = field(repr=False)
     entry_ids: tuple[int, ...]
-    sequence: int = 0
+    sequence: int = 0  # 0 from servers that keep the list's sequence from anonymous callers
 
     def __iter__(self) -> Iterator:
         return iter((self.case_id, self.pin, self.entry_ids))
@@ -289,14 +329,17 @@ class HashmatchClient:
     target such as dns:///list.example:50051 (every address the name has). Unary calls are
     spread over the servers by gRPC's round_robin, skipping any whose health check is not
     SERVING; see `channel_target`. `api_key` is needed for the platform calls (matching, list
-    info) and is never sent with case calls. `timeout` is the deadline in seconds for each unary
-    call. Use as a context manager, or call `close()`.
+    info) and is never sent with case calls. `tls` connects with TLS (give it over the open
+    internet: the key and the PIN travel in every call). `timeout` is the deadline in seconds for
+    each unary call. Use as a context manager, or call `close()`.
     """
 
     def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, api_key: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = ()):
+                 timeout: float = DEFAULT_TIMEOUT_S, options: Sequence[tuple] = (),
+                 tls: TlsFiles | None = None):
         self.addresses = server_addresses(target)
         self.target = channel_target(self.addresses)
+        self._tls = tls
         self.timeout = timeout
         self._api_key = api_key
         self._platform_metadata = (("x-api-key", api_key),) if api_key else ()
@@ -315,7 +358,7 @@ class HashmatchClient:
         ]
         overridden = {name for name, _ in self._options}
         channel_options = [opt for opt in base_options if opt[0] not in overridden] + self._options
-        self._channel = grpc.insecure_channel(self.target, options=channel_options)
+        self._channel = open_channel(self.target, channel_options, self._tls)
         self._cases = pb_grpc.CasesStub(self._channel)
         self._matching = pb_grpc.MatchingStub(self._channel)
         self._list_info = pb_grpc.ListInfoStub(self._channel)
@@ -390,7 +433,8 @@ class HashmatchClient:
         )
 
     def withdraw(self, case_id: str, pin: str) -> int:
-        """Withdraws the case; returns the change-log sequence of the removal."""
+        """Withdraws the case; returns 0 (the server no longer tells anonymous callers the
+        list's change-log sequence; kept so callers of the old return value still work)."""
         response = self._call(self._cases.WithdrawCase,
                               pb.WithdrawCaseRequest(case_id=case_id, pin=pin))
         return response.sequence

@@ -1,19 +1,29 @@
 """Who may call Matching and ListInfo, and how much: API keys and per-platform limits.
 
 Keys arrive as `x-api-key` metadata and are looked up by SHA-256 (a small cache in front of the
-store, so a platform registered while the server runs is accepted without a restart). Limits are
-a token bucket of hashes per second and a count of open streams, both per platform. Neither a key
-nor its digest is ever logged.
+store, so a platform registered while the server runs is accepted without a restart). The gate
+(gate.py) checks them before a request body is read and leaves the platform name in `PLATFORM`.
+Limits are a token bucket of hashes per second and a count of open streams, both per platform.
+Neither a key nor its digest is ever logged.
 """
+import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import logging
 import threading
-import time
 
 from hashmatch.server import credentials
-from hashmatch.server.errors import LimitExceeded, Unauthenticated
+from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.errors import LimitExceeded, RateLimited, Unauthenticated
 from hashmatch.server.store import Store
 
+log = logging.getLogger("hashmatch.server")
 API_KEY_HEADER = "x-api-key"
+MAX_PENDING_LOOKUPS = 64
+# Set by the gate for Matching and ListInfo calls once the key is checked.
+PLATFORM: contextvars.ContextVar[str] = contextvars.ContextVar("hashmatch_platform")
 
 
 def api_key_of(metadata) -> str | None:
@@ -24,44 +34,63 @@ def api_key_of(metadata) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, store: Store):
-        self._store = store
+    """Looks keys up on the event loop: a hit in the cache costs a SHA-256; a miss goes to the
+    store on one dedicated thread (never a matching worker), at most MAX_PENDING_LOOKUPS at once.
+
+    Failed attempts are counted per peer (a token bucket of `auth_failure_burst`, refilled at
+    `auth_failure_rate_per_s`); a peer that has spent it gets RESOURCE_EXHAUSTED without a
+    lookup until it refills. A key already known is never slowed, whoever else fails.
+    """
+
+    def __init__(self, store: Store, config: ServerConfig, metrics):
+        self._store, self._metrics = store, metrics
         self._known: dict[bytes, str] = {}
+        rate, self._burst = config.auth_failure_rate_per_s, config.auth_failure_burst
+        self._failures = PeerBuckets(rate, self._burst) if rate else None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hashmatch-auth")
+        self._pending = 0
 
-    def platform(self, metadata) -> str:
-        """The platform name for the call's API key; Unauthenticated when missing or unknown.
-
-        May touch the store on a cache miss: call it from a worker thread.
-        """
+    async def platform(self, metadata, peer: str, method: str) -> str:
+        """The platform name for the call's API key; Unauthenticated when missing or unknown."""
         key = api_key_of(metadata)
-        if not key:
-            raise Unauthenticated(f"missing {API_KEY_HEADER} metadata: Matching and ListInfo "
-                                  "need a platform API key")
-        digest = credentials.key_digest(key)
+        digest = credentials.key_digest(key) if key else b""
         name = self._known.get(digest)
+        if name is not None:
+            return name
+        failures = self._failures(peer) if self._failures is not None else None
+        if failures is not None and (wait := failures.wait_s(1)):
+            raise RateLimited(f"too many failed API keys from this address (auth_failure_burst "
+                              f"{self._burst}); keys from it are not checked for now", wait)
+        if key:
+            if self._pending >= MAX_PENDING_LOOKUPS:
+                raise RateLimited("server busy checking API keys", 1)
+            self._pending += 1
+            try:
+                name = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._store.platform_for_key, key)
+            finally:
+                self._pending -= 1
         if name is None:
-            name = self._store.platform_for_key(key)
-            if name is None:
-                raise Unauthenticated("unknown API key")
-            self._known[digest] = name
+            self._failed(failures, peer, method, "unknown API key" if key else "missing key")
+            raise Unauthenticated("unknown API key" if key else (
+                f"missing {API_KEY_HEADER} metadata: Matching and ListInfo need a platform "
+                "API key"))
+        self._known[digest] = name
         return name
 
+    def _failed(self, failures, peer: str, method: str, reason: str) -> None:
+        self._metrics.count_auth_failure()
+        fields = {"peer": peer, "method": method, "reason": reason}
+        if failures is None:
+            log.info("API key refused", extra={"fields": fields})
+        elif failures.take(1):
+            slowed = failures.wait_s(1) > 0
+            log.log(logging.WARNING if slowed else logging.INFO,
+                    "API key refused; peer slowed" if slowed else "API key refused",
+                    extra={"fields": fields})
 
-class TokenBucket:
-    """`rate` tokens per second up to `capacity`; take(n) never blocks."""
-
-    def __init__(self, rate: float, capacity: float):
-        self.rate, self.capacity = rate, capacity
-        self._tokens, self._at = capacity, time.monotonic()
-
-    def take(self, n: int) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < n:
-            return False
-        self._tokens -= n
-        return True
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class PlatformLimits:

@@ -1,4 +1,4 @@
-"""Builds and runs the server: store, in-memory list, services, health, reflection, metrics.
+"""Builds and runs the server: store, in-memory list, gate, services, health, metrics, TLS.
 
 `create_server(config)` (a coroutine) binds, starts answering with health NOT_SERVING, loads the
 list from the store in the background and then flips health to SERVING and writes the port file.
@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -18,9 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from hashmatch.server import logs
+from hashmatch.server import logs, tls
+from hashmatch.server.abuse import CaseLimits
 from hashmatch.server.access import Authenticator, PlatformLimits
 from hashmatch.server.config import ServerConfig
+from hashmatch.server.gate import Gate
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
@@ -32,6 +35,7 @@ from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hashmatch.server")
 CASE_THREADS = 2
+FILES_SPARE = 256
 SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
 
 
@@ -50,7 +54,26 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC closes connections past this at accept; it has no per-address bound.
+        ("grpc.max_allowed_incoming_connections", config.max_connections),
+        # A connection that never sends the HTTP/2 preface (or finishes TLS) is closed after it.
+        ("grpc.server_handshake_timeout_ms", int(config.handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", int(config.max_connection_idle_s * 1000)),
     ]
+
+
+def _raise_file_limit(max_connections: int) -> None:
+    """Lifts this process's soft open-file limit to the hard one (in `serve`, which owns the
+    process); warns when connections could exceed it (each connection is a descriptor; the
+    store, logs and metrics need a few hundred more)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and max_connections + FILES_SPARE > soft:
+        log.warning("max_connections is close to the open-file limit; a connection flood can "
+                    "exhaust descriptors", extra={"fields": {
+                        "max_connections": max_connections, "nofile": soft}})
 
 
 class App:
@@ -61,10 +84,11 @@ class App:
         self.store = Store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
         self.keeper = ListKeeper(self.store, self.state)
-        self.auth = Authenticator(self.store)
+        self.metrics = Metrics(self.state, config.max_list_hashes)
+        self.auth = Authenticator(self.store, config, self.metrics)
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
                                      config.max_streams_per_platform)
-        self.metrics = Metrics(self.state)
+        self.case_limits = CaseLimits(config, self.metrics)
         self.pool = concurrent.futures.ThreadPoolExecutor(config.worker_threads,
                                                           thread_name_prefix="hashmatch")
         # Case calls (scrypt, fsync) get their own threads so a burst of anonymous submissions
@@ -72,17 +96,24 @@ class App:
         self.case_pool = concurrent.futures.ThreadPoolExecutor(CASE_THREADS,
                                                                thread_name_prefix="hashmatch-cases")
         self.health = HealthServicer()
-        self.server = grpc.aio.server(interceptors=[TolerantDecoding()],
+        gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
+                     "ListInfo": self._authenticate}, self.metrics.count_error)
+        self.server = grpc.aio.server(interceptors=[gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
         pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(config.listen)
+        if config.reflection:
+            reflection.enable_server_reflection(
+                [*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME], self.server)
+        if config.tls_cert:
+            self.port = self.server.add_secure_port(config.listen, tls.server_credentials(
+                config.tls_cert, config.tls_key, config.tls_client_ca))
+        else:
+            self.port = self.server.add_insecure_port(config.listen)
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
@@ -94,8 +125,16 @@ class App:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def run_case(self, fn, *args):
-        """Runs blocking case work (store commit, scrypt) on a case thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.case_pool, fn, *args)
+        """Runs blocking case work (store commit, scrypt) on a case thread; refused at once when
+        `case_queue` calls are already waiting or running."""
+        with self.case_limits.queued():
+            return await asyncio.get_running_loop().run_in_executor(self.case_pool, fn, *args)
+
+    async def _admit_case(self, method: str, metadata, peer: str) -> None:
+        self.case_limits.admit(method, peer)
+
+    async def _authenticate(self, method: str, metadata, peer: str) -> str:
+        return await self.auth.platform(metadata, peer, method)
 
     async def _set_health(self, status) -> None:
         for name in ("", *SERVICES):
@@ -140,6 +179,7 @@ class App:
             self._metrics_server.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.case_pool.shutdown(wait=True, cancel_futures=True)
+        self.auth.close()
         self.store.close()
         log.info("stopped")
 
@@ -173,6 +213,7 @@ async def serve_async(config: ServerConfig) -> None:
 def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT (blocking); logs JSON lines to stderr."""
     logs.setup(config.log_level)
+    _raise_file_limit(config.max_connections)
     asyncio.run(serve_async(config))
 
 

@@ -33,7 +33,42 @@ class ServerConfig:
     # Token bucket per platform, in hashes per second; 0 turns the limit off.
     rate_limit_hashes_per_s: float = 0.0
     max_case_items: int = 1000
-    max_video_frames: int = 65536
+    # 2 hours at the client's 1 frame a second (a 1-hour video needs 3,600); docs/SECURITY.md.
+    max_video_frames: int = 7200
+    # Hashes (PDQ, MD5 and video frames together) one case may add to the list.
+    max_case_hashes: int = 20_000
+    # Anonymous (Cases) limits, all token buckets; a rate of 0 turns that bucket off. Per peer =
+    # per IP address (IPv6: per /64). See docs/SECURITY.md for how they were sized.
+    submit_rate_per_peer: float = 0.05
+    submit_burst_per_peer: int = 10
+    submit_rate_global: float = 10.0
+    submit_burst_global: int = 50
+    submit_hashes_per_s: float = 20_000.0
+    lookup_rate_per_peer: float = 0.5
+    lookup_burst_per_peer: int = 20
+    lookup_rate_global: float = 40.0
+    lookup_burst_global: int = 100
+    # Case calls waiting for or running on the case threads; more are refused at once.
+    case_queue: int = 16
+    # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
+    # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
+    max_list_hashes: int = 50_000_000
+    # Failed API keys one peer may send in a burst, and how fast that allowance comes back;
+    # past it the peer's keys are not looked up (RESOURCE_EXHAUSTED) until it refills.
+    auth_failure_burst: int = 20
+    auth_failure_rate_per_s: float = 0.1
+    # Connections: the server's total (gRPC drops extra ones at accept), how long a connection
+    # may take to send its HTTP/2 preface, and how long one with no call in progress may idle.
+    max_connections: int = 10_000
+    handshake_timeout_s: float = 10.0
+    max_connection_idle_s: float = 600.0
+    # TLS: PEM files, re-read when they change. With tls_client_ca set, clients must present a
+    # certificate signed by it (mTLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # gRPC server reflection lists every service and message to anyone: off unless asked for.
+    reflection: bool = False
     max_message_bytes: int = 8 * MIB
     keepalive_time_s: float = 60.0
     keepalive_timeout_s: float = 20.0
@@ -58,7 +93,9 @@ class ServerConfig:
                              f"{self.default_threshold} and {self.max_threshold}")
         for name in ("max_batch_hashes", "max_matches_per_batch", "max_in_flight",
                      "max_streams_per_platform", "max_case_items", "max_video_frames",
-                     "worker_threads"):
+                     "worker_threads", "max_case_hashes", "submit_burst_per_peer",
+                     "submit_burst_global", "lookup_burst_per_peer", "lookup_burst_global",
+                     "case_queue", "max_list_hashes", "auth_failure_burst", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_connection_age_s", "max_connection_age_grace_s"):
@@ -66,6 +103,15 @@ class ServerConfig:
                 raise ValueError(f"{name} must be 0..{MAX_AGE_S} s, got {getattr(self, name)}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
+        for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
+                     "lookup_rate_per_peer", "lookup_rate_global", "auth_failure_rate_per_s",
+                     "handshake_timeout_s", "max_connection_idle_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mTLS is TLS first)")
         if self.max_video_frames >= 1 << 24:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
 
@@ -83,6 +129,27 @@ HELP = {
     "rate_limit_hashes_per_s": "per-platform matching rate (0 = off)",
     "max_case_items": "most photos and videos in one case",
     "max_video_frames": "most frame hashes in one submitted video",
+    "max_case_hashes": "most hashes (PDQ, MD5, frames) one case may add",
+    "submit_rate_per_peer": "SubmitCase calls a second from one IP (0 = off)",
+    "submit_burst_per_peer": "SubmitCase calls one IP may make at once",
+    "submit_rate_global": "SubmitCase calls a second from everyone (0 = off)",
+    "submit_burst_global": "SubmitCase calls everyone may make at once",
+    "submit_hashes_per_s": "hashes a second all submissions may add (0 = off)",
+    "lookup_rate_per_peer": "GetCaseStatus/WithdrawCase calls a second from one IP (0 = off)",
+    "lookup_burst_per_peer": "GetCaseStatus/WithdrawCase calls one IP may make at once",
+    "lookup_rate_global": "GetCaseStatus/WithdrawCase calls a second from everyone (0 = off)",
+    "lookup_burst_global": "GetCaseStatus/WithdrawCase calls everyone may make at once",
+    "case_queue": "case calls waiting or running; more are refused at once",
+    "max_list_hashes": "hashes the list may hold before SubmitCase is refused",
+    "auth_failure_burst": "failed API keys one IP may send before it is slowed",
+    "auth_failure_rate_per_s": "failed API keys a second one IP is allowed back",
+    "max_connections": "open connections the server accepts",
+    "handshake_timeout_s": "seconds a new connection may take to start HTTP/2 (or TLS)",
+    "max_connection_idle_s": "seconds a connection with no call in progress is kept",
+    "tls_cert": "PEM certificate chain: serve TLS (re-read when the file changes)",
+    "tls_key": "PEM private key for --tls-cert",
+    "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mTLS)",
+    "reflection": "answer gRPC reflection (lists every service to anyone)",
     "max_message_bytes": "largest request or answer message",
     "keepalive_time_s": "seconds between keepalive pings",
     "keepalive_timeout_s": "seconds to wait for a keepalive answer",
@@ -103,6 +170,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 ENV_PREFIX = "HASHMATCH_"
 
 
@@ -110,9 +185,15 @@ def _default(field: dataclasses.Field):
     return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
-def _kind(field: dataclasses.Field) -> type:
+def _type(field: dataclasses.Field) -> type:
     default = _default(field)
     return str if default is None else type(default)
+
+
+def _parser(field: dataclasses.Field):
+    """The text-to-value conversion for a flag or a variable: bools take true/false words."""
+    kind = _type(field)
+    return _yes_no if kind is bool else kind
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -123,17 +204,17 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="TOML file of settings (keys are the field names below, with _)")
     for field in dataclasses.fields(ServerConfig):
         flags = [_flag(field.name)] + (["--db"] if field.name == "db_path" else [])
-        p.add_argument(*flags, dest=field.name, type=_kind(field), default=argparse.SUPPRESS,
+        p.add_argument(*flags, dest=field.name, type=_parser(field), default=argparse.SUPPRESS,
                        help=f"{HELP[field.name]} (default: {_default(field)}; "
                             f"env {ENV_PREFIX}{field.name.upper()})")
 
 
 def _from_text(field: dataclasses.Field, text: str, source: str):
-    kind = _kind(field)
     try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{source}: {field.name} must be {kind.__name__}, got {text!r}") from None
+        return _parser(field)(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ValueError(f"{source}: {field.name} must be {_type(field).__name__}, "
+                         f"got {text!r}") from None
 
 
 def _from_file(path: str) -> dict:
@@ -149,7 +230,7 @@ def _from_file(path: str) -> dict:
         field = fields.get(name)
         if field is None:
             raise ValueError(f"--config {path}: unknown setting {name!r}")
-        kind = _kind(field)
+        kind = _type(field)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 values[name] = float(value)

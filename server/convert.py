@@ -10,7 +10,7 @@ from hashmatch.core import video as vpdq
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import InvalidRequest
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ, Matches
-from hashmatch.server.media import MD5_BYTES, PDQ_BYTES, Image, Query, Video
+from hashmatch.server.media import MD5_BYTES, PDQ_BYTES, Image, Query, Video, hash_count
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -63,6 +63,28 @@ def _md5(raw: bytes, where: str) -> bytes | None:
     return raw or None
 
 
+MIN_SET_BITS = 16     # a real PDQ hash sets about half its 256 bits (median threshold)
+REPEAT_BYTES = 8      # a hash that repeats an 8-byte (or shorter) pattern is made, not hashed
+
+
+def _refuse_degenerate(hashes: np.ndarray, where: str, what: str) -> None:
+    """Refuses constant or near-constant PDQ hashes (uint8[n, 32]), as poison for the list.
+
+    PDQ thresholds each bit at the median, so a real image's hash has about 128 bits set and
+    no short repeating pattern; these would match far too much, or nothing real at all.
+    """
+    ones = np.unpackbits(hashes, axis=1).sum(axis=1)
+    sparse = (ones < MIN_SET_BITS) | (ones > 256 - MIN_SET_BITS)
+    repeated = (hashes[:, REPEAT_BYTES:] == hashes[:, :-REPEAT_BYTES]).all(axis=1)
+    bad = np.flatnonzero(sparse | repeated)
+    if len(bad):
+        i = int(bad[0])
+        reason = (f"has {ones[i]} of 256 bits set (a real hash has {MIN_SET_BITS}..."
+                  f"{256 - MIN_SET_BITS})" if sparse[i] else
+                  f"repeats a pattern of {REPEAT_BYTES} bytes or fewer")
+        raise InvalidRequest(f"{where}: {what.format(i)} {reason}: degenerate hashes are refused")
+
+
 def _image(msg: pb.ImageHashes, where: str) -> Image:
     md5 = _md5(msg.md5, where)
     if msg.pdq and len(msg.pdq) != PDQ_BYTES:
@@ -74,6 +96,9 @@ def _image(msg: pb.ImageHashes, where: str) -> Image:
                              "such hashes match unrelated images")
     if not msg.pdq and not md5:
         raise InvalidRequest(f"{where}: an image needs a pdq hash or an md5")
+    if msg.pdq:
+        _refuse_degenerate(np.frombuffer(msg.pdq, np.uint8).reshape(1, PDQ_BYTES), where,
+                           "PDQ hash")
     return Image(md5=md5, pdq=msg.pdq or None, quality=msg.quality)
 
 
@@ -91,6 +116,7 @@ def _video(msg: pb.VideoHashes, where: str, config: ServerConfig) -> Video:
         np.frombuffer(msg.frame_pdqs, np.uint8).reshape(n, PDQ_BYTES), qualities)
     if not len(frames) and not md5:
         raise InvalidRequest(f"{where}: no frame has quality >= {MIN_QUALITY} and no md5 given")
+    _refuse_degenerate(frames, where, "kept frame {}")
     return Video(md5=md5, frames=frames, qualities=kept)
 
 
@@ -110,12 +136,17 @@ def media_from_request(req: pb.SubmitCaseRequest, config: ServerConfig) -> list[
             media.append(_video(item.video, where, config))
         else:
             raise InvalidRequest(f"{where}: neither image nor video is set")
+    hashes = hash_count(media)
+    if hashes > config.max_case_hashes:
+        raise InvalidRequest(f"case holds {hashes} hashes (PDQ, MD5 and video frames), over "
+                             f"max_case_hashes ({config.max_case_hashes})")
     return media
 
 
 def submit_response(case: SubmittedCase) -> pb.SubmitCaseResponse:
-    return pb.SubmitCaseResponse(case_id=case.case_id, pin=case.pin, entry_ids=case.entry_ids,
-                                 sequence=case.sequence)
+    """Leaves `sequence` 0: an anonymous caller has no use for the list's change-log position,
+    and it would tell anyone how many changes the list has seen and when."""
+    return pb.SubmitCaseResponse(case_id=case.case_id, pin=case.pin, entry_ids=case.entry_ids)
 
 
 def status_response(status: CaseStatus) -> pb.GetCaseStatusResponse:

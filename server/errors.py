@@ -3,7 +3,11 @@
 Store, conversion and service code raise these (or core's ValueError subclasses); the servicers
 never pick a status code themselves. Messages name the value and the rule they broke.
 """
+import math
+
 import grpc
+
+RETRY_AFTER_KEY = "retry-after-s"
 
 
 class RequestError(Exception):
@@ -30,6 +34,14 @@ class LimitExceeded(RequestError):
     """A rate, stream or in-flight limit; the message names the limit."""
 
 
+class RateLimited(LimitExceeded):
+    """A token bucket or queue that is spent for now; `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        super().__init__(f"{message}; retry in {self.retry_after_s} s")
+
+
 class NotReady(RequestError):
     """The list is still loading from the store."""
 
@@ -52,3 +64,17 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
         if isinstance(exc, cls):
             return code, str(exc)
     return None
+
+
+async def abort(context, exc: BaseException, count=None):
+    """Ends the call with `exc`'s status (INTERNAL for a bug, logged by the caller).
+
+    A `RateLimited` error also sends trailing metadata "retry-after-s: N" (whole seconds), so a
+    client can wait without parsing the message. `count(code)` is told every status sent.
+    """
+    code, message = status_for(exc) or (grpc.StatusCode.INTERNAL, "internal error")
+    if count is not None:
+        count(code)
+    retry = getattr(exc, "retry_after_s", None)
+    await context.abort(code, message,
+                        trailing_metadata=((RETRY_AFTER_KEY, str(retry)),) if retry else ())

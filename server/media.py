@@ -34,6 +34,12 @@ class Video:
     qualities: np.ndarray   # uint8[n]
 
 
+def hash_count(media) -> int:
+    """Hashes a case adds to the list: a photo's PDQ and MD5, a video's kept frames and MD5."""
+    return sum((item.md5 is not None) + (len(item.frames) if isinstance(item, Video)
+                                         else item.pdq is not None) for item in media)
+
+
 def frame_ids(entry_ids, frames_per_entry) -> np.ndarray:
     """uint64 frame index ids: `frames_per_entry[i]` consecutive ids for video entry i."""
     entry_ids = np.asarray(entry_ids, np.uint64)

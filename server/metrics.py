@@ -7,12 +7,29 @@ import asyncio
 import threading
 
 
+def list_hashes(state) -> int:
+    """Hashes the list holds, the unit of the max_list_hashes budget: photo PDQs, MD5s, frames."""
+    counts = state.counts()
+    return counts["pdq"] + counts["md5"] + counts["video_frames"]
+
+
 class Metrics:
-    def __init__(self, state):
+    def __init__(self, state, max_list_hashes: int = 0):
         self._state = state
+        self._max_list_hashes = max_list_hashes
         self._lock = threading.Lock()
-        self.batches = self.hashes = self.matches = 0
+        self.batches = self.hashes = self.matches = self.auth_failures = 0
         self.errors: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+
+    def count_refused(self, limit: str) -> None:
+        """An anonymous call refused by `limit` (rate, hash_rate, queue, budget)."""
+        with self._lock:
+            self.refused[limit] = self.refused.get(limit, 0) + 1
+
+    def count_auth_failure(self) -> None:
+        with self._lock:
+            self.auth_failures += 1
 
     def count_batch(self, hashes: int, matches: int) -> None:
         with self._lock:
@@ -33,10 +50,19 @@ class Metrics:
                 "# TYPE hashmatch_errors_total counter",
                 *(f'hashmatch_errors_total{{code="{code}"}} {n}'
                   for code, n in sorted(self.errors.items())),
+                "# TYPE hashmatch_case_refused_total counter",
+                *(f'hashmatch_case_refused_total{{limit="{limit}"}} {n}'
+                  for limit, n in sorted(self.refused.items())),
+                "# TYPE hashmatch_auth_failures_total counter",
+                f"hashmatch_auth_failures_total {self.auth_failures}",
             ]
         lines += ["# TYPE hashmatch_list_size gauge",
                   *(f'hashmatch_list_size{{kind="{kind}"}} {n}'
                     for kind, n in self._state.counts().items()),
+                  "# TYPE hashmatch_list_hashes gauge",
+                  f"hashmatch_list_hashes {list_hashes(self._state)}",
+                  "# TYPE hashmatch_list_hashes_budget gauge",
+                  f"hashmatch_list_hashes_budget {self._max_list_hashes}",
                   "# TYPE hashmatch_list_sequence gauge",
                   f"hashmatch_list_sequence {self._state.sequence}"]
         return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """The gRPC servicers: a few lines per method, from request to plain types to answer.
 
 Errors are raised, never chosen here: `rpc_errors` maps them through errors.STATUS_CODES. Work
-that blocks (store commits, scrypt, matching) runs on the app's worker threads.
+that blocks (store commits, scrypt, matching) runs on the app's worker threads. Keys and call
+rates were checked by the gate (gate.py) before the request was read; Matching and ListInfo
+read the platform it found from `access.PLATFORM`.
 """
 import functools
 import logging
@@ -9,8 +11,11 @@ import logging
 import grpc
 
 from hashmatch.server import convert
-from hashmatch.server.errors import LimitExceeded, status_for
+from hashmatch.server.access import PLATFORM
+from hashmatch.server.errors import LimitExceeded, abort, status_for
 from hashmatch.server.listing import kernel_backend, run_query
+from hashmatch.server.media import hash_count
+from hashmatch.server.metrics import list_hashes
 from hashmatch.server.streaming import match_stream
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -26,11 +31,9 @@ def rpc_errors(method):
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error must become a status
-            code, message = status_for(exc) or (grpc.StatusCode.INTERNAL, "internal error")
-            if code == grpc.StatusCode.INTERNAL:
+            if status_for(exc) is None:
                 log.exception("internal error", extra={"fields": {"method": method.__name__}})
-            self.app.metrics.count_error(code)
-            await context.abort(code, message)
+            await abort(context, exc, self.app.metrics.count_error)
     return wrapper
 
 
@@ -51,7 +54,9 @@ class CasesService(pb_grpc.CasesServicer):
 
     @rpc_errors
     async def SubmitCase(self, request, context):
-        media = convert.media_from_request(request, self.app.config)
+        # Validating up to max_case_hashes frames is numpy work: a case thread, not the loop.
+        media = await self.app.run_case(convert.media_from_request, request, self.app.config)
+        self.app.case_limits.charge_submission(hash_count(media), list_hashes(self.app.state))
         case = await self.app.run_case(self.app.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
             "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
@@ -70,7 +75,7 @@ class CasesService(pb_grpc.CasesServicer):
                                            request.pin)
         log.info("case withdrawn", extra={"fields": {"case_id": request.case_id,
                                                      "sequence": sequence}})
-        return convert.pb.WithdrawCaseResponse(sequence=sequence)
+        return convert.pb.WithdrawCaseResponse()
 
 
 class MatchingService(pb_grpc.MatchingServicer):
@@ -90,17 +95,13 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.app.metrics.count_batch(len(query.hashes), len(matches))
         return convert.match_response(request.sequence, matches, list_sequence)
 
-    def _authenticated_answer(self, metadata, request):
-        return self.answer(self.app.auth.platform(metadata), request)
-
     @rpc_errors
     async def MatchBatch(self, request, context):
-        return await self.app.run(self._authenticated_answer,
-                                  context.invocation_metadata(), request)
+        return await self.app.run(self.answer, PLATFORM.get(), request)
 
     @rpc_errors
     async def MatchStream(self, request_iterator, context):
-        platform = await self.app.run(self.app.auth.platform, context.invocation_metadata())
+        platform = PLATFORM.get()
         with self.app.limits.stream(platform):
             await match_stream(self.app, self.answer, platform, context)
 
@@ -111,7 +112,6 @@ class ListInfoService(pb_grpc.ListInfoServicer):
 
     @rpc_errors
     async def GetListInfo(self, request, context):
-        await self.app.run(self.app.auth.platform, context.invocation_metadata())
         state = self.app.state
         return convert.list_info_response(state.counts(), state.sequence, self.app.config,
                                           kernel_backend())

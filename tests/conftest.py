@@ -16,7 +16,9 @@
 Any test may use these; they assume nothing about the test's own data.
 """
 import dataclasses
+import functools
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
@@ -59,6 +61,12 @@ class LiveServer:
         self.thread.stop()
 
 
+# Tests submit cases far faster than any person would: the anonymous call rates are off unless a
+# test sets them (tests/test_abuse.py does). Every other limit keeps its default.
+CASE_RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
+                  "lookup_rate_per_peer": 0, "lookup_rate_global": 0}
+
+
 @pytest.fixture
 def start_server(tmp_path):
     started: list[LiveServer] = []
@@ -69,6 +77,7 @@ def start_server(tmp_path):
         overrides.setdefault("db_path", str(tmp_path / "list.db"))
         overrides.setdefault("listen", "127.0.0.1:0")
         overrides.setdefault("worker_threads", 2)
+        overrides = {**CASE_RATES_OFF, **overrides}
         store = Store(overrides["db_path"])
         try:
             if imported is not None:
@@ -150,7 +159,8 @@ class ProcessServer:
 def server_process(tmp_path):
     started: list[ProcessServer] = []
 
-    def start(*flags: str, db_path: str | None = None) -> ProcessServer:
+    def start(*flags: str, db_path: str | None = None, nofile: int | None = None) -> ProcessServer:
+        """`nofile`: the server's open-file limit (RLIMIT_NOFILE), for connection floods."""
         db_path = db_path or str(tmp_path / "list.db")
         store = Store(db_path)
         try:
@@ -162,8 +172,12 @@ def server_process(tmp_path):
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "hashmatch.server", "--db", db_path, "--listen",
-                 "127.0.0.1:0", "--port-file", str(port_file), *flags],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 "127.0.0.1:0", "--port-file", str(port_file),
+                 *(f"--{name.replace('_', '-')}={value}" for name, value in CASE_RATES_OFF.items()),
+                 *flags],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=None if nofile is None else functools.partial(
+                    resource.setrlimit, resource.RLIMIT_NOFILE, (nofile, nofile)))
         deadline = time.monotonic() + 60
         while not port_file.exists():
             if process.poll() is not None or time.monotonic() > deadline:

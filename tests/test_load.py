@@ -210,3 +210,18 @@ def test_several_servers_refuse_a_target(bench_on_path):
     with pytest.raises(SystemExit) as exited:
         load.parse_args(["--servers", "2", "--target", "127.0.0.1:50051", "--api-key", "k"])
     assert exited.value.code == 2
+
+
+def test_target_mode_waits_out_the_anonymous_rate_limit(start_server, bench_on_path):
+    import asyncio
+
+    from bench import load_streams as ls
+    server = start_server(submit_rate_per_peer=4.0, submit_burst_per_peer=1)
+    hashes = np.random.default_rng(5).integers(0, 256, (3, 32), dtype=np.uint8)
+
+    async def submit():
+        async with ls.open_channel(server.target) as channel:
+            return await ls.submit_sources(channel, hashes, per_case=1)
+    ids, cases = asyncio.run(submit())
+    assert len(ids) == len(set(ids.tolist())) == 3 and len(cases) == 3
+    assert 'hashmatch_case_refused_total{limit="rate"}' in server.app.metrics.render()

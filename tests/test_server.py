@@ -52,7 +52,8 @@ def test_submit_match_status_withdraw(stubs, random_hashes):
     listed = random_hashes(3, seed=1)
     case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
         image(listed[0], md5=b"m" * 16), image(listed[1]), image(md5=b"n" * 16)]))
-    assert len(case.entry_ids) == 3 and case.sequence == 3 and len(case.pin) == 8
+    # anonymous answers carry no list sequence (it would date every change to the list)
+    assert len(case.entry_ids) == 3 and case.sequence == 0 and len(case.pin) == 8
     first, second, third = case.entry_ids
 
     queries = np.stack([flip(listed[1], 31), flip(listed[0], 32), listed[0], flip(listed[0], 5)])
@@ -68,13 +69,15 @@ def test_submit_match_status_withdraw(stubs, random_hashes):
     assert (status.state, status.image_count, status.video_count) == (pb.CASE_STATE_ACTIVE, 3, 0)
 
     withdrawn = stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
-    assert withdrawn.sequence == 6
+    assert withdrawn.sequence == 0
+    assert stubs.list_info.GetListInfo(pb.GetListInfoRequest(), metadata=stubs.key
+                                       ).last_sequence == 6
     assert hits(match(stubs, queries.tobytes())) == []
     assert hits(match(stubs, b"m" * 16, MD5)) == []
     status = stubs.cases.GetCaseStatus(pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin))
     assert status.state == pb.CASE_STATE_WITHDRAWN and status.withdrawn_unix > 0
     again = stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
-    assert again.sequence == 6
+    assert again.sequence == 0
 
 
 def test_withdrawal_leaves_other_cases_matching(stubs, random_hashes):
@@ -129,12 +132,13 @@ def test_list_info(stubs, random_hashes):
     assert info.kernel_backend
 
 
+REAL = np.random.default_rng(7).integers(0, 256, (3, 32), dtype=np.uint8)  # like real hashes
 BAD_CASES = [
     ([], "at least one"),
     ([image(b"x" * 31)], "media[0]: pdq must be 32 bytes, got 31"),
-    ([image(b"x" * 32, md5=b"y" * 15)], "media[0]: md5 must be 16 bytes, got 15"),
-    ([image(b"x" * 32), image(b"z" * 32, quality=49)], "media[1]: PDQ quality 49 is below 50"),
-    ([image(b"x" * 32, quality=101)], "quality must be 0..100, got 101"),
+    ([image(REAL[0], md5=b"y" * 15)], "media[0]: md5 must be 16 bytes, got 15"),
+    ([image(REAL[0]), image(REAL[1], quality=49)], "media[1]: PDQ quality 49 is below 50"),
+    ([image(REAL[0], quality=101)], "quality must be 0..100, got 101"),
     ([image()], "media[0]: an image needs a pdq hash or an md5"),
     ([pb.MediaHashes()], "media[0]: neither image nor video is set"),
     ([video(np.zeros((2, 32), np.uint8), qualities=[90])], "got 1 frame_qualities for 2 frames"),
@@ -142,11 +146,22 @@ BAD_CASES = [
      "frame_pdqs length 40 is not a multiple of 32"),
     ([video(np.ones((2, 32), np.uint8), qualities=[10, 20])], "no frame has quality >= 50"),
     ([image(md5=b"m" * 16)] * 5, "5 media items is over max_case_items (4)"),
+    # degenerate PDQ hashes: poison that would match far too much (or nothing real)
+    ([image(bytes(32))], "media[0]: PDQ hash has 0 of 256 bits set (a real hash has 16...240)"),
+    ([image(REAL[0]), image(b"\xff" * 30 + b"\x01\x00")],
+     "media[1]: PDQ hash has 241 of 256 bits set"),
+    ([image(b"\x5a" * 32)], "media[0]: PDQ hash repeats a pattern of 8 bytes or fewer"),
+    ([image(np.tile(REAL[0][:8], 4))], "media[0]: PDQ hash repeats a pattern"),
+    ([video(np.stack([REAL[0], np.tile(REAL[1][:4], 8), REAL[2]]))],
+     "media[0]: kept frame 1 repeats a pattern"),
+    ([video(np.stack([REAL[0], np.eye(1, 32, dtype=np.uint8)[0]]))], "kept frame 1 has 1 of 256"),
+    ([video(REAL), video(REAL[:2])], "case holds 5 hashes (PDQ, MD5 and video frames), over "
+                                     "max_case_hashes (4)"),
 ]
 
 
 def test_bad_cases_are_rejected_and_nothing_is_stored(start_server, connect):
-    server = start_server(max_case_items=4)
+    server = start_server(max_case_items=4, max_case_hashes=4)
     stubs = connect(server)
     for media, message in BAD_CASES:
         error = rejected(lambda: stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=media)))
@@ -271,11 +286,18 @@ def test_health_is_not_serving_until_loaded(start_server, monkeypatch, connect):
     server.stop()
 
 
-def test_reflection_lists_the_services(stubs):
-    reflect = reflection_pb2_grpc.ServerReflectionStub(stubs.channel)
+def _list_services(channel):
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
     (answer,) = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
         list_services="")]))
-    names = {s.name for s in answer.list_services_response.service}
+    return {s.name for s in answer.list_services_response.service}
+
+
+def test_reflection_is_off_unless_enabled(stubs, start_server, connect, tmp_path):
+    error = rejected(lambda: _list_services(stubs.channel))
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    server = start_server(reflection=True, db_path=str(tmp_path / "r.db"))
+    names = _list_services(connect(server).channel)
     assert {"hashmatch.v1.Cases", "hashmatch.v1.Matching", "hashmatch.v1.ListInfo",
             "grpc.health.v1.Health"} <= names
 

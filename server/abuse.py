@@ -1,0 +1,118 @@
+"""Limits on the anonymous Cases service: what anyone on the internet may make the server do.
+
+Cases needs no key, so the handles on a caller are its address and the server's own totals:
+- call rates: a token bucket per peer (buckets.py) and one for everyone, for submissions and for
+  lookups (GetCaseStatus, WithdrawCase), charged before the request body is read;
+- submitted hashes a second, for everyone, charged once the body is decoded;
+- a budget of hashes the list may hold, counted from the in-memory list;
+- a bound on case calls waiting for the case threads, so excess is refused at once.
+Everything here runs on the event loop, so nothing needs a lock.
+"""
+import contextlib
+import logging
+
+from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.config import ServerConfig
+from hashmatch.server.errors import LimitExceeded, RateLimited
+
+log = logging.getLogger("hashmatch.server")
+
+SUBMIT, LOOKUP = "submit", "lookup"
+CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": LOOKUP}
+
+
+class _CallLimit:
+    """Per-peer and global buckets for one kind of call; a rate of 0 turns a bucket off."""
+
+    def __init__(self, name: str, config: ServerConfig):
+        rate_peer, burst_peer = getattr(config, f"{name}_rate_per_peer"), getattr(
+            config, f"{name}_burst_per_peer")
+        rate_all, burst_all = getattr(config, f"{name}_rate_global"), getattr(
+            config, f"{name}_burst_global")
+        self.name = name
+        self._per_peer = PeerBuckets(rate_peer, burst_peer) if rate_peer else None
+        self._global = TokenBucket(rate_all, burst_all) if rate_all else None
+
+    def charge(self, peer: str) -> None:
+        checks = []
+        if self._per_peer is not None:
+            bucket = self._per_peer(peer)
+            checks.append((bucket, f"{self.name}_rate_per_peer ({bucket.rate:g} calls/s for "
+                                   f"each address, burst {bucket.capacity:g})"))
+        if self._global is not None:
+            checks.append((self._global, f"{self.name}_rate_global ({self._global.rate:g} "
+                                         f"calls/s from everyone, burst "
+                                         f"{self._global.capacity:g})"))
+        _take_all(checks, 1)
+
+
+def _take_all(checks, n: float) -> None:
+    """Takes `n` from every bucket, or from none and raises RateLimited naming the first short."""
+    for bucket, rule in checks:
+        wait = bucket.wait_s(n)
+        if wait:
+            raise RateLimited(f"rate limit: {rule} is spent", wait)
+    for bucket, _ in checks:
+        bucket.take(n)
+
+
+class CaseLimits:
+    """The anonymous limits of one server; `metrics` counts refusals (by limit) for Prometheus."""
+
+    def __init__(self, config: ServerConfig, metrics):
+        self._config, self._metrics = config, metrics
+        self._calls = {kind: _CallLimit(kind, config) for kind in (SUBMIT, LOOKUP)}
+        rate = config.submit_hashes_per_s
+        self._hashes = TokenBucket(rate, max(rate, config.max_case_hashes)) if rate else None
+        self._queued = 0
+        self._over_budget = False
+
+    def admit(self, method: str, peer: str) -> None:
+        """Charges one call of a Cases `method` to `peer`; RateLimited when a bucket is spent."""
+        try:
+            self._calls[CASE_METHODS[method]].charge(peer)
+        except RateLimited:
+            self._metrics.count_refused("rate")
+            raise
+
+    def charge_submission(self, hashes: int, list_hashes: int) -> None:
+        """Checks a decoded case of `hashes` hashes against the list budget and the hash rate.
+
+        `list_hashes`: what the list holds now. Crossing the budget logs one WARNING (and one
+        INFO when it is back under), so an operator is told once, not once a call.
+        """
+        budget = self._config.max_list_hashes
+        if list_hashes + hashes > budget:
+            if not self._over_budget:
+                log.warning("list hash budget reached: SubmitCase refused until "
+                            "max_list_hashes is raised", extra={"fields": {
+                                "list_hashes": list_hashes, "max_list_hashes": budget}})
+            self._over_budget = True
+            self._metrics.count_refused("budget")
+            raise LimitExceeded(f"the list holds {list_hashes} hashes and this case adds "
+                                f"{hashes}, over max_list_hashes ({budget}); the server takes "
+                                "no new cases until its operator raises the budget")
+        if self._over_budget:
+            log.info("list hash budget has room again", extra={"fields": {
+                "list_hashes": list_hashes, "max_list_hashes": budget}})
+            self._over_budget = False
+        if self._hashes is not None:
+            try:
+                _take_all([(self._hashes, f"submit_hashes_per_s ({self._hashes.rate:g} hashes/s "
+                                          "from everyone)")], hashes)
+            except RateLimited:
+                self._metrics.count_refused("hash_rate")
+                raise
+
+    @contextlib.contextmanager
+    def queued(self):
+        """Holds one of `case_queue` places while a case call waits for or runs on a thread."""
+        if self._queued >= self._config.case_queue:
+            self._metrics.count_refused("queue")
+            raise RateLimited(f"server busy: case_queue ({self._config.case_queue}) case calls "
+                              "are already waiting", 1)
+        self._queued += 1
+        try:
+            yield
+        finally:
+            self._queued -= 1

@@ -1,0 +1,71 @@
+"""Token buckets, and one bucket per caller as far as a caller can be told apart: its address.
+
+gRPC gives the peer as "ipv4:1.2.3.4:5678", "ipv6:[::1]:5678" or "unix:/path". Limits key on the
+IP without the port; an IPv6 address is cut to its /64, because one host is routinely handed a
+whole /64 and could otherwise take a fresh address for every call.
+"""
+import collections
+import ipaddress
+import time
+
+MAX_PEERS = 50_000  # buckets kept; the least recently seen go first
+
+
+class TokenBucket:
+    """`rate` tokens per second up to `capacity`; take(n) never blocks."""
+
+    __slots__ = ("rate", "capacity", "_tokens", "_at")
+
+    def __init__(self, rate: float, capacity: float):
+        self.rate, self.capacity = rate, capacity
+        self._tokens, self._at = capacity, time.monotonic()
+
+    def wait_s(self, n: float) -> float:
+        """Seconds until `n` tokens are there (0.0: now); takes nothing."""
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        return 0.0 if self._tokens >= n else (n - self._tokens) / self.rate
+
+    def take(self, n: float) -> bool:
+        if self.wait_s(n):
+            return False
+        self._tokens -= n
+        return True
+
+
+def peer_address(peer: str | None) -> str:
+    """The limit key for a `context.peer()` string: "1.2.3.4", "2001:db8:1:2::/64", "unix"."""
+    if not peer:
+        return "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        host = rest.rpartition(":")[0].strip("[]") if rest.startswith("[") else rest
+        try:
+            return str(ipaddress.ip_network(f"{host.split('%')[0]}/64", strict=False))
+        except ValueError:
+            return host
+    return kind
+
+
+class PeerBuckets:
+    """One token bucket per peer, at most MAX_PEERS of them (least recently used dropped).
+
+    A dropped peer starts again with a full bucket; the global limits still hold it.
+    """
+
+    def __init__(self, rate: float, burst: int, max_peers: int = MAX_PEERS):
+        self.rate, self.burst, self._max = rate, burst, max_peers
+        self._buckets: collections.OrderedDict[str, TokenBucket] = collections.OrderedDict()
+
+    def __call__(self, peer: str) -> TokenBucket:
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = TokenBucket(self.rate, self.burst)
+            if len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(peer)
+        return bucket
