@@ -448,6 +448,7 @@ SERVER_FLAGS = {
     "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
                             "throughput at full load)"),
     "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
+    "web_listen": (str, "HOST:PORT for the person's web page (docs/WEB.md)"),
 }
 
 

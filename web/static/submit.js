@@ -1,0 +1,245 @@
+// The submit page: choose files, hash them here (MD5 + PDQ, vPDQ frames for videos), show
+// exactly what will be sent, send it over gRPC-Web, show the case id and PIN once. Files,
+// previews and names never leave the page; only the review table's hashes are sent.
+import { setupLanguageSwitch, t } from './i18n.js';
+import { md5File } from './md5.js';
+import { ImageError, MIN_TRUSTED_QUALITY, pdqOfImage } from './pdq.js';
+import { videoFrames } from './video.js';
+import { submitCase } from './grpcweb.js';
+import { errorMessage, hex, humanSize } from './common.js';
+
+const MAX_FILE_BYTES = 2 * 1024 ** 3;
+const MAX_DECODE_BYTES = 64 * 1024 ** 2;
+const $ = (id) => document.getElementById(id);
+const items = [];
+const queue = [];
+let running = false, batch = null, submitted = false, nextId = 0;
+
+function note(item, key, params = {}, error = false) {
+  item.note = { key, params, error };
+  render(item);
+}
+
+function render(item) {
+  const { li } = item;
+  li.querySelector('.note').textContent = item.note ? t(item.note.key, item.note.params) : '';
+  li.querySelector('.note').classList.toggle('error', Boolean(item.note?.error));
+  const bar = li.querySelector('progress');
+  bar.value = item.progress;
+  bar.setAttribute('aria-label', t('progressOf', { name: item.name }));
+  li.querySelector('button').setAttribute('aria-label', t('remove', { name: item.name }));
+  const slot = li.querySelector('.preview');
+  if ($('previews').checked && item.kind === 'image' && !item.previewUrl) {
+    item.previewUrl = URL.createObjectURL(item.file);
+    const img = document.createElement('img');
+    img.src = item.previewUrl;
+    img.alt = item.name;
+    slot.replaceChildren(img);
+  } else if (!$('previews').checked && item.previewUrl) {
+    URL.revokeObjectURL(item.previewUrl);
+    item.previewUrl = null;
+    slot.replaceChildren();
+  }
+}
+
+function renderAll() {
+  $('empty').hidden = items.length > 0;
+  items.forEach(render);
+  renderReview();
+  if (batch?.seconds) showSpeed();
+}
+
+function sendable() {
+  return items.filter((item) => item.md5 && !item.duplicate);
+}
+
+function renderReview() {
+  const rows = sendable().map((item) => {
+    const tr = document.createElement('tr');
+    const cells = [item.name, t(item.kind === 'video' ? 'kindVideo' : 'kindImage'), hex(item.md5),
+      item.kind === 'video' ? (item.frames ? t('framesCount', { frames: item.frames.length }) : '')
+        : (item.pdq ? hex(item.pdq) : ''),
+      item.kind === 'video' || !item.pdq ? '' : String(item.quality)];
+    cells.forEach((text, i) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (i === 2 || i === 3) td.className = 'hash';
+      tr.append(td);
+    });
+    return tr;
+  });
+  $('review').tBodies[0].replaceChildren(...rows);
+  const busy = running || queue.length > 0;
+  $('submit').disabled = busy || submitted || rows.length === 0;
+}
+
+function showSpeed() {
+  $('speed').textContent = t('speed', { count: batch.count, seconds: batch.seconds.toFixed(2),
+    rate: (batch.count / batch.seconds).toFixed(2) });
+}
+
+function addFiles(files) {
+  if (files.length) submitted = false;
+  for (const file of files) {
+    const item = { id: nextId++, file, name: file.webkitRelativePath || file.name, size: file.size,
+      kind: file.type.startsWith('video/') ? 'video' : 'image', progress: 0, note: null };
+    const li = document.createElement('li');
+    li.dataset.file = item.name;
+    li.innerHTML = '<span class="preview"></span><span class="name"></span>' +
+      '<button type="button" class="quiet">×</button><progress max="1" value="0"></progress>' +
+      '<span class="note"></span>';
+    li.querySelector('.name').textContent = item.name;
+    li.querySelector('button').addEventListener('click', () => removeItem(item));
+    item.li = li;
+    items.push(item);
+    $('list').append(li);
+    note(item, 'waiting');
+    queue.push(item);
+  }
+  renderAll();
+  drain();
+}
+
+function removeItem(item) {
+  const at = items.indexOf(item);
+  if (at >= 0) items.splice(at, 1);
+  const q = queue.indexOf(item);
+  if (q >= 0) queue.splice(q, 1);
+  if (item.previewUrl) URL.revokeObjectURL(item.previewUrl);
+  item.li.remove();
+  item.removed = true;
+  renderAll();
+}
+
+async function hashItem(item) {
+  const setProgress = (p) => { item.progress = p; item.li.querySelector('progress').value = p; };
+  if (item.size > MAX_FILE_BYTES) {
+    note(item, 'errTooLarge', { size: humanSize(item.size), limit: humanSize(MAX_FILE_BYTES) }, true);
+    return false;
+  }
+  note(item, 'hashing');
+  const md5Share = item.kind === 'video' ? 0.3 : 0.5;
+  const md5 = await md5File(item.file, (p) => setProgress(p * md5Share));
+  if (item.kind === 'video') {
+    item.frames = await videoFrames(item.file, (p) => setProgress(md5Share + p * (1 - md5Share)));
+    item.md5 = md5;
+    note(item, item.frames ? 'doneVideo' : 'doneVideoMd5', { frames: item.frames?.length });
+  } else if (item.size > MAX_DECODE_BYTES) {
+    item.md5 = md5;
+    note(item, 'errTooManyPixels', { width: '?', height: '?' }, true);
+  } else {
+    try {
+      const r = await pdqOfImage(item.file);
+      item.md5 = md5;
+      // Every computed PDQ, even one too weak to send, so a test can compare it with the core's.
+      item.li.dataset.pdq = hex(r.pdq);
+      item.li.dataset.quality = r.quality;
+      if (r.quality < MIN_TRUSTED_QUALITY) {
+        note(item, 'errTooSmall', { width: r.width, height: r.height }, true);
+      } else {
+        Object.assign(item, { pdq: r.pdq, quality: r.quality, width: r.width, height: r.height });
+        note(item, 'doneImage');
+      }
+    } catch (e) {
+      if (!(e instanceof ImageError)) throw e;
+      if (e.key !== 'notImage') item.md5 = md5;
+      note(item, e.key === 'notImage' ? 'errNotImage' : `err${e.key[0].toUpperCase()}${e.key.slice(1)}`,
+        e.params, true);
+    }
+  }
+  setProgress(1);
+  if (item.md5 && items.some((o) => o !== item && o.md5 && hex(o.md5) === hex(item.md5))) {
+    item.duplicate = true;
+    note(item, 'errDuplicate', {}, true);
+  }
+  return Boolean(item.md5);
+}
+
+async function drain() {
+  if (running) return;
+  running = true;
+  const started = performance.now();
+  let count = 0;
+  try {
+    while (queue.length) {
+      const item = queue.shift();
+      if (await hashItem(item) && !item.removed) count++;
+      renderReview();
+    }
+  } finally {
+    running = false;
+    if (count) {
+      batch = { count, seconds: (performance.now() - started) / 1000 };
+      showSpeed();
+    }
+    renderReview();
+  }
+}
+
+async function submit() {
+  const chosen = sendable();
+  $('submit').disabled = true;
+  $('submit-message').textContent = '';
+  $('submit').textContent = t('sending');
+  try {
+    const answer = await submitCase(chosen);
+    submitted = true;
+    $('case-id').textContent = answer.case_id;
+    $('case-pin').textContent = answer.pin;
+    $('submitted').textContent = t('submitted', { count: chosen.length });
+    $('result').hidden = false;
+    $('step4').focus();
+  } catch (e) {
+    $('submit-message').textContent = errorMessage(e);
+  } finally {
+    $('submit').textContent = t('submit');
+    renderReview();
+  }
+}
+
+function download() {
+  const text = t('fileText', { caseId: $('case-id').textContent, pin: $('case-pin').textContent });
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `hashmatch-case-${$('case-id').textContent}.txt`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function entryFiles(entry) {
+  if (entry.isFile) return [await new Promise((ok, fail) => entry.file(ok, fail))];
+  const reader = entry.createReader(), out = [];
+  for (;;) {
+    const batchOf = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+    if (!batchOf.length) return out;
+    for (const child of batchOf) out.push(...await entryFiles(child));
+  }
+}
+
+async function dropped(event) {
+  event.preventDefault();
+  $('drop').classList.remove('over');
+  const entries = [...event.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length) {
+    const files = [];
+    for (const entry of entries) files.push(...await entryFiles(entry));
+    addFiles(files);
+  } else addFiles([...event.dataTransfer.files]);
+}
+
+setupLanguageSwitch(() => { renderAll(); $('submit').textContent = t('submit'); });
+for (const id of ['files', 'folder']) {
+  $(id).addEventListener('change', (e) => { addFiles([...e.target.files]); e.target.value = ''; });
+}
+$('drop').addEventListener('dragover', (e) => { e.preventDefault(); $('drop').classList.add('over'); });
+$('drop').addEventListener('dragleave', () => $('drop').classList.remove('over'));
+$('drop').addEventListener('drop', dropped);
+$('drop').addEventListener('keydown', (e) => {
+  if (e.target === $('drop') && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); $('files').click(); }
+});
+$('previews').addEventListener('change', () => items.forEach(render));
+$('submit').addEventListener('click', submit);
+$('download').addEventListener('click', download);
+renderAll();
+document.body.dataset.ready = '1';
