@@ -38,6 +38,7 @@ class Browser:
     def __init__(self, download_dir: pathlib.Path):
         require_browser()
         self.profile = tempfile.mkdtemp(prefix="hashmatch-chromium-")
+        self.download_dir = download_dir
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in FLAGS + [f"--user-data-dir={self.profile}"]:
@@ -86,11 +87,12 @@ class Browser:
 
     def requests(self) -> list[dict]:
         """Every request since the browser started: {url, method, body (bytes or None),
-        has_body}. The body comes from the DevTools log, so nothing in the page can hide it."""
+        has_body, document (the page that made it)}. The body comes from the DevTools log, so nothing in the page can hide it."""
         for entry in self.driver.get_log("performance"):
             message = json.loads(entry["message"])["message"]
             if message["method"] == "Network.requestWillBeSent":
-                self._events.append(message["params"]["request"])
+                self._events.append({**message["params"]["request"],
+                                     "documentURL": message["params"].get("documentURL", "")})
         out = []
         for request in self._events:
             body = None
@@ -100,5 +102,6 @@ class Browser:
             elif "postData" in request:
                 body = request["postData"].encode("utf-8", "surrogateescape")
             out.append({"url": request["url"], "method": request["method"], "body": body,
-                        "has_body": bool(request.get("hasPostData"))})
+                        "has_body": bool(request.get("hasPostData")),
+                        "document": request["documentURL"]})
         return out

@@ -120,10 +120,13 @@ async function hashItem(item) {
   note(item, 'hashing');
   const md5Share = item.kind === 'video' ? 0.3 : 0.5;
   const md5 = await md5File(item.file, (p) => setProgress(p * md5Share));
+  item.li.dataset.md5 = hex(md5);
   if (item.kind === 'video') {
     item.frames = await videoFrames(item.file, (p) => setProgress(md5Share + p * (1 - md5Share)));
     item.md5 = md5;
     note(item, item.frames ? 'doneVideo' : 'doneVideoMd5', { frames: item.frames?.length });
+    item.li.dataset.frames = item.frames ? item.frames.map((f) => hex(f.pdq)).join(',') : '';
+    item.li.dataset.qualities = item.frames ? item.frames.map((f) => f.quality).join(',') : '';
   } else if (item.size > MAX_DECODE_BYTES) {
     item.md5 = md5;
     note(item, 'errTooManyPixels', { width: '?', height: '?' }, true);
@@ -163,7 +166,14 @@ async function drain() {
   try {
     while (queue.length) {
       const item = queue.shift();
-      if (await hashItem(item) && !item.removed) count++;
+      try {
+        if (await hashItem(item) && !item.removed) count++;
+      } catch (e) {
+        // One unreadable file must not stop the others or lose their hashes.
+        console.error(e);
+        note(item, 'errNotImage', {}, true);
+      }
+      item.li.dataset.done = '1';
       renderReview();
     }
   } finally {
