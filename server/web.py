@@ -97,7 +97,8 @@ class WebBridge:
         try:
             response = await handler(request)
         except web.HTTPException as e:
-            response = e
+            e.headers.update(SECURITY_HEADERS)
+            raise
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -81,6 +81,7 @@ class Browser:
         return [e["message"] for e in self.driver.get_log("browser")]
 
     def screenshot(self, path: pathlib.Path) -> None:
+        self.driver.set_window_size(1200, 800)
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
         self.driver.set_window_size(1200, max(800, min(height + 40, 4000)))
         self.driver.save_screenshot(str(path))
