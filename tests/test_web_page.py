@@ -136,6 +136,14 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
     assert video["md5"] == hash_file(VIDEO).md5.hex()
     frames = video["frames"].split(",")
     assert len(frames) >= 15, "Chromium decodes H.264 here, so the page must send vPDQ frames"
+    ffmpeg = [f.pdq.hex() for f in hash_file(VIDEO).frames]
+    print("vPDQ frames, browser vs FFmpeg (hashmatch hash), distances:",
+          [(int(a, 16) ^ int(b, 16)).bit_count() for a, b in zip(frames, ffmpeg)],
+          f"({len(frames)} vs {len(ffmpeg)} frames)")
+    review = browser.find("#review details")
+    review.click()  # every frame hash that will be sent is there to see
+    assert review.text.split("\n")[1:] == [f"{h} ({q})" for h, q in zip(
+        frames, video["qualities"].split(","))]
     browser.screenshot(artefacts / "2-review.png")
 
     browser.find("#submit").click()

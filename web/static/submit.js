@@ -53,12 +53,27 @@ function sendable() {
   return items.filter((item) => item.md5 && !item.duplicate);
 }
 
+// A video's frame hashes, folded: every one of them is sent, so every one can be seen.
+function framesList(frames) {
+  const details = document.createElement('details');
+  const summary = document.createElement('summary');
+  summary.textContent = t('framesCount', { frames: frames.length });
+  const list = document.createElement('ol');
+  list.start = 0;
+  for (const frame of frames) {
+    const li = document.createElement('li');
+    li.textContent = `${hex(frame.pdq)} (${frame.quality})`;
+    list.append(li);
+  }
+  details.append(summary, list);
+  return details;
+}
+
 function renderReview() {
   const rows = sendable().map((item) => {
     const tr = document.createElement('tr');
     const cells = [item.name, t(item.kind === 'video' ? 'kindVideo' : 'kindImage'), hex(item.md5),
-      item.kind === 'video' ? (item.frames ? t('framesCount', { frames: item.frames.length }) : '')
-        : (item.pdq ? hex(item.pdq) : ''),
+      item.kind === 'video' ? '' : (item.pdq ? hex(item.pdq) : ''),
       item.kind === 'video' || !item.pdq ? '' : String(item.quality)];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
@@ -66,6 +81,7 @@ function renderReview() {
       if (i === 2 || i === 3) td.className = 'hash';
       tr.append(td);
     });
+    if (item.frames?.length) tr.cells[3].append(framesList(item.frames));
     return tr;
   });
   $('review').tBodies[0].replaceChildren(...rows);
