@@ -71,7 +71,7 @@ def test_pages_are_served_with_a_strict_csp_and_nothing_outside_static(site):
     assert headers["Content-Security-Policy"] == CSP
     assert "default-src 'self'" in CSP and "'unsafe-inline'" not in CSP
     assert http(base + "/pdq.wasm")[1]["Content-Type"] == "application/wasm"
-    for name in ("/status.html", "/withdraw.html", "/style.css", "/i18n.js"):
+    for name in ("/case.html", "/style.css", "/i18n.js", "/index.html"):
         assert http(base + name)[0] == 200, name
     for name in ("/nope.js", "/%2e%2e/setup.py", "/..%2fsetup.py", "/web/static/index.html"):
         status, headers, _ = http(base + name)

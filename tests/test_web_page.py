@@ -162,7 +162,7 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
         assert [h.kind for h in hits] == ["pdq"] and 0 < hits[0].distance <= 31
         assert [h.kind for h in platform.match_video(video_hashes)] == ["vpdq"]
 
-        browser.open(url + "status.html")
+        browser.open(url + "case.html?do=status")
         browser.find("#case-id").send_keys(case_id)
         browser.find("#pin").send_keys(pin)
         browser.find("button[type=submit]").click()
@@ -171,7 +171,7 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
         assert "1 photo(s), 1 video(s)" in browser.text("#answer")
         browser.screenshot(artefacts / "4-status.png")
 
-        browser.open(url + "withdraw.html")
+        browser.open(url + "case.html?do=withdraw")
         browser.find("#case-id").send_keys(case_id)
         browser.find("#pin").send_keys("0" * len(pin) if pin != "0" * len(pin) else "1" * len(pin))
         browser.find("#confirm").click()
@@ -223,13 +223,13 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
     assert stored == ["", 0, 0, 0]
 
 
-@pytest.mark.parametrize("page", ["index.html", "status.html", "withdraw.html"])
+@pytest.mark.parametrize("page", ["index.html?", "case.html?do=status&", "case.html?do=withdraw&"])
 def test_pages_have_no_accessibility_violations_in_both_languages(site, browser, page):
     assert AXE.exists(), f"{AXE} missing: scripts/test.sh runs npm install in tests/node"
     _, url, _ = site
     for lang in ("en", "es"):
-        browser.open(f"{url}{page}?lang={lang}")
-        if page == "index.html":
+        browser.open(f"{url}{page}lang={lang}")
+        if page == "index.html?":
             choose(browser, IMAGES[:2])
             hashed_items(browser, 2)
         assert browser.driver.execute_script("return document.documentElement.lang") == lang
@@ -238,7 +238,7 @@ def test_pages_have_no_accessibility_violations_in_both_languages(site, browser,
             "const done = arguments[arguments.length - 1];"
             "axe.run(document).then(r => done(r.violations.map(v => "
             "({id: v.id, nodes: v.nodes.map(n => n.target.join(' '))}))));")
-        assert result == [], f"{page}?lang={lang}: {json.dumps(result)}"
+        assert result == [], f"{page}lang={lang}: {json.dumps(result)}"
 
 
 def test_language_switch_translates_every_string_in_place(site, browser, artefacts):
@@ -258,6 +258,10 @@ def test_language_switch_translates_every_string_in_place(site, browser, artefac
     assert browser.text("h1") != english and browser.text("h1").startswith("Impide")
     assert browser.text("#list .note").startswith("Listo")  # hashed work kept, now in Spanish
     assert browser.driver.execute_script("return location.search") == "?lang=es"
+    links = browser.driver.execute_script(
+        "return [...document.querySelectorAll('nav a')].map(a => a.getAttribute('href'))")
+    assert links == ["/index.html?lang=es", "/case.html?do=status&lang=es",
+                     "/case.html?do=withdraw&lang=es"]
     browser.screenshot(artefacts / "7-spanish.png")
 
 

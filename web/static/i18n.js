@@ -161,29 +161,59 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ''));
 }
 
-// Fills every data-i18n / data-i18n-label element and the language links.
-export function translatePage() {
+const PAGES = [['index.html', 'navSubmit'], ['case.html?do=status', 'navStatus'],
+  ['case.html?do=withdraw', 'navWithdraw']];
+
+// The header every page shares: page links and the language switch.
+function buildHeader() {
+  const header = document.getElementById('site-header');
+  const nav = document.createElement('nav');
+  nav.dataset.i18nLabel = 'navLabel';
+  for (const [href, key] of PAGES) {
+    const a = document.createElement('a');
+    a.dataset.pageLink = href;
+    a.dataset.i18n = key;
+    nav.append(a);
+  }
+  const label = document.createElement('label');
+  label.htmlFor = 'lang';
+  label.dataset.i18n = 'language';
+  const select = document.createElement('select');
+  select.id = 'lang';
+  for (const code of LANGUAGES) select.add(new Option(CATALOGUE[code].langName, code));
+  header.append(nav, label, select);
+  return select;
+}
+
+function withLanguage(href) {
+  const url = new URL(href, location.href);
+  url.searchParams.set('lang', lang);
+  return url.pathname + url.search;
+}
+
+// Fills every data-i18n / data-i18n-label element and the page links; `titleKey` names the title.
+export function translatePage(titleKey) {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
   for (const el of document.querySelectorAll('[data-i18n-label]')) {
     el.setAttribute('aria-label', t(el.dataset.i18nLabel));
   }
   for (const a of document.querySelectorAll('a[data-page-link]')) {
-    a.href = `${a.dataset.pageLink}?lang=${lang}`;
+    a.href = withLanguage(a.dataset.pageLink);
   }
-  document.title = t(document.body.dataset.title);
+  document.title = t(titleKey);
 }
 
-// The language switch: changes the words in place (work on the page is kept) and the URL.
-export function setupLanguageSwitch(onChange) {
-  const select = document.getElementById('lang');
-  for (const code of LANGUAGES) select.add(new Option(CATALOGUE[code].langName, code));
+// Builds the header; the language switch changes the words in place (work on the page is kept)
+// and the URL. `onChange` re-renders what the page wrote itself.
+export function setupPage(titleKey, onChange) {
+  const select = buildHeader();
   select.value = lang;
   select.addEventListener('change', () => {
     lang = select.value;
-    history.replaceState(null, '', `?lang=${lang}`);
-    translatePage();
+    history.replaceState(null, '', withLanguage(location.href));
+    translatePage(titleKey);
     onChange();
   });
-  translatePage();
+  translatePage(titleKey);
 }

@@ -1,7 +1,7 @@
 // The submit page: choose files, hash them here (MD5 + PDQ, vPDQ frames for videos), show
 // exactly what will be sent, send it over gRPC-Web, show the case id and PIN once. Files,
 // previews and names never leave the page; only the review table's hashes are sent.
-import { setupLanguageSwitch, t } from './i18n.js';
+import { setupPage, t } from './i18n.js';
 import { md5File } from './md5.js';
 import { ImageError, MIN_TRUSTED_QUALITY, pdqOfImage } from './pdq.js';
 import { videoFrames } from './video.js';
@@ -254,7 +254,7 @@ async function dropped(event) {
   } else addFiles([...event.dataTransfer.files]);
 }
 
-setupLanguageSwitch(() => { renderAll(); $('submit').textContent = t('submit'); });
+setupPage('titleSubmit', () => { renderAll(); $('submit').textContent = t('submit'); });
 for (const id of ['files', 'folder']) {
   $(id).addEventListener('change', (e) => { addFiles([...e.target.files]); e.target.value = ''; });
 }
