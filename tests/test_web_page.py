@@ -20,6 +20,8 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from hashmatch.clients.client import HashmatchClient
 from hashmatch.clients.hashing import hash_file
@@ -164,8 +166,7 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
 
         browser.open(url + "case.html?do=status")
         browser.find("#case-id").send_keys(case_id)
-        browser.find("#pin").send_keys(pin)
-        browser.find("button[type=submit]").click()
+        browser.find("#pin").send_keys(pin + Keys.ENTER)  # the keyboard alone sends the form
         browser.wait(lambda: browser.text("#answer"), "status answer")
         assert browser.text("#answer").startswith("Active:")
         assert "1 photo(s), 1 video(s)" in browser.text("#answer")
@@ -239,6 +240,22 @@ def test_pages_have_no_accessibility_violations_in_both_languages(site, browser,
             "axe.run(document).then(r => done(r.violations.map(v => "
             "({id: v.id, nodes: v.nodes.map(n => n.target.join(' '))}))));")
         assert result == [], f"{page}lang={lang}: {json.dumps(result)}"
+
+
+def test_keyboard_reaches_every_control_in_order(site, browser):
+    _, url, _ = site
+    browser.open(url)
+    choose(browser, IMAGES[:1])
+    hashed_items(browser, 1)
+    reached = []
+    for _ in range(11):
+        ActionChains(browser.driver).send_keys(Keys.TAB).perform()
+        reached.append(browser.driver.execute_script(
+            "const e = document.activeElement; return e.id || e.getAttribute('href') || "
+            "e.getAttribute('aria-label') || e.tagName"))
+    assert reached == ["#main", "/index.html?lang=en", "/case.html?do=status&lang=en",
+                       "/case.html?do=withdraw&lang=en", "lang", "drop", "files", "folder",
+                       "previews", f"Remove {os.path.basename(IMAGES[0])}", "submit"]
 
 
 def test_language_switch_translates_every_string_in_place(site, browser, artefacts):

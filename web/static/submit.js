@@ -145,7 +145,8 @@ async function hashItem(item) {
     item.li.dataset.qualities = item.frames ? item.frames.map((f) => f.quality).join(',') : '';
   } else if (item.size > MAX_DECODE_BYTES) {
     item.md5 = md5;
-    note(item, 'errTooManyPixels', { width: '?', height: '?' }, true);
+    note(item, 'errTooBigToOpen', { size: humanSize(item.size), limit: humanSize(MAX_DECODE_BYTES) },
+      true);
   } else {
     try {
       const r = await pdqOfImage(item.file);
