@@ -57,10 +57,12 @@ def unwrap_request(body: bytes) -> bytes:
     """The single message of a unary gRPC-Web request body; ValueError if it is not exactly one
     uncompressed message frame."""
     if len(body) < FRAME_HEADER.size:
-        raise ValueError(f"gRPC-Web body must start with a 5-byte frame header, got {len(body)} bytes")
+        raise ValueError("gRPC-Web body must start with a 5-byte frame header, got "
+                         f"{len(body)} bytes")
     flags, length = FRAME_HEADER.unpack_from(body)
     if flags != 0:
-        raise ValueError(f"first gRPC-Web frame must be an uncompressed message, got flags {flags:#x}")
+        raise ValueError("first gRPC-Web frame must be an uncompressed message, got flags "
+                         f"{flags:#x}")
     if len(body) != FRAME_HEADER.size + length:
         raise ValueError(f"gRPC-Web frame says {length} bytes, body has "
                          f"{len(body) - FRAME_HEADER.size} after the header")
@@ -105,9 +107,8 @@ class WebBridge:
     async def start(self, host: str, port: int) -> int:
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host or "0.0.0.0", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await web.TCPSite(self.runner, host or "0.0.0.0", port).start()
+        self.port = self.runner.addresses[0][1]
         return self.port
 
     async def stop(self) -> None:
@@ -130,7 +131,8 @@ class WebBridge:
                                         "the Cases service")
         if request.content_type not in GRPC_WEB_TYPES:
             raise web.HTTPUnsupportedMediaType(
-                text=f"content type must be application/grpc-web+proto, got {request.content_type!r}")
+                text="content type must be application/grpc-web+proto, got "
+                     f"{request.content_type!r}")
         body = await request.read()
         try:
             message = unwrap_request(body)
@@ -154,7 +156,8 @@ def local_target(listen: str, port: int) -> str:
 
 async def start_web(listen: str, grpc_listen: str, grpc_port: int,
                     max_message_bytes: int) -> WebBridge:
-    """Starts the page and bridge on `listen` (HOST:PORT, port 0 picks one); `bridge.port` is bound."""
+    """Starts the page and bridge on `listen` (HOST:PORT, port 0 picks one); returns the bridge,
+    `bridge.port` bound."""
     host, _, port = listen.rpartition(":")
     bridge = WebBridge(local_target(grpc_listen, grpc_port), max_message_bytes)
     await bridge.start(host.strip("[]"), int(port))

@@ -56,7 +56,8 @@ def call(base: str, method: str, message: bytes) -> tuple[bytes | None, int, str
             trailers = dict(line.split(":", 1) for line in payload.decode().split("\r\n") if line)
         else:
             answer = payload
-    return answer, int(trailers["grpc-status"]), urllib.parse.unquote(trailers.get("grpc-message", ""))
+    message = urllib.parse.unquote(trailers.get("grpc-message", ""))
+    return answer, int(trailers["grpc-status"]), message
 
 
 def an_image() -> pb.SubmitCaseRequest:
@@ -117,7 +118,8 @@ def test_bridge_refuses_other_services_and_bad_requests_and_keeps_serving(site):
     for bad, rule in ((b"\x00\x00", "5-byte frame header"), (b"\x01\x00\x00\x00\x00", "flags 0x1"),
                       (grpc_web_frame(0, b"abc")[:-1], "says 3 bytes")):
         status, _, body = http(base + "/hashmatch.v1.Cases/SubmitCase", bad)
-        assert status == 200 and f"grpc-status:{grpc.StatusCode.INVALID_ARGUMENT.value[0]}".encode() in body
+        invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert status == 200 and f"grpc-status:{invalid}".encode() in body
         assert urllib.parse.quote(rule, safe=" ").encode() in body, (bad, body)
     status, _, _ = http(base + "/hashmatch.v1.Cases/SubmitCase", grpc_web_frame(0, bytes(70_000)))
     assert status == 413  # over max_message_bytes: refused before it reaches the servicer
@@ -151,7 +153,8 @@ def test_md5_js_equals_hashlib_across_block_and_chunk_edges():
               "const out = [];"
               f"for (const n of {json.dumps(sizes)}) {{"
               "  const b = Uint8Array.from({length: n}, (_, i) => (i * 7 + (i >> 8)) & 255);"
-              "  const m = new Md5(); m.update(b.subarray(0, n >> 1)); m.update(b.subarray(n >> 1));"
+              "  const m = new Md5();"
+              "  m.update(b.subarray(0, n >> 1)); m.update(b.subarray(n >> 1));"
               "  out.push(Buffer.from(m.digest()).toString('hex'));"
               "}"
               "console.log(JSON.stringify(out));")

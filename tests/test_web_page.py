@@ -11,7 +11,7 @@ folder (HASHMATCH_WEB_ARTEFACTS, else a temporary folder; its path is printed).
 from __future__ import annotations
 
 import glob
-import io
+import hashlib
 import json
 import os
 import pathlib
@@ -99,24 +99,31 @@ def test_page_hashes_equal_hashmatch_hash_and_bad_files_lose_nothing(site, brows
     huge = tmp_path / "huge.mp4"
     with open(huge, "wb") as f:  # sparse: 3 GiB that take no disk
         f.truncate(3 * 1024 ** 3)
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:  # over the 64 MiB the page decodes: MD5 only
+        f.truncate(65 * 1024 ** 2)
     browser.open(url)
-    choose(browser, [*IMAGES[:3], not_image, tiny, huge, *IMAGES[3:]])
-    rows = hashed_items(browser, len(IMAGES) + 3)
+    choose(browser, [*IMAGES[:3], not_image, tiny, huge, big, *IMAGES[3:]])
+    rows = hashed_items(browser, len(IMAGES) + 4)
     browser.screenshot(artefacts / "1-hashed.png")
 
     for path in IMAGES:
         want, got = hash_file(path), rows[os.path.basename(path)]
         assert got["md5"] == want.md5.hex(), path
         assert (got["pdq"], int(got["quality"])) == (want.pdq.hex(), want.quality), path
-    messages = {name: rows[name]["note"] for name in ("notes.jpg", "tiny.png", "huge.mp4")}
+    messages = {name: rows[name]["note"]
+                for name in ("notes.jpg", "tiny.png", "huge.mp4", "big.jpg")}
+    assert "65.0 MB" in messages["big.jpg"] and "64.0 MB" in messages["big.jpg"]
+    assert rows["big.jpg"]["md5"] == hashlib.md5(bytes(65 * 1024 ** 2)).hexdigest()
     assert messages["notes.jpg"] == catalogue(browser, "errNotImage")
     assert "3×3 pixels" in messages["tiny.png"]
     assert "3.0 GB" in messages["huge.mp4"] and "2.0 GB" in messages["huge.mp4"]
     review = browser.driver.execute_script(
-        "return [...document.querySelectorAll('#review tbody tr')].map(r => r.cells[0].textContent)")
-    # Every conformance photo and the tiny one (its MD5) are still there to send; the text file
-    # and the huge file are not.
-    assert sorted(review) == sorted([os.path.basename(p) for p in IMAGES] + ["tiny.png"])
+        "return [...document.querySelectorAll('#review tbody tr')]"
+        ".map(r => r.cells[0].textContent)")
+    # Every conformance photo, the tiny and the big one (their MD5s) are still there to send; the
+    # text file and the huge file are not.
+    assert sorted(review) == sorted([os.path.basename(p) for p in IMAGES] + ["tiny.png", "big.jpg"])
     assert browser.find("#submit").is_enabled()
 
 
@@ -302,7 +309,8 @@ def test_measure_page_hashing_speed_against_pdqhash(site, browser, artefacts, tm
     pdqhash = pytest.importorskip("pdqhash", reason="pdqhash comes with the bench extra")
     _, url, _ = site
     copies = 12
-    with Image.open(CONFORMANCE / "images" / "reg-test-input" / "dih" / "bridge-1-original.jpg") as img:
+    source = CONFORMANCE / "images" / "reg-test-input" / "dih" / "bridge-1-original.jpg"
+    with Image.open(source) as img:
         photo = img.convert("RGB").resize((1920, 1080))
     paths = []
     for i in range(copies):  # a comment apiece, so no copy is a duplicate of another

@@ -88,7 +88,8 @@ class Browser:
 
     def requests(self) -> list[dict]:
         """Every request since the browser started: {url, method, body (bytes or None),
-        has_body, document (the page that made it)}. The body comes from the DevTools log, so nothing in the page can hide it."""
+        has_body, document (the page that made it)}. The body comes from the DevTools log, so
+        nothing in the page can hide it."""
         for entry in self.driver.get_log("performance"):
             message = json.loads(entry["message"])["message"]
             if message["method"] == "Network.requestWillBeSent":
