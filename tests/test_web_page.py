@@ -127,6 +127,52 @@ def test_page_hashes_equal_hashmatch_hash_and_bad_files_lose_nothing(site, brows
     assert browser.find("#submit").is_enabled()
 
 
+def pixel_rule_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """One photo in every EXIF orientation and in the Pillow modes the core converts."""
+    source = CONFORMANCE / "images" / "reg-test-input" / "labelme-subset" / "q0122.jpg"
+    with Image.open(source) as img:
+        rgb = img.convert("RGB").crop((0, 0, 256, 200))  # not square: transposes show
+    files = {}
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        files[f"orientation-{orientation}.jpg"] = rgb, {"exif": exif.tobytes(), "quality": 92}
+    files["palette.png"] = rgb.quantize(64), {}
+    files["grey.png"] = rgb.convert("L"), {}
+    files["grey-16bit.png"] = Image.fromarray(
+        (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257 + 100).astype(np.uint16)), {}
+    files["opaque-alpha.png"] = rgb.convert("RGBA"), {}
+    files["cmyk.jpg"] = rgb.convert("CMYK"), {"quality": 95}
+    paths = {}
+    for name, (img, options) in files.items():
+        paths[name] = folder / name
+        img.save(paths[name], **options)
+    see_through = rgb.convert("RGBA")
+    see_through.putpixel((5, 5), (1, 2, 3, 0))
+    paths["see-through.png"] = folder / "see-through.png"
+    see_through.save(paths["see-through.png"])
+    return paths
+
+
+def test_page_follows_the_cores_pixel_rules(site, browser, tmp_path):
+    """EXIF orientation (all 8), palette, grey, 16-bit grey, alpha and CMYK as clients/hashing.py:
+    equal PDQ, or (for transparency) MD5 only with a message."""
+    _, url, _ = site
+    paths = pixel_rule_files(tmp_path)
+    browser.open(url)
+    choose(browser, paths.values())
+    rows = hashed_items(browser, len(paths))
+    differ = {}
+    for name, path in paths.items():
+        want, got = hash_file(path), rows[name]
+        assert got["md5"] == want.md5.hex(), name
+        if name == "see-through.png":
+            assert "pdq" not in got and got["note"] == catalogue(browser, "errTransparent")
+        elif got["pdq"] != want.pdq.hex():
+            differ[name] = (int(got["pdq"], 16) ^ int(want.pdq.hex(), 16)).bit_count()
+    assert differ == {}, f"PDQ distance to hashmatch hash: {differ}"
+
+
 def edited_copy(path, out: pathlib.Path) -> pathlib.Path:
     """What a re-uploader might post: scaled to 80 %, a strip cropped, saved at JPEG quality 70."""
     with Image.open(path) as img:
