@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import time
 
 import numpy as np
@@ -350,38 +351,43 @@ def test_first_load_is_under_300_kb_without_the_wasm_module(site, browser):
 
 
 def test_measure_page_hashing_speed_against_pdqhash(site, browser, artefacts, tmp_path):
-    """Images per second on the same 1080p photo, page and Python in the same run (recorded in
+    """Images per second on the same 1080p photo, page and Python in turns in the same run, best
+    of 3 rounds each, since other work on the machine disturbs single rounds (recorded in
     docs/WEB.md; no pass/fail on time). The page's figure includes MD5, decode and PDQ."""
     pdqhash = pytest.importorskip("pdqhash", reason="pdqhash comes with the bench extra")
     _, url, _ = site
-    copies = 12
+    copies, rounds = 8, 3
     source = CONFORMANCE / "images" / "reg-test-input" / "dih" / "bridge-1-original.jpg"
     with Image.open(source) as img:
         photo = img.convert("RGB").resize((1920, 1080))
-    paths = []
-    for i in range(copies):  # a comment apiece, so no copy is a duplicate of another
-        paths.append(tmp_path / f"photo-1080p-{i}.jpg")
-        photo.save(paths[-1], quality=90, comment=f"copy {i}".encode())
-    browser.open(url)
-    choose(browser, paths)
-    rows = hashed_items(browser, copies)
-    assert rows[paths[0].name]["pdq"] == hash_file(paths[0]).pdq.hex()
-    page_rate = browser.driver.execute_script(
-        "return document.getElementById('speed').textContent")
-
-    started = time.perf_counter()
-    for path in paths:
-        with Image.open(path) as img:
-            pdqhash.compute(np.asarray(img.convert("RGB")))
-    python_rate = copies / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for path in paths:
-        hash_file(path)
-    hashmatch_rate = copies / (time.perf_counter() - started)
-    result = {"photo": "1920x1080 JPEG q90", "copies": copies, "page": page_rate,
-              "pdqhash_python_images_per_s": round(python_rate, 2),
-              "hashmatch_hash_images_per_s": round(hashmatch_rate, 2),
+    page, python, core = [], [], []
+    for r in range(rounds):
+        paths = []
+        for i in range(copies):  # a comment apiece, so no copy is a duplicate of another
+            paths.append(tmp_path / f"photo-1080p-{r}-{i}.jpg")
+            photo.save(paths[-1], quality=90, comment=f"copy {r} {i}".encode())
+        browser.open(url)
+        choose(browser, paths)
+        rows = hashed_items(browser, copies)
+        assert rows[paths[0].name]["pdq"] == hash_file(paths[0]).pdq.hex()
+        text = browser.text("#speed")
+        page.append(float(re.search(r"\(([\d.]+) per second", text).group(1)))
+        started = time.perf_counter()
+        for path in paths:
+            with Image.open(path) as img:
+                pdqhash.compute(np.asarray(img.convert("RGB")))
+        python.append(copies / (time.perf_counter() - started))
+        started = time.perf_counter()
+        for path in paths:
+            hash_file(path)
+        core.append(copies / (time.perf_counter() - started))
+    result = {"photo": "1920x1080 JPEG q90", "copies": copies, "rounds": rounds,
+              "page_images_per_s": page,
+              "pdqhash_python_images_per_s": [round(x, 2) for x in python],
+              "hashmatch_hash_images_per_s": [round(x, 2) for x in core],
+              "best": {"page": max(page), "pdqhash": round(max(python), 2),
+                       "hashmatch_hash": round(max(core), 2)},
               "load_average": os.getloadavg()}
     (artefacts / "speed.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
-    assert python_rate > 0 and "per second" in page_rate
+    assert min(page) > 0 and min(python) > 0

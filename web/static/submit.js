@@ -2,8 +2,7 @@
 // exactly what will be sent, send it over gRPC-Web, show the case id and PIN once. Files,
 // previews and names never leave the page; only the review table's hashes are sent.
 import { setupPage, t } from './i18n.js';
-import { md5File } from './md5.js';
-import { ImageError, MIN_TRUSTED_QUALITY, pdqOfImage } from './pdq.js';
+import { MIN_TRUSTED_QUALITY } from './pdq.js';
 import { videoFrames } from './video.js';
 import { submitCase } from './grpcweb.js';
 import { errorMessage, hex, humanSize } from './common.js';
@@ -127,15 +126,43 @@ function removeItem(item) {
   renderAll();
 }
 
+const LANES = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2));
+const idleWorkers = [];
+
+// MD5 (and PDQ when `pdq`) of a file in a worker: {md5, pdq, error}; progress(fraction) on MD5.
+function hashInWorker(file, pdq, progress) {
+  const worker = idleWorkers.pop() || new Worker('hash-worker.js', { type: 'module' });
+  return new Promise((resolve) => {
+    worker.onmessage = ({ data }) => {
+      if ('progress' in data) return progress(data.progress);
+      idleWorkers.push(worker);
+      return resolve(data);
+    };
+    worker.onerror = (e) => {
+      console.error(e.message);
+      worker.terminate();
+      resolve({ error: { key: 'unreadable' } });
+    };
+    worker.postMessage({ file, pdq });
+  });
+}
+
 async function hashItem(item) {
   const setProgress = (p) => { item.progress = p; item.li.querySelector('progress').value = p; };
   if (item.size > MAX_FILE_BYTES) {
-    note(item, 'errTooLarge', { size: humanSize(item.size), limit: humanSize(MAX_FILE_BYTES) }, true);
+    note(item, 'errTooLarge', { size: humanSize(item.size), limit: humanSize(MAX_FILE_BYTES) },
+      true);
     return false;
   }
   note(item, 'hashing');
   const md5Share = item.kind === 'video' ? 0.3 : 0.5;
-  const md5 = await md5File(item.file, (p) => setProgress(p * md5Share));
+  const wantPdq = item.kind === 'image' && item.size <= MAX_DECODE_BYTES;
+  const { md5, pdq: r, error } = await hashInWorker(item.file, wantPdq,
+    (p) => setProgress(p * md5Share));
+  if (!md5) {
+    note(item, 'errNotImage', {}, true);
+    return false;
+  }
   item.li.dataset.md5 = hex(md5);
   if (item.kind === 'video') {
     item.frames = await videoFrames(item.file, (p) => setProgress(md5Share + p * (1 - md5Share)));
@@ -143,44 +170,40 @@ async function hashItem(item) {
     note(item, item.frames ? 'doneVideo' : 'doneVideoMd5', { frames: item.frames?.length });
     item.li.dataset.frames = item.frames ? item.frames.map((f) => hex(f.pdq)).join(',') : '';
     item.li.dataset.qualities = item.frames ? item.frames.map((f) => f.quality).join(',') : '';
-  } else if (item.size > MAX_DECODE_BYTES) {
+  } else if (!wantPdq) {
     item.md5 = md5;
     note(item, 'errTooBigToOpen', { size: humanSize(item.size), limit: humanSize(MAX_DECODE_BYTES) },
       true);
+  } else if (error) {
+    if (error.key !== 'notImage') item.md5 = md5;
+    note(item, `err${error.key[0].toUpperCase()}${error.key.slice(1)}`, error.params, true);
   } else {
-    try {
-      const r = await pdqOfImage(item.file);
-      item.md5 = md5;
-      // Every computed PDQ, even one too weak to send, so a test can compare it with the core's.
-      item.li.dataset.pdq = hex(r.pdq);
-      item.li.dataset.quality = r.quality;
-      if (r.quality < MIN_TRUSTED_QUALITY) {
-        note(item, 'errTooSmall', { width: r.width, height: r.height }, true);
-      } else {
-        Object.assign(item, { pdq: r.pdq, quality: r.quality, width: r.width, height: r.height });
-        note(item, 'doneImage');
-      }
-    } catch (e) {
-      if (!(e instanceof ImageError)) throw e;
-      if (e.key !== 'notImage') item.md5 = md5;
-      note(item, e.key === 'notImage' ? 'errNotImage' : `err${e.key[0].toUpperCase()}${e.key.slice(1)}`,
-        e.params, true);
+    item.md5 = md5;
+    // Every computed PDQ, even one too weak to send, so a test can compare it with the core's.
+    item.li.dataset.pdq = hex(r.pdq);
+    item.li.dataset.quality = r.quality;
+    if (r.quality < MIN_TRUSTED_QUALITY) {
+      note(item, 'errTooSmall', { width: r.width, height: r.height }, true);
+    } else {
+      Object.assign(item, { pdq: r.pdq, quality: r.quality, width: r.width, height: r.height });
+      note(item, 'doneImage');
     }
   }
   setProgress(1);
-  if (item.md5 && items.some((o) => o !== item && o.md5 && hex(o.md5) === hex(item.md5))) {
+  if (items.some((o) => o !== item && o.md5 && hex(o.md5) === hex(md5))) {
     item.duplicate = true;
     note(item, 'errDuplicate', {}, true);
   }
   return Boolean(item.md5);
 }
 
+// Hashes the queue, LANES files at a time; the rate shown covers the whole batch.
 async function drain() {
   if (running) return;
   running = true;
   const started = performance.now();
   let count = 0;
-  try {
+  const lane = async () => {
     while (queue.length) {
       const item = queue.shift();
       try {
@@ -193,6 +216,9 @@ async function drain() {
       item.li.dataset.done = '1';
       renderReview();
     }
+  };
+  try {
+    await Promise.all(Array.from({ length: LANES }, lane));
   } finally {
     running = false;
     if (count) {
