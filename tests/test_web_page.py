@@ -100,12 +100,14 @@ def test_page_hashes_equal_hashmatch_hash_and_bad_files_lose_nothing(site, brows
     huge = tmp_path / "huge.mp4"
     with open(huge, "wb") as f:  # sparse: 3 GiB that take no disk
         f.truncate(3 * 1024 ** 3)
+    broken_video = tmp_path / "broken.mp4"
+    broken_video.write_bytes(np.random.default_rng(1).bytes(20_000))
     big = tmp_path / "big.jpg"
     with open(big, "wb") as f:  # over the 64 MiB the page decodes: MD5 only
         f.truncate(65 * 1024 ** 2)
     browser.open(url)
-    choose(browser, [*IMAGES[:3], not_image, tiny, huge, big, *IMAGES[3:]])
-    rows = hashed_items(browser, len(IMAGES) + 4)
+    choose(browser, [*IMAGES[:3], not_image, tiny, huge, big, broken_video, *IMAGES[3:]])
+    rows = hashed_items(browser, len(IMAGES) + 5)
     browser.screenshot(artefacts / "1-hashed.png")
 
     for path in IMAGES:
@@ -116,15 +118,18 @@ def test_page_hashes_equal_hashmatch_hash_and_bad_files_lose_nothing(site, brows
                 for name in ("notes.jpg", "tiny.png", "huge.mp4", "big.jpg")}
     assert "65.0 MB" in messages["big.jpg"] and "64.0 MB" in messages["big.jpg"]
     assert rows["big.jpg"]["md5"] == hashlib.md5(bytes(65 * 1024 ** 2)).hexdigest()
+    assert rows["broken.mp4"]["note"] == catalogue(browser, "doneVideoMd5")  # said plainly
+    assert rows["broken.mp4"]["md5"] == hash_file_md5(broken_video)
     assert messages["notes.jpg"] == catalogue(browser, "errNotImage")
     assert "3×3 pixels" in messages["tiny.png"]
     assert "3.0 GB" in messages["huge.mp4"] and "2.0 GB" in messages["huge.mp4"]
     review = browser.driver.execute_script(
         "return [...document.querySelectorAll('#review tbody tr')]"
         ".map(r => r.cells[0].textContent)")
-    # Every conformance photo, the tiny and the big one (their MD5s) are still there to send; the
-    # text file and the huge file are not.
-    assert sorted(review) == sorted([os.path.basename(p) for p in IMAGES] + ["tiny.png", "big.jpg"])
+    # Every conformance photo, the tiny and big photos and the broken video (their MD5s) are still
+    # there to send; the text file and the huge file are not.
+    assert sorted(review) == sorted([os.path.basename(p) for p in IMAGES]
+                                    + ["tiny.png", "big.jpg", "broken.mp4"])
     assert browser.find("#submit").is_enabled()
 
 
@@ -172,6 +177,10 @@ def test_page_follows_the_cores_pixel_rules(site, browser, tmp_path):
         elif got["pdq"] != want.pdq.hex():
             differ[name] = (int(got["pdq"], 16) ^ int(want.pdq.hex(), 16)).bit_count()
     assert differ == {}, f"PDQ distance to hashmatch hash: {differ}"
+
+
+def hash_file_md5(path) -> str:
+    return hashlib.md5(pathlib.Path(path).read_bytes()).hexdigest()
 
 
 def edited_copy(path, out: pathlib.Path) -> pathlib.Path:
@@ -310,6 +319,24 @@ def test_keyboard_reaches_every_control_in_order(site, browser):
     assert reached == ["#main", "/index.html?lang=en", "/case.html?do=status&lang=en",
                        "/case.html?do=withdraw&lang=en", "lang", "drop", "files", "folder",
                        "previews", f"Remove {os.path.basename(IMAGES[0])}", "submit"]
+
+
+def test_folder_choice_and_previews_stay_in_the_page(site, browser, tmp_path):
+    _, url, _ = site
+    folder = tmp_path / "holiday"
+    (folder / "inner").mkdir(parents=True)
+    for name, source in (("a.jpg", IMAGES[0]), ("inner/b.jpg", IMAGES[1])):
+        (folder / name).write_bytes(pathlib.Path(source).read_bytes())
+    browser.open(url)
+    browser.find("#folder").send_keys(str(folder))
+    rows = hashed_items(browser, 2)
+    assert sorted(rows) == ["holiday/a.jpg", "holiday/inner/b.jpg"]
+    assert rows["holiday/a.jpg"]["pdq"] == hash_file(IMAGES[0]).pdq.hex()
+    assert browser.driver.find_elements("css selector", "#list img") == []  # none unless asked
+    browser.find("#previews").click()
+    sources = [img.get_attribute("src") for img in
+               browser.driver.find_elements("css selector", "#list img")]
+    assert len(sources) == 2 and all(src.startswith("blob:") for src in sources)
 
 
 def test_language_switch_translates_every_string_in_place(site, browser, artefacts):
