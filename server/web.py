@@ -21,6 +21,7 @@ import importlib.resources
 import grpc
 from aiohttp import web
 
+from hashmatch.server.errors import InvalidRequest, RequestError, status_for
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 log = logging.getLogger("hashmatch.server.web")
@@ -30,6 +31,8 @@ CASE_METHODS = frozenset(f"/{m.full_name.rpartition('.')[0]}/{m.name}"
                          for m in pb.DESCRIPTOR.services_by_name["Cases"].methods)
 GRPC_WEB_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 CALL_TIMEOUT_S = 60.0
+# How long stopping waits for calls in progress (aiohttp's default is 60 s).
+SHUTDOWN_S = 5.0
 # No inline script or style, nothing from another origin; 'wasm-unsafe-eval' lets the page compile
 # its own PDQ module (same origin) and nothing else.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
@@ -54,18 +57,18 @@ def grpc_web_frame(flags: int, payload: bytes) -> bytes:
 
 
 def unwrap_request(body: bytes) -> bytes:
-    """The single message of a unary gRPC-Web request body; ValueError if it is not exactly one
-    uncompressed message frame."""
+    """The single message of a unary gRPC-Web request body; InvalidRequest if it is not exactly
+    one uncompressed message frame."""
     if len(body) < FRAME_HEADER.size:
-        raise ValueError("gRPC-Web body must start with a 5-byte frame header, got "
-                         f"{len(body)} bytes")
+        raise InvalidRequest("gRPC-Web body must start with a 5-byte frame header, got "
+                             f"{len(body)} bytes")
     flags, length = FRAME_HEADER.unpack_from(body)
     if flags != 0:
-        raise ValueError("first gRPC-Web frame must be an uncompressed message, got flags "
-                         f"{flags:#x}")
+        raise InvalidRequest("first gRPC-Web frame must be an uncompressed message, got flags "
+                             f"{flags:#x}")
     if len(body) != FRAME_HEADER.size + length:
-        raise ValueError(f"gRPC-Web frame says {length} bytes, body has "
-                         f"{len(body) - FRAME_HEADER.size} after the header")
+        raise InvalidRequest(f"gRPC-Web frame says {length} bytes, body has "
+                             f"{len(body) - FRAME_HEADER.size} after the header")
     return body[FRAME_HEADER.size:]
 
 
@@ -105,7 +108,7 @@ class WebBridge:
         return response
 
     async def start(self, host: str, port: int) -> int:
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S)
         await self.runner.setup()
         await web.TCPSite(self.runner, host or "0.0.0.0", port).start()
         self.port = self.runner.addresses[0][1]
@@ -138,8 +141,8 @@ class WebBridge:
             message = unwrap_request(body)
             answer = await self.calls[method](message, timeout=CALL_TIMEOUT_S)
             payload = grpc_web_frame(0, answer) + trailers(grpc.StatusCode.OK)
-        except ValueError as e:
-            payload = trailers(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except RequestError as e:
+            payload = trailers(*status_for(e))
         except grpc.aio.AioRpcError as e:
             payload = trailers(e.code(), e.details() or "")
         return web.Response(body=payload, content_type="application/grpc-web+proto")
