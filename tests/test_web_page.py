@@ -214,6 +214,9 @@ def test_submit_check_withdraw_and_the_copy_stops_matching(site, browser, artefa
     browser.find("#submit").click()
     browser.wait(lambda: browser.text("#case-pin"), "case id and PIN")
     case_id, pin = browser.text("#case-id"), browser.text("#case-pin")
+    # What was sent is no longer pending: it cannot go out twice by a second click.
+    assert browser.text("#review tbody") == catalogue(browser, "nothingToSend")
+    assert not browser.find("#submit").is_enabled()
     browser.find("#download").click()
     browser.screenshot(artefacts / "3-case-id-and-pin.png")
     saved = browser.wait(lambda: list(browser.download_dir.glob(f"hashmatch-case-{case_id}.txt")),

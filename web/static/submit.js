@@ -12,7 +12,7 @@ const MAX_DECODE_BYTES = 64 * 1024 ** 2;
 const $ = (id) => document.getElementById(id);
 const items = [];
 const queue = [];
-let running = false, batch = null, submitted = false, nextId = 0;
+let running = false, batch = null, nextId = 0;
 
 function note(item, key, params = {}, error = false) {
   item.note = { key, params, error };
@@ -48,8 +48,9 @@ function renderAll() {
   if (batch?.seconds) showSpeed();
 }
 
+// Hashed, not a duplicate, not already sent in a case.
 function sendable() {
-  return items.filter((item) => item.md5 && !item.duplicate);
+  return items.filter((item) => item.md5 && !item.duplicate && !item.sent);
 }
 
 // A video's frame hashes, folded: every one of them is sent, so every one can be seen.
@@ -83,9 +84,16 @@ function renderReview() {
     if (item.frames?.length) tr.cells[3].append(framesList(item.frames));
     return tr;
   });
+  if (!rows.length) {
+    const td = document.createElement('td');
+    td.colSpan = 5;
+    td.textContent = t('nothingToSend');
+    rows.push(document.createElement('tr'));
+    rows[0].append(td);
+  }
   $('review').tBodies[0].replaceChildren(...rows);
   const busy = running || queue.length > 0;
-  $('submit').disabled = busy || submitted || rows.length === 0;
+  $('submit').disabled = busy || sendable().length === 0;
 }
 
 function showSpeed() {
@@ -94,7 +102,6 @@ function showSpeed() {
 }
 
 function addFiles(files) {
-  if (files.length) submitted = false;
   for (const file of files) {
     const item = { id: nextId++, file, name: file.webkitRelativePath || file.name, size: file.size,
       kind: file.type.startsWith('video/') ? 'video' : 'image', progress: 0, note: null };
@@ -236,7 +243,7 @@ async function submit() {
   $('submit').textContent = t('sending');
   try {
     const answer = await submitCase(chosen);
-    submitted = true;
+    for (const item of chosen) item.sent = true;
     $('case-id').textContent = answer.case_id;
     $('case-pin').textContent = answer.pin;
     $('submitted').textContent = t('submitted', { count: chosen.length });
