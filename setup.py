@@ -54,14 +54,16 @@ def full_distribution() -> dict:
         description="gRPC hash-matching server with a compiled core (PDQ, MD5, vPDQ)",
         python_requires=">=3.11",
         packages=["hashmatch.core", "hashmatch.server", "hashmatch.clients",
-                  "hashmatch.v1"],
+                  "hashmatch.v1", "hashmatch.web"],
         package_dir={
             "hashmatch.core": "core",
             "hashmatch.server": "server",
             "hashmatch.clients": "clients",
             "hashmatch.v1": "proto/hashmatch/v1",
+            "hashmatch.web": "web",
         },
-        package_data={"hashmatch.v1": ["*.proto", "*.pyi"], "hashmatch.core": ["*.pyi"]},
+        package_data={"hashmatch.v1": ["*.proto", "*.pyi"], "hashmatch.core": ["*.pyi"],
+                      "hashmatch.web": ["static/*"]},
         ext_modules=[core_extension("_kernels"), core_extension("_pdq")],
         cmdclass={"build_ext": build_ext},
         install_requires=[
@@ -77,11 +79,13 @@ def full_distribution() -> dict:
             "pillow-heif>=0.18",
             "av>=14",
             "tqdm>=4.66",
+            "aiohttp>=3.9",
         ],
         extras_require={
             "test": [
                 "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-benchmark>=4",
                 "grpcio-tools==1.85.1", "psutil>=5.9", "cryptography>=42",
+                "selenium>=4.20",
             ],
             "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",
                       "pdqhash>=0.2.7"],

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs hashmatch into .venv and runs the server on the embedded SQLite store.
 # Extra arguments go to `hashmatch serve` (e.g. --listen 127.0.0.1:50051 --db hashmatch.db).
+# HASHMATCH_WEB_LISTEN=HOST:PORT (or --web-listen HOST:PORT) also serves the person's web page
+# there (docs/WEB.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/hashmatch serve "$@"
+web=()
+[ -n "${HASHMATCH_WEB_LISTEN:-}" ] && web=(--web-listen "$HASHMATCH_WEB_LISTEN")
+exec .venv/bin/hashmatch serve "${web[@]}" "$@"

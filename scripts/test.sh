@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Installs everything the tests need into .venv (and tests/node/node_modules) and runs the whole
-# suite. Safe to run again: each step is quick when there is nothing new to do.
+# Installs everything the tests need (.venv, tests/node/node_modules, Debian's chromium and
+# emscripten) and runs the whole suite. Safe to run again: each step is quick when there is
+# nothing new to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test,bench
+# The web page's tests drive Debian's Chromium; emcc rebuilds the page's PDQ (scripts/build_web.sh).
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v emcc >/dev/null 2>&1 || need+=(emscripten)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
 if command -v npm >/dev/null 2>&1; then
   (cd tests/node && npm install --no-audit --no-fund --silent)
 fi

@@ -119,6 +119,7 @@ class App:
         self.loaded: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
+        self.web = None
 
     async def run(self, fn, *args):
         """Runs blocking matching work on a worker thread."""
@@ -147,6 +148,10 @@ class App:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._metrics_server = await self.metrics.serve_http(host or "0.0.0.0", int(port))
             self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
+        if self.config.web_listen:
+            from hashmatch.server.web import start_web  # aiohttp only when the page is on
+            self.web = await start_web(self.config.web_listen, self.config.listen, self.port,
+                                       self.config.max_message_bytes)
         log.info("listening", extra={"fields": {"port": self.port, "db": self.config.db_path,
                                                 "kernel_backend": kernel_backend()}})
         self.loaded = asyncio.create_task(self._load())
@@ -172,6 +177,8 @@ class App:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        if self.web is not None:
+            await self.web.stop()
         if self.loaded and not self.loaded.done():
             self.loaded.cancel()
         await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)

@@ -86,6 +86,8 @@ class ServerConfig:
     log_level: str = "INFO"
     # host:port for a Prometheus text endpoint over HTTP; None: no endpoint.
     metrics_listen: str | None = None
+    # host:port for the person's web page and its gRPC-Web bridge to Cases; None: no page.
+    web_listen: str | None = None
 
     def __post_init__(self):
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
@@ -163,6 +165,7 @@ HELP = {
     "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",
+    "web_listen": "HOST:PORT for the person's web page (off if unset; docs/WEB.md)",
 }
 
 
