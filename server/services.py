@@ -9,7 +9,7 @@ import logging
 import grpc
 
 from hashmatch.server import convert
-from hashmatch.server.errors import LimitExceeded, status_for
+from hashmatch.server.errors import status_for
 from hashmatch.server.listing import kernel_backend, run_query
 from hashmatch.server.streaming import match_stream
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -83,10 +83,6 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.app.limits.charge(platform, len(query.hashes))
         list_sequence = self.app.state.sequence
         matches = run_query(self.app.state, query)
-        if len(matches) > self.app.config.max_matches_per_batch:
-            raise LimitExceeded(f"batch found {len(matches)} matches, over max_matches_per_batch "
-                                f"({self.app.config.max_matches_per_batch}); lower the threshold "
-                                "or the batch size")
         self.app.metrics.count_batch(len(query.hashes), len(matches))
         return convert.match_response(request.sequence, matches, list_sequence)
 

@@ -14,8 +14,13 @@ def near_queries(rng, words, distances):
     return np.stack([flip_bits(rng, words[r], d) for r, d in zip(rows, distances)])
 
 
+def reference(queries, hashes, threshold):
+    """The NumPy scan, ordered as every backend answers (distance, then row)."""
+    return kernels._limited(*kernels._numpy_range_search(queries, hashes, threshold))
+
+
 def as_lists(result):
-    offsets, rows, dists = result
+    offsets, rows, dists = result[:3]
     return [list(zip(rows[a:b].tolist(), dists[a:b].tolist()))
             for a, b in zip(offsets[:-1], offsets[1:])]
 
@@ -58,7 +63,7 @@ def cpu_path(request):
 @pytest.mark.parametrize("threshold", [0, 1, 5, 15, 16, 31, 32, 40, 47, 48, 63, 64, 130])
 def test_tables_equal_brute_force(tables, data, cpu_path, threshold):
     words, queries = data
-    expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+    expected = as_lists(reference(queries, words, threshold))
     assert as_lists(tables.search(queries, threshold, 2)) == expected
     assert as_lists(tables.search(queries, threshold, 1)) == expected
 
@@ -77,7 +82,7 @@ def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
     index = _kernels.MihIndex(words, threads=1)
     queries = np.concatenate([near_queries(rng, words, [3, 20, 31, 33]), random_words(rng, 3)])
     for threshold in (10, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
@@ -100,7 +105,7 @@ def test_bucket_starts_after_a_crowded_bucket_escape_and_stay_exact(cpu_path):
     queries = np.concatenate([near_queries(rng, words[:999], [0, 3, 17, 25, 31, 31, 32, 40]),
                               near_queries(rng, words, [0, 31]), random_words(rng, 4)])
     for threshold in (0, 20, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
@@ -110,7 +115,7 @@ def test_crowded_buckets_take_plain_starts():
     index = _kernels.MihIndex(np.ascontiguousarray(words), threads=2, slots=16)
     assert index.offset_bytes == [4] * 16 and index.escaped_buckets == [0] * 16
     queries = np.concatenate([words[:3], random_words(rng, 3)])
-    expected = as_lists(kernels._numpy_range_search(queries, words, 31))
+    expected = as_lists(reference(queries, words, 31))
     assert as_lists(index.search(queries, 31, 2)) == expected
 
 
@@ -154,7 +159,8 @@ def test_hash_index_uses_tables_and_matches_oracle(monkeypatch):
     entries[2**64 - 1] = to_int(words[3])
     queries = np.concatenate([words[:4], near_queries(rng, words, [10, 30, 31, 32, 45])])
     for threshold in (31, 47, 70):
-        offsets, got_ids, dists = index.search(queries, threshold)
+        hits = index.search(queries, threshold)
+        offsets, got_ids, dists = hits.offsets, hits.ids, hits.distances
         got = [list(zip(dists[a:b].tolist(), got_ids[a:b].tolist()))
                for a, b in zip(offsets[:-1], offsets[1:])]
         assert got == index_search(queries, entries, threshold)
@@ -171,5 +177,5 @@ def test_bucket_group_over_65535_rows_keeps_wide_offsets():
     queries = np.concatenate([near_queries(rng, words, [0, 5, 31, 32]), random_words(rng, 2)])
     queries[-1, 0] |= np.uint64(0xFFFF)  # far from every hash in slot 0
     for threshold in (0, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(skewed.search(queries, threshold, 2)) == expected
