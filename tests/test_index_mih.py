@@ -37,18 +37,23 @@ def data():
     return words, queries
 
 
-@pytest.fixture(scope="module", params=[(16, False), (16, True), (8, False), (8, True)],
-                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted"])
+@pytest.fixture(scope="module",
+                params=[(16, False, 0), (16, True, 0), (8, False, 0), (8, True, 0), (16, False, 4),
+                        (8, True, 4)],
+                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted",
+                     "16x16bit-4-byte-rows", "8x32bit-row-sorted-4-byte-rows"])
 def tables(request, data):
     words, _ = data
-    slots, sort_by_row = request.param
-    # scan_ratio=1: the tables serve every query of this small list (by default 8 slots with
-    # radius 3 would hand most of them to the scan). sort_by_row: both verification orders,
-    # whichever this machine's cache size would pick.
-    index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=1,
-                              sort_by_row=sort_by_row)
+    slots, sort_by_row, row_bytes = request.param
+    # scan_ratio=0: the tables serve every query they can of this small list (by default 8
+    # slots with radius 3 would hand most of them to the scan). sort_by_row: both verification
+    # orders, whichever this machine's cache size would pick. row_bytes=4: the layout of lists
+    # of 2^24 hashes and more, without building one.
+    index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=0,
+                              sort_by_row=sort_by_row, row_bytes=row_bytes)
     assert len(index.slot_widths) == slots and sum(index.slot_widths) == 256
     assert index.sorts_by_row == sort_by_row
+    assert index.row_bytes == (row_bytes or 3)
     return index
 
 
@@ -117,6 +122,29 @@ def test_crowded_buckets_take_plain_starts():
     queries = np.concatenate([words[:3], random_words(rng, 3)])
     expected = as_lists(reference(queries, words, 31))
     assert as_lists(index.search(queries, 31, 2)) == expected
+
+
+def test_batches_of_queries_cross_kmaxbatch_without_mixing_queries():
+    """A search of more than 2^20 queries (kMaxBatch, the queries one candidate batch can
+    address) on one thread: the hits of queries on both sides of each boundary stay theirs."""
+    rng = np.random.default_rng(20)
+    words = random_words(rng, 1000)
+    tables = _kernels.MihIndex(words, threads=1, scan_ratio=0)
+    boundary = 1 << 20
+    queries = random_words(rng, boundary + 5)
+    planted = {0: 7, boundary - 2: 11, boundary - 1: 13, boundary: 17, boundary + 1: 19,
+               boundary + 4: 23}
+    for position, row in planted.items():
+        queries[position] = words[row]
+    offsets, rows, distances, truncated = tables.search(queries, 0, 1)
+    hit = np.flatnonzero(np.diff(offsets))
+    assert dict(zip(hit.tolist(), rows.tolist())) == planted
+    assert not distances.any() and not truncated.any()
+
+
+def test_row_bytes_knob_is_checked():
+    with pytest.raises(ValueError, match="row_bytes must be 0 .automatic., 3 or 4, got 5"):
+        _kernels.MihIndex(np.zeros((2, 4), np.uint64), row_bytes=5)
 
 
 def test_tables_reject_bad_input(tables):
