@@ -62,7 +62,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-benchmark>=4",
-            "grpcio-tools==1.85.1", "psutil>=5.9",
+            "grpcio-tools==1.85.1", "psutil>=5.9", "mypy>=1.10",
         ],
         "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",
                   "pdqhash>=0.2.7"],
