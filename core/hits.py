@@ -15,6 +15,11 @@ import numpy as np
 from hashmatch.core import _kernels
 
 
+def positions_of(offsets: np.ndarray) -> np.ndarray:
+    """int64[offsets[-1]]: for CSR offsets int64[q+1], the query (0..q-1) of each entry."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
 @dataclasses.dataclass(frozen=True)
 class Hits:
     """Query i's hits are ids[offsets[i]:offsets[i+1]] with their distances, ordered by
@@ -36,7 +41,7 @@ class Hits:
 
     def positions(self) -> np.ndarray:
         """int64[m]: the query each hit belongs to."""
-        return np.repeat(np.arange(self.queries, dtype=np.int64), np.diff(self.offsets))
+        return positions_of(self.offsets)
 
     def select(self, keep: np.ndarray, ids: np.ndarray | None = None) -> Hits:
         """The hits where the bool[m] `keep` is set, order kept; `ids` (uint64[m]) replaces

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from hashmatch.core.hits import positions_of
 from hashmatch.core.signals import PDQ_BYTES as HASH_BYTES
 
 THRESHOLD_IS_INCLUSIVE = True
@@ -64,7 +65,7 @@ def _limited(offsets, rows, distances, max_per_query=0, dead=None):
     """A row-ordered CSR (the NumPy and Numba scans) as the compiled kernels answer: ordered by
     (distance, row), dead rows left out, at most max_per_query a query (after every hit was
     built: these backends are the slow, portable ones)."""
-    query = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    query = positions_of(offsets)
     keep = np.ones(len(rows), bool) if dead is None else ~np.isin(rows, dead)
     order = np.lexsort((rows, distances, query))
     order = order[keep[order]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hashmatch.core.hits import Hits
+from hashmatch.core.hits import Hits, positions_of
 from hashmatch.core.index import _as_ids
 from hashmatch.core.live import LiveTable
 from hashmatch.core.signals import MD5_BYTES
@@ -80,8 +80,8 @@ class Md5Index:
         clipped = np.minimum(counts, max_per_query + len(snap.dead)) if max_per_query else counts
         starts = np.zeros(len(q) + 1, np.int64)
         np.cumsum(clipped, out=starts[1:])
-        pos = np.repeat(lo - starts[:-1], clipped) + np.arange(starts[-1])
-        qidx = np.repeat(np.arange(len(q)), clipped)
+        qidx = positions_of(starts)
+        pos = (lo - starts[:-1])[qidx] + np.arange(starts[-1])
         rows = eng.order[pos]
         ok = (snap.base_records[rows] == q[qidx]).all(axis=1) & snap.live_base_rows(rows)
         base = Hits(starts, snap.base_ids_of(rows), np.zeros(len(rows), np.int32),

@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from hashmatch.core.hits import positions_of
 from hashmatch.core.pdq import MIN_TRUSTED_QUALITY as MIN_QUALITY
 from hashmatch.core.signals import PDQ_BYTES
 
@@ -72,7 +73,7 @@ def aggregate(offsets, ids, distances, listed_frame_counts, *,
     empty = VideoMatches(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0), np.zeros(0, np.int32))
     if n_query <= 0 or len(ids) == 0:
         return empty
-    query = np.repeat(np.arange(n_query), np.diff(offsets))
+    query = positions_of(offsets)
     entries = ids >> np.uint64(frame_bits)
     videos, video_of_hit = np.unique(entries, return_inverse=True)
     matched_query = _count_unique_pairs(video_of_hit, query)
