@@ -311,6 +311,24 @@ def test_copied_hash_is_answered_capped_not_refused(start_server, random_hashes,
     assert list(answer.truncated_positions) == [0, 2]
 
 
+def test_copied_video_and_frames_are_capped(start_server, random_hashes, connect):
+    """20 copies of a video and 3 photos of its first frame: a video query gets the 16 closest
+    videos, and a photo query with include_video_frames the 16 closest of photos and videos
+    together (ties by entry id, each with its own signal type); both flagged."""
+    stubs = connect(start_server(max_matches_per_hash=16))
+    frames = random_hashes(4, seed=14)
+    videos = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[video(frames)] * 20)).entry_ids
+    photos = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(frames[0])] * 3)).entry_ids
+    answer = match(stubs, frames.tobytes(), VPDQ)
+    assert hits(answer) == [(0, e, 0) for e in sorted(videos)[:16]]
+    assert list(answer.truncated_positions) == [0]
+    answer = match(stubs, frames[0].tobytes(), include_video_frames=True)
+    kind = {**{e: VPDQ for e in videos}, **{e: PDQ for e in photos}}
+    closest = sorted(kind)[:16]
+    assert [(m.entry_id, m.signal_type) for m in answer.matches] == [(e, kind[e]) for e in closest]
+    assert list(answer.truncated_positions) == [0]
+
+
 def test_batch_cap_divides_among_hashes(start_server, random_hashes, connect):
     stubs = connect(start_server(max_matches_per_hash=16, max_matches_per_batch=20,
                                  max_batch_hashes=8))
