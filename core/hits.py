@@ -8,11 +8,21 @@ photos and video frames) are merged by `Hits.merge` without sorting again. Calle
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from hashmatch.core import _kernels
+
+
+class SignalIndex(Protocol):
+    """What HashIndex (PDQ) and Md5Index share, as ThreatExchange's SignalTypeIndex: a live
+    id -> hash list searched in batches, answering `Hits`."""
+
+    def add(self, ids, hashes) -> None: ...
+    def remove(self, ids) -> None: ...
+    def search(self, queries, threshold: int, max_per_query: int = 0) -> Hits: ...
+    def __len__(self) -> int: ...
 
 
 def positions_of(offsets: np.ndarray) -> np.ndarray:

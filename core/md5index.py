@@ -21,12 +21,13 @@ def _as_md5s(md5s, name: str) -> np.ndarray:
 
 
 def _keys(md5s: np.ndarray) -> np.ndarray:
-    return md5s[:, :8].copy().view("<u8").ravel()
+    """Each MD5 as one 16-byte item, so equal digests (not only equal prefixes) sort together."""
+    return np.ascontiguousarray(md5s).view(np.dtype((np.void, MD5_BYTES))).ravel()
 
 
 class _SortedKeys:
-    """Base rows ordered by the first 8 bytes of their MD5 (then by row, so by id), for binary
-    search."""
+    """Base rows ordered by MD5 (then by row, so by id), for binary search: the rows holding
+    one digest are one run, ascending by id."""
 
     def __init__(self, ids: np.ndarray, md5s: np.ndarray):
         keys = _keys(md5s)
@@ -39,9 +40,10 @@ class _SortedKeys:
 
 class Md5Index:
     """add(ids uint64[n], md5s uint8[n, 16]) (dict semantics per id); remove(ids);
-    search(queries uint8[q, 16], max_per_query=0) -> Hits: the ids listed with exactly that
-    MD5, ascending per query (distances all 0), at most max_per_query of them (0: all), the
-    same result type and order as HashIndex.search; len(index)."""
+    search(queries uint8[q, 16], threshold=0, max_per_query=0) -> Hits: the ids listed with
+    exactly that MD5, ascending per query (distances all 0), at most max_per_query of them (0:
+    all): HashIndex's protocol (hits.SignalIndex); an MD5 matches exactly, so the threshold must
+    be 0; len(index)."""
 
     def __init__(self):
         self._table = LiveTable(_SortedKeys, np.zeros((0, MD5_BYTES), np.uint8))
@@ -66,8 +68,10 @@ class Md5Index:
         if len(ids):
             self._table.remove(ids)
 
-    def search(self, queries, max_per_query: int = 0) -> Hits:
+    def search(self, queries, threshold: int = 0, max_per_query: int = 0) -> Hits:
         q = _as_md5s(queries, "queries")
+        if threshold != 0:
+            raise ValueError(f"an MD5 matches exactly: threshold must be 0, got {threshold}")
         if max_per_query < 0:
             raise ValueError(f"max_per_query must be >= 0, got {max_per_query}")
         snap = self._table.snapshot()
@@ -75,7 +79,7 @@ class Md5Index:
         qkeys = _keys(q)
         lo = np.searchsorted(eng.keys, qkeys, "left")
         counts = np.searchsorted(eng.keys, qkeys, "right") - lo
-        # With a cap, only the first cap + (removed rows) of a key's run can be kept: a run
+        # With a cap, only the first cap + (removed rows) of a digest's run can be kept: a run
         # ascends by id and at most len(dead) of it are removed.
         clipped = np.minimum(counts, max_per_query + len(snap.dead)) if max_per_query else counts
         starts = np.zeros(len(q) + 1, np.int64)
@@ -83,9 +87,8 @@ class Md5Index:
         qidx = positions_of(starts)
         pos = (lo - starts[:-1])[qidx] + np.arange(starts[-1])
         rows = eng.order[pos]
-        ok = (snap.base_records[rows] == q[qidx]).all(axis=1) & snap.live_base_rows(rows)
         base = Hits(starts, snap.base_ids_of(rows), np.zeros(len(rows), np.int32),
-                    clipped < counts).select(ok)
+                    clipped < counts).select(snap.live_base_rows(rows))
         parts = [base]
         if len(snap.delta_ids):
             qi, r = np.nonzero((snap.delta_records[None, :, :] == q[:, None, :]).all(axis=2))

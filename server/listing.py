@@ -120,7 +120,7 @@ class ListState:
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        return _matches(self._md5.search(md5s, max_per_hash), np.array([SIGNAL_MD5]))
+        return _matches(self._md5.search(md5s, 0, max_per_hash), np.array([SIGNAL_MD5]))
 
     def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
                     min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:

@@ -28,6 +28,11 @@ def test_lookup_add_replace_remove():
     assert len(index) == 3
 
 
+def test_threshold_must_be_zero():
+    with pytest.raises(ValueError, match="threshold must be 0, got 3"):
+        Md5Index().search(np.zeros((1, 16), np.uint8), 3)
+
+
 def test_empty():
     index = Md5Index()
     hits = index.search(np.zeros((2, 16), np.uint8))
@@ -65,7 +70,7 @@ def test_against_dict_model(ops, delta_limit):
         assert len(index) == len(model)
     want = [sorted(i for i, w in model.items() if w == k) for k in range(6)]
     assert lists(index.search(pool)) == want
-    capped = index.search(pool, max_per_query=2)
+    capped = index.search(pool, 0, max_per_query=2)
     assert lists(capped) == [ids[:2] for ids in want]
     assert capped.truncated.tolist() == [len(ids) > 2 for ids in want]
     index.wait_merged()
