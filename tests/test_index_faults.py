@@ -52,3 +52,44 @@ print("still serving", len(index.search(words[:512], 31)))
     done = run(["-c", script], "throw_in_worker")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["raised std::bad_alloc"] * 2 + ["still serving 512"]
+
+
+def test_searches_share_one_pool_of_threads():
+    """However many callers search at once with threads=0, the kernels add one pool of
+    hardware_threads() - 1 threads, started once and kept (not threads per call)."""
+    script = """
+import os, threading, time
+import numpy as np
+from hashmatch.core import HashIndex, _kernels
+count = lambda: len(os.listdir("/proc/self/task"))
+before = count()
+words = np.random.default_rng(0).integers(0, 2**63, size=(40000, 4), dtype=np.uint64)
+index = HashIndex(threads=0)
+index.add(np.arange(len(words)), words)  # builds the tables on the pool
+peak, done = [0], threading.Event()
+def watch():
+    while not done.is_set():
+        peak[0] = max(peak[0], count())
+def search():
+    for _ in range(10):
+        index.search(words[:256], 31)
+callers = [threading.Thread(target=search) for _ in range(6)]
+watcher = threading.Thread(target=watch)
+watcher.start()
+for t in callers:
+    t.start()
+for t in callers:
+    t.join()
+done.set()
+watcher.join()
+for _ in range(300):  # a joined thread may linger a moment before the OS removes it
+    if count() - before < _kernels.hardware_threads():
+        break
+    time.sleep(0.01)
+print(count() - before, peak[0] - before, _kernels.hardware_threads())
+"""
+    done = run(["-c", script], "")
+    assert done.returncode == 0, done.stderr[-2000:]
+    kept, peak, hardware = map(int, done.stdout.split())
+    assert kept == hardware - 1
+    assert peak <= (hardware - 1) + 6 + 1  # the pool, the callers, the watcher
