@@ -330,7 +330,7 @@ void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, cons
     // they are a good share of the list (n / 2), so the hashes are read in ascending order,
     // which the hardware prefetcher streams, instead of at random from memory. Else they are
     // verified in the order found, prefetched a few ahead.
-    if (test_fault() == TestFault::drop_hits) pairs.clear();
+    if (test_fault() == TestFault::drop_hits) pairs.clear();  // tests only: see TestFault
     if (!sort_by_row_ || pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
