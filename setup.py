@@ -24,8 +24,10 @@ LIGHT_CLIENT = {
     "python_requires": ">=3.11",
     "packages": ["hashmatch.v1"],
     "py_modules": ["hashmatch.clients.__init__", "hashmatch.clients.client",
-                   "hashmatch.clients.streaming"],
-    "package_dir": {"hashmatch.clients": "clients", "hashmatch.v1": "proto/hashmatch/v1"},
+                   "hashmatch.clients.streaming", "hashmatch.core.__init__",
+                   "hashmatch.core.signals"],
+    "package_dir": {"hashmatch.clients": "clients", "hashmatch.core": "core",
+                    "hashmatch.v1": "proto/hashmatch/v1"},
     "package_data": {"hashmatch.v1": ["*.proto", "*.pyi"]},
     "install_requires": ["numpy>=1.26", "grpcio>=1.85.1", "protobuf>=6.31",
                          "googleapis-common-protos>=1.66"],
@@ -84,7 +86,7 @@ def full_distribution() -> dict:
         extras_require={
             "test": [
                 "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-benchmark>=4",
-                "grpcio-tools==1.85.1", "psutil>=5.9", "cryptography>=42",
+                "grpcio-tools==1.85.1", "psutil>=5.9", "cryptography>=42", "mypy>=1.10",
                 "selenium>=4.20",
             ],
             "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",

@@ -95,7 +95,7 @@ def make_queries(rng, listed: np.ndarray, count: int, max_flips: int = 40) -> np
 
 
 def truth(listed, queries, threshold):
-    o, rows, _ = kernels.range_search(queries, listed, threshold, threads=0)
+    o, rows = kernels.range_search(queries, listed, threshold, threads=0)[:2]
     return [set(rows[o[i]:o[i + 1]].tolist()) for i in range(len(queries))]
 
 
@@ -162,8 +162,8 @@ def bench_hashmatch(name, listed, queries, expected, threshold, budget, chunk) -
 
     def search(part, threads):
         index.threads = threads
-        o, found, _ = index.search(part, threshold)
-        return csr_sets(o, found)
+        hits = index.search(part, threshold)
+        return csr_sets(hits.offsets, hits.ids)
 
     return time_one_and_all_threads(row, search, queries, expected, budget, chunk)
 
@@ -182,7 +182,7 @@ def bench_wide_layout(name, listed, queries, expected, threshold, budget, chunk)
               f"hashes + 4-byte ids + tables; key bits {tables.key_bits[0]}, bucket starts "
               f"{tables.offset_bytes} bytes, escaped buckets {tables.escaped_buckets}")
     def search(part, threads):
-        o, rows, _ = tables.search(kernels.as_words(part), threshold, threads)
+        o, rows, _, _ = tables.search(kernels.as_words(part), threshold, threads)
         return csr_sets(o, rows)
 
     return time_one_and_all_threads(row, search, queries, expected, budget, chunk)
@@ -193,7 +193,7 @@ def bench_brute(name, listed, queries, expected, threshold, budget, chunk) -> Ro
     row = Row(name, "hashmatch brute force (baseline)", kernels.backend_name(), len(listed), 0.0,
               32.0, "the hashes only")
     def search(part, threads):
-        o, rows, _ = kernels.range_search(part, words, threshold, threads)
+        o, rows = kernels.range_search(part, words, threshold, threads)[:2]
         return csr_sets(o, rows)
 
     return time_one_and_all_threads(row, search, queries, expected, budget, chunk)

@@ -190,8 +190,8 @@ class FrameList:
 
 
 def search_scan(frame_list: FrameList, frames: np.ndarray):
-    offsets, rows, distances = kernels.range_search(kernels.as_words(frames, "frames"),
-                                                    frame_list.words, THRESHOLD, threads=0)
+    offsets, rows, distances, _ = kernels.range_search(kernels.as_words(frames, "frames"),
+                                                       frame_list.words, THRESHOLD, threads=0)
     return offsets, frame_list.ids[rows], distances
 
 

@@ -38,7 +38,7 @@ def _timed(index, batches: list, threshold: int, seconds: float, workers: int) -
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                offsets = future.result()[0]
+                offsets = future.result().offsets
                 searched += len(offsets) - 1
                 matches += int(offsets[-1])
                 # Keep every worker busy until the time is up, then let the rest drain.

@@ -18,13 +18,12 @@ from typing import Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
+from hashmatch.core.signals import HASH_BYTES, MD5_BYTES, PDQ_BYTES, SIGNAL_NAMES  # noqa: F401
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 30.0
-PDQ_BYTES = 32
-MD5_BYTES = 16
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # The hashmatch server accepts a ping every 10 s; one a minute finds a dead connection under
@@ -59,14 +58,8 @@ _SERVICE_CONFIG = json.dumps({
     }],
 })
 
-SIGNAL_TYPES = {
-    "pdq": pb.SIGNAL_TYPE_PDQ,
-    "md5": pb.SIGNAL_TYPE_MD5,
-    "vpdq": pb.SIGNAL_TYPE_VPDQ,
-}
-SIGNAL_NAMES = {value: name for name, value in SIGNAL_TYPES.items()}
-HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
-               pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
+# core.signals numbers the kinds as hashmatch.v1.SignalType does.
+SIGNAL_TYPES = {name: kind for kind, name in SIGNAL_NAMES.items()}
 _CASE_STATES = {pb.CASE_STATE_ACTIVE: "active", pb.CASE_STATE_WITHDRAWN: "withdrawn"}
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -276,9 +269,18 @@ class MatchHit:
     query_match_percent: float | None = None  # vpdq only
     compared_match_percent: float | None = None  # vpdq only
     video_frame: bool = False  # a photo that matched one frame of the listed video
+    # The query hash matched more listed entries than the server's max_matches_per_hash: these
+    # are its closest (ties by entry id).
+    more: bool = False
 
     @classmethod
-    def from_proto(cls, match: pb.Match) -> "MatchHit":
+    def hits_of(cls, response: pb.MatchResponse) -> list["MatchHit"]:
+        """The hits of one answer, each flagged `more` where its query hash was capped."""
+        capped = set(response.truncated_positions)
+        return [cls.from_proto(match, match.position in capped) for match in response.matches]
+
+    @classmethod
+    def from_proto(cls, match: pb.Match, more: bool = False) -> "MatchHit":
         is_video = match.signal_type == pb.SIGNAL_TYPE_VPDQ and not match.video_frame
         return cls(
             position=match.position,
@@ -288,6 +290,7 @@ class MatchHit:
             query_match_percent=match.query_match_percent if is_video else None,
             compared_match_percent=match.compared_match_percent if is_video else None,
             video_frame=match.video_frame,
+            more=more,
         )
 
 
@@ -456,7 +459,7 @@ class HashmatchClient:
         if threshold is not None:
             request.threshold = threshold
         response = self._call(self._matching.MatchBatch, request, self._platform_metadata)
-        return [MatchHit.from_proto(match) for match in response.matches]
+        return MatchHit.hits_of(response)
 
     def match_video(self, video, qualities: Sequence[int] | None = None,
                     threshold: int | None = None, min_query_percent: float | None = None,
@@ -483,7 +486,7 @@ class HashmatchClient:
         if threshold is not None:
             request.threshold = threshold
         response = self._call(self._matching.MatchBatch, request, self._platform_metadata)
-        return [MatchHit.from_proto(match) for match in response.matches]
+        return MatchHit.hits_of(response)
 
     def open_match_stream(self, requests: Iterator[pb.MatchRequest]):
         """Opens a MatchStream; returns the gRPC response iterator (also a call: `.cancel()`).

@@ -482,8 +482,7 @@ def _outcome(response: pb.MatchResponse, item_ids: tuple) -> BatchOutcome:
         return BatchOutcome(response.sequence, item_ids, (),
                             HashmatchError.from_status(response.error))
     matches = []
-    for match in response.matches:
-        hit = MatchHit.from_proto(match)
+    for hit in MatchHit.hits_of(response):
         if hit.position < len(item_ids):
             matches.append((item_ids[hit.position], hit))
     return BatchOutcome(response.sequence, item_ids, tuple(matches))

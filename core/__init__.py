@@ -1,10 +1,19 @@
-"""hashmatch.core: the matching library (NumPy in, NumPy out). Imports no gRPC, Pillow or PyAV."""
-from hashmatch.core.index import DEFAULT_THRESHOLD, HashIndex
-from hashmatch.core.kernels import backend_name
-from hashmatch.core.md5index import Md5Index
+"""hashmatch.core: the matching library (NumPy in, NumPy out). Imports no gRPC, Pillow or PyAV.
 
-__all__ = ["HashIndex", "DEFAULT_THRESHOLD", "Md5Index", "backend_name"]
+Names load on first use, so `hashmatch.core.signals` (sizes and kinds, pure Python) can be
+imported by clients without loading the compiled kernels or Numba.
+"""
+import importlib
 
-from hashmatch.core.pdq import pdq_hash  # noqa: E402  (PDQ hashing, appended by the pdq area)
+_EXPORTS = {
+    "HashIndex": "hashmatch.core.index", "DEFAULT_THRESHOLD": "hashmatch.core.index",
+    "Md5Index": "hashmatch.core.md5index", "Hits": "hashmatch.core.hits",
+    "backend_name": "hashmatch.core.kernels", "pdq_hash": "hashmatch.core.pdq",
+}
+__all__ = list(_EXPORTS)
 
-__all__ += ["pdq_hash"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hashmatch.core' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

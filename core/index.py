@@ -7,12 +7,14 @@ released, so several threads search at once while writers change the list.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from hashmatch.core import kernels
+from hashmatch.core.hits import Hits
 from hashmatch.core.live import LiveTable
 
-HASH_BYTES = kernels.HASH_BYTES
 DEFAULT_THRESHOLD = 31
 
 
@@ -32,13 +34,17 @@ def _as_ids(ids, name: str = "ids") -> np.ndarray:
 
 
 class _BruteForceEngine:
-    """Searches a base by the kernel scan; used when the sub-linear index does not apply."""
+    """Searches a base by the kernel scan; used when the sub-linear index does not apply.
+
+    An engine's search(queries, threshold, threads, max_per_query, dead) answers as
+    `kernels.range_search` does: (offsets, rows, distances, truncated), (distance, row) order."""
 
     def __init__(self, words: np.ndarray):
         self.words = words
 
-    def search(self, queries: np.ndarray, threshold: int, threads: int):
-        return kernels.range_search(queries, self.words, threshold, threads)
+    def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
+               dead: np.ndarray):
+        return kernels.range_search(queries, self.words, threshold, threads, max_per_query, dead)
 
     def memory_bytes(self) -> int:
         return 0
@@ -52,10 +58,11 @@ class _MultiIndexEngine:
         from hashmatch.core import _kernels
 
         self.words = words
-        self.tables = _kernels.MihIndex(words, threads=0)
+        self.tables = _kernels.MihIndex(words, threads=0, scan_ratio=SCAN_RATIO)
 
-    def search(self, queries: np.ndarray, threshold: int, threads: int):
-        return self.tables.search(queries, threshold, threads)
+    def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
+               dead: np.ndarray):
+        return self.tables.search(queries, threshold, threads, max_per_query, dead)
 
     def memory_bytes(self) -> int:
         return int(self.tables.memory_bytes())
@@ -64,24 +71,16 @@ class _MultiIndexEngine:
 # Below this many hashes a scan is as fast as the tables (measured: scan 141k q/s, tables 110k
 # at 20k hashes; tables 2.4x faster at 100k) and needs no memory for them.
 MIN_INDEXED_HASHES = 32768
+# A query whose probes would visit more than n / SCAN_RATIO rows is scanned instead. Tests that
+# name the tables set MIN_INDEXED_HASHES = 0 and SCAN_RATIO = 0 (never scan what the tables can
+# serve) so a few hundred hashes reach them; else the scan answers most queries of a small list.
+SCAN_RATIO = 64
 
 
 def _build_engine(ids: np.ndarray, words: np.ndarray):
     if len(words) >= MIN_INDEXED_HASHES and kernels.backend_name().startswith("cpp"):
         return _MultiIndexEngine(words)
     return _BruteForceEngine(words)
-
-
-def _merge_csr(nq, parts):
-    """Concatenates per-part CSR results (offsets, ids, distances) and orders each query's hits
-    by (distance, id)."""
-    qidx = np.concatenate([np.repeat(np.arange(nq), np.diff(o)) for o, _, _ in parts])
-    ids = np.concatenate([i for _, i, _ in parts])
-    dist = np.concatenate([d for _, _, d in parts])
-    order = np.lexsort((ids, dist, qidx))
-    offsets = np.zeros(nq + 1, np.int64)
-    np.cumsum(np.bincount(qidx, minlength=nq), out=offsets[1:])
-    return offsets, ids[order], dist[order].astype(np.int32, copy=False)
 
 
 class HashIndex:
@@ -91,10 +90,11 @@ class HashIndex:
         within one call the last occurrence of an id wins). Visible to searches that start after
         it returns.
     remove(ids uint64[k]): unknown ids are ignored.
-    search(queries uint8[q, 32] or uint64[q, 4], threshold=31) -> (offsets int64[q+1],
-        ids uint64[m], distances int32[m]): for query i, ids[offsets[i]:offsets[i+1]] are ALL
-        listed ids whose hash is within `threshold` (inclusive, 0..256) of it, ordered by
-        (distance, id).
+    search(queries uint8[q, 32] or uint64[q, 4], threshold=31, max_per_query=0) -> Hits: for
+        query i, ids[offsets[i]:offsets[i+1]] are ALL listed ids whose hash is within
+        `threshold` (inclusive, 0..256) of it, ordered by (distance, id); with max_per_query
+        > 0 only the closest that many (ties by id), truncated[i] set where more matched.
+        The cap holds while hits are collected, so a query's cost in memory is bounded.
     threads: threads one search may use (0: one per hardware thread).
 
     Bases of MIN_INDEXED_HASHES or more are searched through the compiled multi-index tables
@@ -126,20 +126,21 @@ class HashIndex:
         if len(ids):
             self._table.remove(ids)
 
-    def search(self, queries, threshold: int = DEFAULT_THRESHOLD):
+    def search(self, queries, threshold: int = DEFAULT_THRESHOLD, max_per_query: int = 0) -> Hits:
         q = kernels.as_words(queries, "queries")
         t = kernels.check_threshold(threshold)
+        if max_per_query < 0:
+            raise ValueError(f"max_per_query must be >= 0, got {max_per_query}")
         snap = self._table.snapshot()
-        o, rows, dist = snap.engine.search(q, t, self.threads)
-        live = snap.live_base_rows(rows)
-        if not live.all():
-            kept = np.concatenate([[0], np.cumsum(live)])
-            o, rows, dist = kept[o], rows[live], dist[live]
-        parts = [(o, snap.base_ids_of(rows), dist)]
-        if len(snap.delta_ids):
-            o2, rows2, dist2 = kernels.range_search(q, snap.delta_records, t)
-            parts.append((o2, snap.delta_ids[rows2], dist2))
-        return _merge_csr(len(q), parts)
+        # Base rows ascend with their ids and so do delta rows (see live.Snapshot), so each
+        # part's (distance, row) order is (distance, id).
+        o, rows, dist, trunc = snap.engine.search(q, t, self.threads, max_per_query, snap.dead)
+        base = Hits(o, snap.base_ids_of(rows), dist, trunc)
+        if not len(snap.delta_ids):
+            return base
+        o, rows, dist, trunc = kernels.range_search(q, snap.delta_records, t, 1, max_per_query)
+        merged = Hits.merge([base, Hits(o, snap.delta_ids[rows], dist, trunc)], max_per_query)
+        return dataclasses.replace(merged, part=None)
 
     def compact(self) -> None:
         """Folds pending changes into a freshly built base now (readers are not blocked)."""

@@ -15,9 +15,11 @@ import os
 
 import numpy as np
 
+from hashmatch.core.hits import positions_of
+from hashmatch.core.signals import PDQ_BYTES as HASH_BYTES
+
 THRESHOLD_IS_INCLUSIVE = True
 MAX_THRESHOLD = 256
-HASH_BYTES = 32
 HASH_WORDS = 4
 BACKENDS = ("cpp", "numba", "numpy")
 CPU_PATHS = ("avx512", "avx2", "portable")
@@ -57,6 +59,28 @@ def check_threshold(threshold) -> int:
         raise ValueError(f"threshold must be between 0 and {MAX_THRESHOLD} (inclusive), "
                          f"got {threshold}")
     return threshold
+
+
+def _limited(offsets, rows, distances, max_per_query=0, dead=None):
+    """A row-ordered CSR (the NumPy and Numba scans) as the compiled kernels answer: ordered by
+    (distance, row), dead rows left out, at most max_per_query a query (after every hit was
+    built: these backends are the slow, portable ones)."""
+    query = positions_of(offsets)
+    keep = np.ones(len(rows), bool) if dead is None else ~np.isin(rows, dead)
+    order = np.lexsort((rows, distances, query))
+    order = order[keep[order]]
+    query, rows, distances = query[order], rows[order], distances[order]
+    counts = np.bincount(query, minlength=len(offsets) - 1)
+    truncated = np.zeros(len(offsets) - 1, bool)
+    if max_per_query:
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        first = np.arange(len(query)) - starts < max_per_query
+        truncated = counts > max_per_query
+        query, rows, distances = query[first], rows[first], distances[first]
+        counts = np.minimum(counts, max_per_query)
+    out = np.zeros(len(offsets), np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out, rows, distances.astype(np.int32, copy=False), truncated
 
 
 def _numpy_range_search(queries, hashes, threshold, threads=1):
@@ -147,7 +171,7 @@ def _load(name: str):
     try:
         if name == "cpp":
             cpp = _load_cpp()
-            return cpp.range_search, cpp
+            return None, cpp
         if name == "numba":
             return _load_numba(), None
         if name == "numpy":
@@ -204,22 +228,37 @@ def available_backends() -> list[str]:
     return out
 
 
-def range_search(queries, hashes, threshold: int, threads: int = 1):
+def range_search(queries, hashes, threshold: int, threads: int = 1, max_per_query: int = 0,
+                 dead=None):
     """All rows within `threshold` (inclusive) of each query, as CSR.
 
     queries: uint64[q, 4] (or uint8[q, 32]); hashes: uint64[n, 4] (or uint8[n, 32]).
     threshold: int in [0, 256]; a row matches when popcount(query ^ hash) <= threshold.
     threads: C++ backend only; <= 0 means one per hardware thread.
-    Returns (offsets int64[q+1], rows int64[m], distances int32[m]): the hits of query i are
-    rows[offsets[i]:offsets[i+1]], in ascending row order, with their distances.
+    max_per_query: 0 keeps every hit, else the closest that many (distance, then row).
+    dead: ascending int64 rows to leave out, or None.
+    Returns (offsets int64[q+1], rows int64[m], distances int32[m], truncated bool[q]): the hits
+    of query i are rows[offsets[i]:offsets[i+1]] ordered by (distance, row), with their
+    distances; truncated[i] when query i had more than max_per_query.
     """
     q = as_words(queries, "queries")
     h = as_words(hashes, "hashes")
     t = check_threshold(threshold)
-    return _state.impl(q, h, t, threads)
+    if max_per_query < 0:
+        raise ValueError(f"max_per_query must be >= 0, got {max_per_query}")
+    if _state.cpp is not None:
+        return _state.cpp.range_search(q, h, t, threads, max_per_query, dead)
+    return _limited(*_state.impl(q, h, t, threads), max_per_query, dead)
 
 
 def _init_from_env() -> None:
+    # Tests only (tests/test_index_faults.py): makes the compiled index drop its hits, to prove
+    # that the tests naming the tables fail when the tables are wrong.
+    fault = os.environ.get("HASHMATCH_TEST_FAULT", "").strip()
+    if fault:
+        from hashmatch.core import _kernels
+
+        _kernels.set_test_fault(fault)
     forced = os.environ.get("HASHMATCH_KERNEL", "").strip()
     if forced:
         use_backend(forced)

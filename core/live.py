@@ -29,7 +29,7 @@ class Snapshot:
     base_records: np.ndarray  # records of base rows, same order
     engine: Any               # built from (base_ids, base_records) by the table's builder
     dead: np.ndarray          # int64[k], ascending: base rows removed since the base was built
-    delta_ids: np.ndarray     # uint64[d], unique, not live in the base
+    delta_ids: np.ndarray     # uint64[d], ascending, unique, not live in the base
     delta_records: np.ndarray
 
     def __len__(self) -> int:
@@ -243,6 +243,9 @@ def _apply_remove(snap: Snapshot, ids: np.ndarray) -> Snapshot:
 
 def _apply_add(snap: Snapshot, ids: np.ndarray, records: np.ndarray) -> Snapshot:
     snap = _apply_remove(snap, ids)
-    return Snapshot(snap.base_ids, snap.base_records, snap.engine, snap.dead,
-                    np.concatenate([snap.delta_ids, ids]),
-                    np.concatenate([snap.delta_records, records]))
+    # The delta stays ordered by id (it is small: at most about delta_limit rows), so that a
+    # search's (distance, row) order over it is (distance, id), as over the base.
+    delta_ids = np.concatenate([snap.delta_ids, ids])
+    order = np.argsort(delta_ids, kind="stable")
+    return Snapshot(snap.base_ids, snap.base_records, snap.engine, snap.dead, delta_ids[order],
+                    take_rows(np.concatenate([snap.delta_records, records]), order))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hashmatch.core.hits import Hits, positions_of
 from hashmatch.core.index import _as_ids
 from hashmatch.core.live import LiveTable
-
-MD5_BYTES = 16
+from hashmatch.core.signals import MD5_BYTES
 
 
 def _as_md5s(md5s, name: str) -> np.ndarray:
@@ -21,11 +21,13 @@ def _as_md5s(md5s, name: str) -> np.ndarray:
 
 
 def _keys(md5s: np.ndarray) -> np.ndarray:
-    return md5s[:, :8].copy().view("<u8").ravel()
+    """Each MD5 as one 16-byte item, so equal digests (not only equal prefixes) sort together."""
+    return np.ascontiguousarray(md5s).view(np.dtype((np.void, MD5_BYTES))).ravel()
 
 
 class _SortedKeys:
-    """Base rows ordered by the first 8 bytes of their MD5, for binary search."""
+    """Base rows ordered by MD5 (then by row, so by id), for binary search: the rows holding
+    one digest are one run, ascending by id."""
 
     def __init__(self, ids: np.ndarray, md5s: np.ndarray):
         keys = _keys(md5s)
@@ -38,8 +40,10 @@ class _SortedKeys:
 
 class Md5Index:
     """add(ids uint64[n], md5s uint8[n, 16]) (dict semantics per id); remove(ids);
-    lookup(queries uint8[q, 16]) -> (offsets int64[q+1], ids uint64[m]): the ids listed with
-    exactly that MD5, ascending per query; len(index)."""
+    search(queries uint8[q, 16], threshold=0, max_per_query=0) -> Hits: the ids listed with
+    exactly that MD5, ascending per query (distances all 0), at most max_per_query of them (0:
+    all): HashIndex's protocol (hits.SignalIndex); an MD5 matches exactly, so the threshold must
+    be 0; len(index)."""
 
     def __init__(self):
         self._table = LiveTable(_SortedKeys, np.zeros((0, MD5_BYTES), np.uint8))
@@ -64,30 +68,36 @@ class Md5Index:
         if len(ids):
             self._table.remove(ids)
 
-    def lookup(self, queries):
+    def search(self, queries, threshold: int = 0, max_per_query: int = 0) -> Hits:
         q = _as_md5s(queries, "queries")
+        if threshold != 0:
+            raise ValueError(f"an MD5 matches exactly: threshold must be 0, got {threshold}")
+        if max_per_query < 0:
+            raise ValueError(f"max_per_query must be >= 0, got {max_per_query}")
         snap = self._table.snapshot()
-        qkeys = _keys(q)
         eng = snap.engine
+        qkeys = _keys(q)
         lo = np.searchsorted(eng.keys, qkeys, "left")
-        hi = np.searchsorted(eng.keys, qkeys, "right")
-        counts = hi - lo
-        qidx = np.repeat(np.arange(len(q)), counts)
-        pos = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) \
-            + np.arange(counts.sum()) if len(qidx) else np.zeros(0, np.int64)
+        counts = np.searchsorted(eng.keys, qkeys, "right") - lo
+        # With a cap, only the first cap + (removed rows) of a digest's run can be kept: a run
+        # ascends by id and at most len(dead) of it are removed.
+        clipped = np.minimum(counts, max_per_query + len(snap.dead)) if max_per_query else counts
+        starts = np.zeros(len(q) + 1, np.int64)
+        np.cumsum(clipped, out=starts[1:])
+        qidx = positions_of(starts)
+        pos = (lo - starts[:-1])[qidx] + np.arange(starts[-1])
         rows = eng.order[pos]
-        ok = (snap.base_records[rows] == q[qidx]).all(axis=1) & snap.live_base_rows(rows)
-        qidx_parts, id_parts = [qidx[ok]], [snap.base_ids_of(rows[ok])]
+        base = Hits(starts, snap.base_ids_of(rows), np.zeros(len(rows), np.int32),
+                    clipped < counts).select(snap.live_base_rows(rows))
+        parts = [base]
         if len(snap.delta_ids):
-            eq = (snap.delta_records[None, :, :] == q[:, None, :]).all(axis=2)
-            qi, r = np.nonzero(eq)
-            qidx_parts.append(qi)
-            id_parts.append(snap.delta_ids[r])
-        qidx, ids = np.concatenate(qidx_parts), np.concatenate(id_parts)
-        order = np.lexsort((ids, qidx))
-        offsets = np.zeros(len(q) + 1, np.int64)
-        np.cumsum(np.bincount(qidx, minlength=len(q)), out=offsets[1:])
-        return offsets, ids[order]
+            qi, r = np.nonzero((snap.delta_records[None, :, :] == q[:, None, :]).all(axis=2))
+            offsets = np.zeros(len(q) + 1, np.int64)
+            np.cumsum(np.bincount(qi, minlength=len(q)), out=offsets[1:])
+            parts.append(Hits(offsets, snap.delta_ids[r], np.zeros(len(r), np.int32),
+                              np.zeros(len(q), bool)))
+        merged = Hits.merge(parts, max_per_query)
+        return Hits(merged.offsets, merged.ids, merged.distances, merged.truncated)
 
     def compact(self) -> None:
         self._table.compact()

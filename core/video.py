@@ -15,7 +15,10 @@ import dataclasses
 
 import numpy as np
 
+from hashmatch.core.hits import positions_of
 from hashmatch.core.pdq import MIN_TRUSTED_QUALITY as MIN_QUALITY
+from hashmatch.core.signals import PDQ_BYTES
+
 DEFAULT_MIN_QUERY_PERCENT = 80.0
 DEFAULT_MIN_COMPARED_PERCENT = 0.0
 FRAME_BITS = 24
@@ -28,15 +31,15 @@ def prepare_frames(frames, qualities=None, min_quality: int = MIN_QUALITY):
     uint8[k] or None), first occurrence kept, in the original order.
     """
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    if frames.ndim != 2 or frames.shape[1] != 32:
-        raise ValueError(f"frames must have shape (n, 32), got {frames.shape}")
+    if frames.ndim != 2 or frames.shape[1] != PDQ_BYTES:
+        raise ValueError(f"frames must have shape (n, {PDQ_BYTES}), got {frames.shape}")
     if qualities is not None:
         qualities = np.asarray(qualities)
         if qualities.shape != (len(frames),):
             raise ValueError(f"got {qualities.size} qualities for {len(frames)} frames")
         keep = qualities >= min_quality
         frames, qualities = frames[keep], qualities[keep]
-    _, first = np.unique(frames.view(np.dtype((np.void, 32))).ravel(), return_index=True)
+    _, first = np.unique(frames.view(np.dtype((np.void, PDQ_BYTES))).ravel(), return_index=True)
     first.sort()
     return frames[first], (None if qualities is None else qualities[first].astype(np.uint8))
 
@@ -70,7 +73,7 @@ def aggregate(offsets, ids, distances, listed_frame_counts, *,
     empty = VideoMatches(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0), np.zeros(0, np.int32))
     if n_query <= 0 or len(ids) == 0:
         return empty
-    query = np.repeat(np.arange(n_query), np.diff(offsets))
+    query = positions_of(offsets)
     entries = ids >> np.uint64(frame_bits)
     videos, video_of_hit = np.unique(entries, return_inverse=True)
     matched_query = _count_unique_pairs(video_of_hit, query)
@@ -94,11 +97,16 @@ def _count_unique_pairs(group: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 def match_video(index, frames, listed_frame_counts, *, qualities=None, threshold: int = 31,
                 min_query: float = DEFAULT_MIN_QUERY_PERCENT,
-                min_compared: float = DEFAULT_MIN_COMPARED_PERCENT) -> VideoMatches:
-    """Prepares the query frames, searches `index` (listed frames) and aggregates."""
+                min_compared: float = DEFAULT_MIN_COMPARED_PERCENT,
+                max_per_frame: int = 0) -> VideoMatches:
+    """Prepares the query frames, searches `index` (listed frames) and aggregates.
+
+    max_per_frame: 0 counts every listed frame a query frame matches; else only the closest
+    that many (the search's cost bound), so a frame that many listed videos share counts for
+    the closest of them only."""
     frames, _ = prepare_frames(frames, qualities)
     if len(frames) == 0:
         raise ValueError(f"no query frame has quality >= {MIN_QUALITY}")
-    offsets, ids, distances = index.search(frames, threshold)
-    return aggregate(offsets, ids, distances, listed_frame_counts,
+    hits = index.search(frames, threshold, max_per_frame)
+    return aggregate(hits.offsets, hits.ids, hits.distances, listed_frame_counts,
                      min_query=min_query, min_compared=min_compared)

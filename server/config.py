@@ -25,7 +25,11 @@ class ServerConfig:
     default_threshold: int = 31
     max_threshold: int = 64
     max_batch_hashes: int = 16384
-    # Hits one answer may hold; a batch that finds more is refused (its answer would be huge).
+    # Matches one query hash gets: the closest, ties by entry id; the answer flags the hash
+    # when more exist. Bounds the answer to a copied hash, however many cases list it.
+    max_matches_per_hash: int = 16
+    # Matches one answer may hold: each hash of a batch of n gets at most
+    # max(1, max_matches_per_batch // n), enforced while the index collects hits.
     max_matches_per_batch: int = 200_000
     # Unanswered batches one stream may have; the server stops reading the stream beyond it.
     max_in_flight: int = 8
@@ -93,7 +97,8 @@ class ServerConfig:
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
             raise ValueError("need 0 <= default_threshold <= max_threshold <= 256, got "
                              f"{self.default_threshold} and {self.max_threshold}")
-        for name in ("max_batch_hashes", "max_matches_per_batch", "max_in_flight",
+        for name in ("max_batch_hashes", "max_matches_per_hash", "max_matches_per_batch",
+                     "max_in_flight",
                      "max_streams_per_platform", "max_case_items", "max_video_frames",
                      "worker_threads", "max_case_hashes", "submit_burst_per_peer",
                      "submit_burst_global", "lookup_burst_per_peer", "lookup_burst_global",
@@ -103,6 +108,10 @@ class ServerConfig:
         for name in ("max_connection_age_s", "max_connection_age_grace_s"):
             if not 0 <= getattr(self, name) <= MAX_AGE_S:
                 raise ValueError(f"{name} must be 0..{MAX_AGE_S} s, got {getattr(self, name)}")
+        if self.max_matches_per_batch < self.max_batch_hashes:
+            raise ValueError("max_matches_per_batch must be >= max_batch_hashes (each hash of a "
+                             f"full batch keeps at least 1 match), got {self.max_matches_per_batch} "
+                             f"and {self.max_batch_hashes}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
@@ -125,7 +134,10 @@ HELP = {
     "default_threshold": "PDQ threshold when a request sets none (inclusive)",
     "max_threshold": "highest threshold a request may ask for",
     "max_batch_hashes": "most hashes in one match batch",
-    "max_matches_per_batch": "most matches one answer may hold",
+    "max_matches_per_hash": "most matches one query hash gets (the closest; the answer "
+                            "flags hashes that had more)",
+    "max_matches_per_batch": "most matches one answer may hold (each of a batch's n hashes "
+                             "gets at most this / n, at least 1)",
     "max_in_flight": "unanswered batches the server reads from one stream",
     "max_streams_per_platform": "open MatchStream calls per platform",
     "rate_limit_hashes_per_s": "per-platform matching rate (0 = off)",

@@ -6,11 +6,13 @@ rule raises `InvalidRequest` with a message that names the item and the rule.
 import numpy as np
 from google.rpc import status_pb2
 
+from hashmatch.core import signals
 from hashmatch.core import video as vpdq
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import InvalidRequest
-from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ, Matches
-from hashmatch.server.media import MD5_BYTES, PDQ_BYTES, Image, Query, Video, hash_count
+from hashmatch.core.signals import MD5_BYTES, PDQ_BYTES, SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
+from hashmatch.server.listing import Matches
+from hashmatch.server.media import Image, Query, Video, hash_count
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -39,11 +41,11 @@ def check_decoded(request) -> None:
 
 
 MIN_QUALITY = vpdq.MIN_QUALITY  # PDQ hashes below this quality match unrelated images
-HASH_BYTES = {pb.SIGNAL_TYPE_PDQ: PDQ_BYTES, pb.SIGNAL_TYPE_MD5: MD5_BYTES,
-              pb.SIGNAL_TYPE_VPDQ: PDQ_BYTES}
+# core.signals numbers the kinds as the wire does; these maps are the one place that says so.
 SIGNAL_FROM_PB = {pb.SIGNAL_TYPE_PDQ: SIGNAL_PDQ, pb.SIGNAL_TYPE_MD5: SIGNAL_MD5,
                   pb.SIGNAL_TYPE_VPDQ: SIGNAL_VPDQ}
 SIGNAL_TO_PB = {signal: wire for wire, signal in SIGNAL_FROM_PB.items()}
+HASH_BYTES = {wire: signals.HASH_BYTES[signal] for wire, signal in SIGNAL_FROM_PB.items()}
 
 
 def _packed_count(data: bytes, size: int, field: str, items: str, limit: int,
@@ -179,8 +181,10 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
                              f"({config.max_threshold})")
     hashes = np.frombuffer(req.hashes, np.uint8).reshape(n, size)
     signal = SIGNAL_FROM_PB[req.signal_type]
+    caps = dict(max_per_hash=config.max_matches_per_hash,
+                max_per_batch=config.max_matches_per_batch)
     if signal != SIGNAL_VPDQ:
-        return Query(signal, hashes, threshold, req.include_video_frames)
+        return Query(signal, hashes, threshold, req.include_video_frames, **caps)
     opts = req.video
     qualities = None
     if opts.frame_qualities:
@@ -195,12 +199,14 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
                      "min_query_match_percent"),
                  min_compared_percent=_percent(opts.min_compared_match_percent if opts.HasField(
                      "min_compared_match_percent") else vpdq.DEFAULT_MIN_COMPARED_PERCENT,
-                     "min_compared_match_percent"))
+                     "min_compared_match_percent"), **caps)
 
 
 def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.MatchResponse:
     video = matches.query_percent is not None
-    return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence, matches=[
+    return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence,
+                            truncated_positions=np.flatnonzero(matches.truncated).tolist(),
+                            matches=[
         pb.Match(position=p, entry_id=e, distance=d, signal_type=SIGNAL_TO_PB[s],
                  query_match_percent=matches.query_percent[i] if video else 0.0,
                  compared_match_percent=matches.compared_percent[i] if video else 0.0,

@@ -3,7 +3,8 @@
 Three indexes (photo PDQ, video-frame PDQ, MD5) plus a per-video frame count for the vPDQ rule.
 Writers (store commits) apply `ListRows` here in change-log order under one lock; readers never
 take it: each core index is safe to search while it changes. Results come back as `Matches`,
-plain arrays ordered by position then distance.
+built from the core's `Hits` (already ordered by position, distance, entry id) without sorting
+again, capped per query hash as the `Query` says.
 """
 import dataclasses
 import threading
@@ -12,11 +13,10 @@ import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
+from hashmatch.core.hits import Hits
+from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame
-
-# What a hit matched; convert.py maps these to and from hashmatch.v1.SignalType.
-SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ = 1, 2, 3
 
 
 def kernel_backend() -> str:
@@ -25,11 +25,13 @@ def kernel_backend() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Matches:
-    """Hits of one batch: parallel arrays, ordered by position then distance."""
+    """Hits of one batch: parallel arrays, ordered by position, then distance, then entry id.
+    truncated[i]: query i had more matches than its cap; the closest were kept."""
     positions: np.ndarray        # int64
     entry_ids: np.ndarray        # uint64
     distances: np.ndarray        # int32
     signal_types: np.ndarray     # int8: SIGNAL_*
+    truncated: np.ndarray        # bool[queries]
     query_percent: np.ndarray | None = None     # float64, video queries only
     compared_percent: np.ndarray | None = None
 
@@ -37,10 +39,19 @@ class Matches:
         return len(self.entry_ids)
 
 
-def _matches(positions, entry_ids, distances, signal_types) -> Matches:
-    order = np.lexsort((entry_ids, distances, positions))
-    return Matches(np.asarray(positions, np.int64)[order], np.asarray(entry_ids, np.uint64)[order],
-                   np.asarray(distances, np.int32)[order], np.asarray(signal_types, np.int8)[order])
+def _matches(hits: Hits, signals: np.ndarray) -> Matches:
+    """signals: the SIGNAL_* of each hit, or of each merged part (indexed by hits.part)."""
+    signal_types = signals[hits.part] if hits.part is not None else np.full(len(hits), signals[0])
+    return Matches(hits.positions(), hits.ids, hits.distances, signal_types.astype(np.int8),
+                   hits.truncated)
+
+
+def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
+    """Matches each of `hashes` query hashes may get: max_per_hash, lowered so the batch holds
+    at most max_per_batch (each hash keeps at least 1); 0 in either means no cap from it."""
+    caps = [c for c in (max_per_hash, max_per_batch and max(1, max_per_batch // max(hashes, 1)))
+            if c]
+    return min(caps) if caps else 0
 
 
 class ListState:
@@ -98,38 +109,32 @@ class ListState:
         if not self.loaded:
             raise NotReady("the list is still loading; try again shortly")
 
-    def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool) -> Matches:
+    def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
+                  max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        parts = [(self._images, SIGNAL_PDQ)]
+        parts = [self._images.search(hashes, threshold, max_per_hash)]
         if include_video_frames:
-            parts.append((self._frames, SIGNAL_VPDQ))
-        pos, ent, dist, sig = [], [], [], []
-        for index, signal in parts:
-            offsets, ids, distances = index.search(hashes, threshold)
-            p = np.repeat(np.arange(len(hashes)), np.diff(offsets))
-            e = ids
-            if signal == SIGNAL_VPDQ:
-                p, e, distances = _closest_per_entry(p, entry_of_frame(ids), distances)
-            pos.append(p), ent.append(e), dist.append(distances)
-            sig.append(np.full(len(e), signal, np.int8))
-        return _matches(*(np.concatenate(x) for x in (pos, ent, dist, sig)))
+            parts.append(_closest_per_entry(self._frames.search(hashes, threshold, max_per_hash)))
+        hits = Hits.merge(parts, max_per_hash) if len(parts) > 1 else parts[0]
+        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]))
 
-    def match_md5(self, md5s: np.ndarray) -> Matches:
+    def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        offsets, ids = self._md5.lookup(md5s)
-        p = np.repeat(np.arange(len(md5s)), np.diff(offsets))
-        return _matches(p, ids, np.zeros(len(ids), np.int32), np.full(len(ids), SIGNAL_MD5))
+        return _matches(self._md5.search(md5s, 0, max_per_hash), np.array([SIGNAL_MD5]))
 
-    def match_video(self, frames: np.ndarray, qualities, threshold: int,
-                    min_query: float, min_compared: float) -> Matches:
+    def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
+                    min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:
+        """One query video; at most max_videos listed videos (closest first) in the answer,
+        each query frame counting at most its max_per_frame closest listed frames."""
         self._require_loaded()
         found = vpdq.match_video(self._frames, frames, self._listed_frame_counts,
                                  qualities=qualities, threshold=threshold,
-                                 min_query=min_query, min_compared=min_compared)
-        n = len(found)
-        return Matches(np.zeros(n, np.int64), found.entry_ids, found.distances,
-                       np.full(n, SIGNAL_VPDQ, np.int8), found.query_percent,
-                       found.compared_percent)
+                                 min_query=min_query, min_compared=min_compared,
+                                 max_per_frame=max_per_frame)
+        n = min(len(found), max_videos) if max_videos else len(found)
+        return Matches(np.zeros(n, np.int64), found.entry_ids[:n], found.distances[:n],
+                       np.full(n, SIGNAL_VPDQ, np.int8), np.array([n < len(found)]),
+                       found.query_percent[:n], found.compared_percent[:n])
 
     def _listed_frame_counts(self, entries: np.ndarray) -> np.ndarray:
         # A video withdrawn between the search and this call counts as having no frames left.
@@ -137,23 +142,29 @@ class ListState:
         return np.fromiter((get(e, 0) for e in entries.tolist()), np.int64, len(entries))
 
 
-def _closest_per_entry(positions, entries, distances):
-    """Keeps one hit per (position, entry): the smallest distance among a video's frames."""
+def _closest_per_entry(hits: Hits) -> Hits:
+    """Frame hits as video entries, one per (query, entry): the first, which is the closest
+    since hits are ordered by (distance, frame id) and a frame id orders by its entry first."""
+    entries = entry_of_frame(hits.ids)
     if len(entries) == 0:
-        return positions, entries, distances
-    order = np.lexsort((distances, entries, positions))
-    positions, entries, distances = positions[order], entries[order], distances[order]
-    first = np.ones(len(entries), bool)
-    first[1:] = (positions[1:] != positions[:-1]) | (entries[1:] != entries[:-1])
-    return positions[first], entries[first], distances[first]
-
+        return hits.select(np.zeros(0, bool), entries)
+    pairs = np.stack([hits.positions().astype(np.uint64), entries], axis=1)
+    _, first = np.unique(pairs, axis=0, return_index=True)
+    keep = np.zeros(len(entries), bool)
+    keep[first] = True
+    return hits.select(keep, entries)
 
 
 def run_query(state: ListState, query) -> Matches:
-    """Dispatches a validated `media.Query` to the matcher for its signal type."""
-    if query.signal == SIGNAL_MD5:
-        return state.match_md5(query.hashes)
+    """Dispatches a validated `media.Query` to the matcher for its signal type, with the
+    per-hash cap its batch size allows (see per_hash_cap)."""
     if query.signal == SIGNAL_VPDQ:
         return state.match_video(query.hashes, query.frame_qualities, query.threshold,
-                                 query.min_query_percent, query.min_compared_percent)
-    return state.match_pdq(query.hashes, query.threshold, query.include_video_frames)
+                                 query.min_query_percent, query.min_compared_percent,
+                                 max_videos=query.max_per_hash,
+                                 max_per_frame=per_hash_cap(0, query.max_per_batch,
+                                                            len(query.hashes)))
+    cap = per_hash_cap(query.max_per_hash, query.max_per_batch, len(query.hashes))
+    if query.signal == SIGNAL_MD5:
+        return state.match_md5(query.hashes, cap)
+    return state.match_pdq(query.hashes, query.threshold, query.include_video_frames, cap)

@@ -11,10 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from hashmatch.core.signals import MD5_BYTES, PDQ_BYTES
 from hashmatch.core.video import FRAME_BITS
-
-PDQ_BYTES = 32
-MD5_BYTES = 16
 
 KIND_IMAGE = 1
 KIND_VIDEO = 2
@@ -75,7 +73,8 @@ class ListRows:
 
 @dataclasses.dataclass(frozen=True)
 class Query:
-    """One validated match batch. signal: listing.SIGNAL_PDQ, SIGNAL_MD5 or SIGNAL_VPDQ."""
+    """One validated match batch. signal: core.signals SIGNAL_PDQ, SIGNAL_MD5 or SIGNAL_VPDQ.
+    max_per_hash, max_per_batch: the server's caps on matches (0: none), see ServerConfig."""
     signal: int
     hashes: np.ndarray                  # uint8[n, 32] (PDQ, VPDQ) or uint8[n, 16] (MD5)
     threshold: int
@@ -83,3 +82,5 @@ class Query:
     frame_qualities: np.ndarray | None = None
     min_query_percent: float = 80.0
     min_compared_percent: float = 0.0
+    max_per_hash: int = 0
+    max_per_batch: int = 0

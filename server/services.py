@@ -12,7 +12,7 @@ import grpc
 
 from hashmatch.server import convert
 from hashmatch.server.access import PLATFORM
-from hashmatch.server.errors import LimitExceeded, abort, status_for
+from hashmatch.server.errors import abort, status_for
 from hashmatch.server.listing import kernel_backend, run_query
 from hashmatch.server.media import hash_count
 from hashmatch.server.metrics import list_hashes
@@ -88,10 +88,6 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.app.limits.charge(platform, len(query.hashes))
         list_sequence = self.app.state.sequence
         matches = run_query(self.app.state, query)
-        if len(matches) > self.app.config.max_matches_per_batch:
-            raise LimitExceeded(f"batch found {len(matches)} matches, over max_matches_per_batch "
-                                f"({self.app.config.max_matches_per_batch}); lower the threshold "
-                                "or the batch size")
         self.app.metrics.count_batch(len(query.hashes), len(matches))
         return convert.match_response(request.sequence, matches, list_sequence)
 

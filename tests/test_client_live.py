@@ -129,3 +129,14 @@ def test_streaming_with_a_wrong_key_raises(live_server, random_hashes):
             with StreamingMatcher(client, "pdq", max_in_flight=2) as matcher:
                 list(matcher.match(enumerate(random_hashes(10, seed=6))))
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_capped_hits_say_there_are_more(client, random_hashes):
+    """A hash listed 20 times: the client gets the server's 16 closest (ties by entry id), each
+    flagged `more`; an uncapped hash in the same batch is not flagged."""
+    copied, single = (row.tobytes() for row in random_hashes(2, seed=40))
+    _, _, copies = client.submit_case([Photo(f"c{i}.jpg", b"", copied, 90) for i in range(20)])
+    _, _, (alone,) = client.submit_case([Photo("s.jpg", b"", single, 90)])
+    hits = client.match_batch("pdq", [copied, single])
+    assert [(h.position, h.entry_id, h.more) for h in hits] == (
+        [(0, e, True) for e in sorted(copies)[:16]] + [(1, alone, False)])

@@ -13,16 +13,24 @@ from test_kernels_oracle import flip_bits, index_search, random_words, to_int
 
 
 def as_lists(result):
-    offsets, ids, dists = result
+    offsets, ids, dists = result.offsets, result.ids, result.distances
     assert offsets.dtype == np.int64 and ids.dtype == np.uint64 and dists.dtype == np.int32
     return [sorted(zip(dists[a:b].tolist(), ids[a:b].tolist()))
             for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def ordered(result):
-    offsets, ids, dists = result
+    """Per query [(distance, id)] in the order the index returned them."""
+    offsets, ids, dists = result.offsets, result.ids, result.distances
     return [list(zip(dists[a:b].tolist(), ids[a:b].tolist()))
             for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def use_tables(monkeypatch, tables: bool = True):
+    """Tables: the compiled multi-index tables serve even a few hundred hashes (no scan
+    fallback). Else every base is scanned."""
+    monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0 if tables else 10**9)
+    monkeypatch.setattr(index_module, "SCAN_RATIO", 0)
 
 
 def make_queries(rng, words, count, max_flips=40):
@@ -35,7 +43,7 @@ def make_queries(rng, words, count, max_flips=40):
 @pytest.mark.parametrize("threshold", [0, 31, 47, 63, 64, 100, 256])
 def test_matches_oracle_at_every_threshold(monkeypatch, threshold, tables):
     # 63 is the most the 16-slot tables serve; 64 and above are scanned.
-    monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0 if tables else 10**9)
+    use_tables(monkeypatch, tables)
     rng = np.random.default_rng(threshold)
     words = random_words(rng, 300) | np.uint64(1 << 63)
     ids = rng.permutation(10**6)[:300].astype(np.uint64)
@@ -61,11 +69,12 @@ def test_exact_distances_around_default_threshold():
 
 def test_empty_index_and_empty_queries():
     index = HashIndex()
-    offsets, ids, dists = index.search(np.zeros((3, 32), np.uint8))
-    assert offsets.tolist() == [0, 0, 0, 0] and len(ids) == 0 and len(dists) == 0
+    hits = index.search(np.zeros((3, 32), np.uint8))
+    assert hits.offsets.tolist() == [0, 0, 0, 0] and len(hits) == 0 and len(hits.distances) == 0
+    assert hits.truncated.tolist() == [False] * 3
     index.add([7], np.zeros((1, 32), np.uint8))
-    offsets, ids, dists = index.search(np.zeros((0, 32), np.uint8))
-    assert offsets.tolist() == [0] and len(ids) == 0
+    hits = index.search(np.zeros((0, 32), np.uint8))
+    assert hits.offsets.tolist() == [0] and len(hits.ids) == 0
     assert len(index) == 1
 
 
@@ -174,8 +183,9 @@ class IndexMachine(RuleBasedStateMachine):
     @initialize(delta_limit=st.sampled_from([2, 5, 1000]), tables=st.booleans())
     def start(self, delta_limit, tables):
         # tables: build the compiled multi-index tables even for these few hashes.
-        self.saved_min = index_module.MIN_INDEXED_HASHES
+        self.saved = index_module.MIN_INDEXED_HASHES, index_module.SCAN_RATIO
         index_module.MIN_INDEXED_HASHES = 0 if tables else 10**9
+        index_module.SCAN_RATIO = 0
         self.index = HashIndex()
         self.index._table.delta_limit = delta_limit
         self.model = {}
@@ -214,7 +224,7 @@ class IndexMachine(RuleBasedStateMachine):
     def teardown(self):
         if hasattr(self, "index"):
             self.index.wait_merged()
-            index_module.MIN_INDEXED_HASHES = self.saved_min
+            index_module.MIN_INDEXED_HASHES, index_module.SCAN_RATIO = self.saved
 
 
 TestIndexMachine = IndexMachine.TestCase
@@ -223,8 +233,7 @@ TestIndexMachine.settings = settings(max_examples=60, stateful_step_count=25, de
 
 @pytest.mark.parametrize("tables", [False, True], ids=["scan", "tables"])
 def test_concurrent_searches_see_whole_states(monkeypatch, tables):
-    if tables:
-        monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0)
+    use_tables(monkeypatch, tables)
     rng = np.random.default_rng(8)
     pool = random_words(rng, 40)
     queries = np.stack([flip_bits(rng, pool[i], i % 20) for i in range(0, 40, 4)])
@@ -264,6 +273,7 @@ def test_concurrent_searches_see_whole_states(monkeypatch, tables):
         else:
             index.remove(ids)
     index.wait_merged()
+    index.compact()  # the final answer comes from the base (the tables, where they are named)
     final = as_lists(index.search(queries, 31))
     done.set()
     for t in threads:
@@ -317,3 +327,45 @@ def test_concurrent_writers_lose_nothing():
     entries = {**models[0], **models[1]}
     assert len(index) == len(entries)
     assert ordered(index.search(pool, 40)) == index_search(pool, entries, 40)
+
+
+@pytest.mark.parametrize("tables", [False, True], ids=["scan", "tables"])
+@pytest.mark.parametrize("cap", [1, 16, 999, 5000])
+def test_cap_keeps_the_closest_of_1000_copies(monkeypatch, tables, cap):
+    """1,000 copies of one hash among near and unrelated ones, spread over base, delta and
+    tombstones: each query keeps exactly the oracle's first `cap` (distance, then id) and is
+    flagged when the oracle has more."""
+    use_tables(monkeypatch, tables)
+    rng = np.random.default_rng(21)
+    h = random_words(rng, 1)[0]
+    words = np.concatenate([np.repeat(h[None], 1000, axis=0),
+                            np.stack([flip_bits(rng, h, 1 + i % 5) for i in range(200)]),
+                            random_words(rng, 300)])
+    # Base ids below the delta's: the closest (ties by id) come from the tables.
+    ids = np.sort(rng.permutation(10**6)[:len(words)]).astype(np.uint64)
+    words = words[rng.permutation(len(words))]
+    index = HashIndex()
+    index.add(ids[:1200], words[:1200])
+    index.compact()
+    index.add(ids[1200:], words[1200:])  # the delta
+    gone = ids[rng.choice(1500, size=100, replace=False)]
+    index.remove(gone)
+    assert index.describe()["delta"] > 0 and index.describe()["tombstones"] > 0
+    entries = {int(i): to_int(w) for i, w in zip(ids, words) if i not in set(gone.tolist())}
+    queries = np.stack([h, flip_bits(rng, h, 2), flip_bits(rng, h, 7), random_words(rng, 1)[0]])
+    full = index_search(queries, entries, 31)
+    got = index.search(queries, 31, max_per_query=cap)
+    assert ordered(got) == [hits[:cap] for hits in full]
+    assert got.truncated.tolist() == [len(hits) > cap for hits in full]
+    assert got.truncated[:3].all() == (cap < 5000) and not got.truncated[3]
+
+
+def test_cap_zero_keeps_every_hit_and_negative_is_refused():
+    rng = np.random.default_rng(22)
+    h = random_words(rng, 1)
+    index = HashIndex()
+    index.add(np.arange(40, dtype=np.uint64), np.repeat(h, 40, axis=0))
+    got = index.search(h, 0)
+    assert len(got) == 40 and not got.truncated.any()
+    with pytest.raises(ValueError, match="max_per_query must be >= 0, got -1"):
+        index.search(h, 0, max_per_query=-1)

@@ -14,8 +14,13 @@ def near_queries(rng, words, distances):
     return np.stack([flip_bits(rng, words[r], d) for r, d in zip(rows, distances)])
 
 
+def reference(queries, hashes, threshold):
+    """The NumPy scan, ordered as every backend answers (distance, then row)."""
+    return kernels._limited(*kernels._numpy_range_search(queries, hashes, threshold))
+
+
 def as_lists(result):
-    offsets, rows, dists = result
+    offsets, rows, dists = result[:3]
     return [list(zip(rows[a:b].tolist(), dists[a:b].tolist()))
             for a, b in zip(offsets[:-1], offsets[1:])]
 
@@ -32,18 +37,23 @@ def data():
     return words, queries
 
 
-@pytest.fixture(scope="module", params=[(16, False), (16, True), (8, False), (8, True)],
-                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted"])
+@pytest.fixture(scope="module",
+                params=[(16, False, 0), (16, True, 0), (8, False, 0), (8, True, 0), (16, False, 4),
+                        (8, True, 4)],
+                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted",
+                     "16x16bit-4-byte-rows", "8x32bit-row-sorted-4-byte-rows"])
 def tables(request, data):
     words, _ = data
-    slots, sort_by_row = request.param
-    # scan_ratio=1: the tables serve every query of this small list (by default 8 slots with
-    # radius 3 would hand most of them to the scan). sort_by_row: both verification orders,
-    # whichever this machine's cache size would pick.
-    index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=1,
-                              sort_by_row=sort_by_row)
+    slots, sort_by_row, row_bytes = request.param
+    # scan_ratio=0: the tables serve every query they can of this small list (by default 8
+    # slots with radius 3 would hand most of them to the scan). sort_by_row: both verification
+    # orders, whichever this machine's cache size would pick. row_bytes=4: the layout of lists
+    # of 2^24 hashes and more, without building one.
+    index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=0,
+                              sort_by_row=sort_by_row, row_bytes=row_bytes)
     assert len(index.slot_widths) == slots and sum(index.slot_widths) == 256
     assert index.sorts_by_row == sort_by_row
+    assert index.row_bytes == (row_bytes or 3)
     return index
 
 
@@ -58,7 +68,7 @@ def cpu_path(request):
 @pytest.mark.parametrize("threshold", [0, 1, 5, 15, 16, 31, 32, 40, 47, 48, 63, 64, 130])
 def test_tables_equal_brute_force(tables, data, cpu_path, threshold):
     words, queries = data
-    expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+    expected = as_lists(reference(queries, words, threshold))
     assert as_lists(tables.search(queries, threshold, 2)) == expected
     assert as_lists(tables.search(queries, threshold, 1)) == expected
 
@@ -77,7 +87,7 @@ def test_skewed_slots_fall_back_to_scan_and_stay_exact(cpu_path):
     index = _kernels.MihIndex(words, threads=1)
     queries = np.concatenate([near_queries(rng, words, [3, 20, 31, 33]), random_words(rng, 3)])
     for threshold in (10, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
@@ -100,7 +110,7 @@ def test_bucket_starts_after_a_crowded_bucket_escape_and_stay_exact(cpu_path):
     queries = np.concatenate([near_queries(rng, words[:999], [0, 3, 17, 25, 31, 31, 32, 40]),
                               near_queries(rng, words, [0, 31]), random_words(rng, 4)])
     for threshold in (0, 20, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(index.search(queries, threshold, 2)) == expected
 
 
@@ -110,8 +120,31 @@ def test_crowded_buckets_take_plain_starts():
     index = _kernels.MihIndex(np.ascontiguousarray(words), threads=2, slots=16)
     assert index.offset_bytes == [4] * 16 and index.escaped_buckets == [0] * 16
     queries = np.concatenate([words[:3], random_words(rng, 3)])
-    expected = as_lists(kernels._numpy_range_search(queries, words, 31))
+    expected = as_lists(reference(queries, words, 31))
     assert as_lists(index.search(queries, 31, 2)) == expected
+
+
+def test_batches_of_queries_cross_kmaxbatch_without_mixing_queries():
+    """A search of more than 2^20 queries (kMaxBatch, the queries one candidate batch can
+    address) on one thread: the hits of queries on both sides of each boundary stay theirs."""
+    rng = np.random.default_rng(20)
+    words = random_words(rng, 1000)
+    tables = _kernels.MihIndex(words, threads=1, scan_ratio=0)
+    boundary = 1 << 20
+    queries = random_words(rng, boundary + 5)
+    planted = {0: 7, boundary - 2: 11, boundary - 1: 13, boundary: 17, boundary + 1: 19,
+               boundary + 4: 23}
+    for position, row in planted.items():
+        queries[position] = words[row]
+    offsets, rows, distances, truncated = tables.search(queries, 0, 1)
+    hit = np.flatnonzero(np.diff(offsets))
+    assert dict(zip(hit.tolist(), rows.tolist())) == planted
+    assert not distances.any() and not truncated.any()
+
+
+def test_row_bytes_knob_is_checked():
+    with pytest.raises(ValueError, match="row_bytes must be 0 .automatic., 3 or 4, got 5"):
+        _kernels.MihIndex(np.zeros((2, 4), np.uint64), row_bytes=5)
 
 
 def test_tables_reject_bad_input(tables):
@@ -154,7 +187,8 @@ def test_hash_index_uses_tables_and_matches_oracle(monkeypatch):
     entries[2**64 - 1] = to_int(words[3])
     queries = np.concatenate([words[:4], near_queries(rng, words, [10, 30, 31, 32, 45])])
     for threshold in (31, 47, 70):
-        offsets, got_ids, dists = index.search(queries, threshold)
+        hits = index.search(queries, threshold)
+        offsets, got_ids, dists = hits.offsets, hits.ids, hits.distances
         got = [list(zip(dists[a:b].tolist(), got_ids[a:b].tolist()))
                for a, b in zip(offsets[:-1], offsets[1:])]
         assert got == index_search(queries, entries, threshold)
@@ -171,5 +205,5 @@ def test_bucket_group_over_65535_rows_keeps_wide_offsets():
     queries = np.concatenate([near_queries(rng, words, [0, 5, 31, 32]), random_words(rng, 2)])
     queries[-1, 0] |= np.uint64(0xFFFF)  # far from every hash in slot 0
     for threshold in (0, 31, 40):
-        expected = as_lists(kernels._numpy_range_search(queries, words, threshold))
+        expected = as_lists(reference(queries, words, threshold))
         assert as_lists(skewed.search(queries, threshold, 2)) == expected

@@ -8,7 +8,7 @@ def to_int(hash_row) -> int:
 
 
 def range_search(queries, hashes, threshold):
-    """[[ (row, distance), ... ascending row ] per query] by a plain double loop."""
+    """[[ (row, distance), ... ordered by (distance, row) ] per query] by a plain double loop."""
     qs = [to_int(q) for q in queries]
     hs = [to_int(h) for h in hashes]
     out = []
@@ -18,7 +18,7 @@ def range_search(queries, hashes, threshold):
             d = (q ^ h).bit_count()
             if d <= threshold:
                 hits.append((row, d))
-        out.append(hits)
+        out.append(sorted(hits, key=lambda hit: (hit[1], hit[0])))
     return out
 
 

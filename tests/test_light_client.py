@@ -17,7 +17,8 @@ import importlib.util, sys
 import numpy as np
 from hashmatch.clients.client import HashmatchClient, HashmatchError
 from hashmatch.clients.streaming import StreamingMatcher
-present = [m for m in ("numba", "av", "PIL", "hashmatch.core", "hashmatch.server", "pybind11")
+present = [m for m in ("numba", "av", "PIL", "hashmatch.core._kernels", "hashmatch.core.index",
+                       "hashmatch.server", "pybind11")
            if importlib.util.find_spec(m)]
 print("present:", present)
 target, key, listed = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
@@ -34,9 +35,9 @@ def light_wheel(tmp_path_factory):
     source = tmp_path_factory.mktemp("source")
     for name in ("setup.py", "pyproject.toml"):
         shutil.copy(ROOT / name, source / name)
-    for folder in ("clients", "proto"):
+    for folder in ("clients", "core", "proto"):
         shutil.copytree(ROOT / folder, source / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so", "cpp"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "--no-build-isolation", "-w", str(out), str(source)], check=True,
@@ -50,7 +51,8 @@ def test_light_wheel_is_pure_python_and_small(light_wheel):
     assert light_wheel.name.endswith("-py3-none-any.whl")
     modules = sorted(n for n in names if n.endswith(".py"))
     assert modules == ["hashmatch/clients/__init__.py", "hashmatch/clients/client.py",
-                       "hashmatch/clients/streaming.py", "hashmatch/v1/__init__.py",
+                       "hashmatch/clients/streaming.py", "hashmatch/core/__init__.py",
+                       "hashmatch/core/signals.py", "hashmatch/v1/__init__.py",
                        "hashmatch/v1/hashmatch_pb2.py", "hashmatch/v1/hashmatch_pb2_grpc.py"]
     metadata = zipfile.ZipFile(light_wheel).read(
         next(n for n in names if n.endswith("METADATA"))).decode()

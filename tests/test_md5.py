@@ -7,7 +7,8 @@ from hashmatch.core import Md5Index
 
 
 def lists(result):
-    offsets, ids = result
+    offsets, ids = result.offsets, result.ids
+    assert not result.distances.any()
     return [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
 
 
@@ -20,17 +21,22 @@ def test_lookup_add_replace_remove():
     index.add([10, 11, 12], md5s[:3])
     index.add([13], md5s[:1])
     assert len(index) == 4
-    assert lists(index.lookup(np.stack([md5s[0], md5s[3], near]))) == [[10, 13], [], []]
+    assert lists(index.search(np.stack([md5s[0], md5s[3], near]))) == [[10, 13], [], []]
     index.add([10], md5s[3:4])
     index.remove([13, 999])
-    assert lists(index.lookup(np.stack([md5s[0], md5s[3]]))) == [[], [10]]
+    assert lists(index.search(np.stack([md5s[0], md5s[3]]))) == [[], [10]]
     assert len(index) == 3
+
+
+def test_threshold_must_be_zero():
+    with pytest.raises(ValueError, match="threshold must be 0, got 3"):
+        Md5Index().search(np.zeros((1, 16), np.uint8), 3)
 
 
 def test_empty():
     index = Md5Index()
-    offsets, ids = index.lookup(np.zeros((2, 16), np.uint8))
-    assert offsets.tolist() == [0, 0, 0] and ids.dtype == np.uint64
+    hits = index.search(np.zeros((2, 16), np.uint8))
+    assert hits.offsets.tolist() == [0, 0, 0] and hits.ids.dtype == np.uint64
 
 
 @pytest.mark.parametrize("md5s,fragment", [
@@ -62,6 +68,9 @@ def test_against_dict_model(ops, delta_limit):
             for i in ids:
                 model.pop(i, None)
         assert len(index) == len(model)
-    got = lists(index.lookup(pool))
-    assert got == [sorted(i for i, w in model.items() if w == k) for k in range(6)]
+    want = [sorted(i for i, w in model.items() if w == k) for k in range(6)]
+    assert lists(index.search(pool)) == want
+    capped = index.search(pool, 0, max_per_query=2)
+    assert lists(capped) == [ids[:2] for ids in want]
+    assert capped.truncated.tolist() == [len(ids) > 2 for ids in want]
     index.wait_merged()

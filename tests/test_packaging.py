@@ -41,7 +41,7 @@ def test_installed_wheel_imports_and_matches(wheel, tmp_path):
         "assert core.__file__.startswith(%r), core.__file__;"
         "i = core.HashIndex(); h = np.arange(64, dtype=np.uint8).reshape(2, 32);"
         "i.add(np.array([7, 9], np.uint64), h);"
-        "o, ids, d = i.search(h[:1], 0); print(ids.tolist())" % str(target)
+        "print(i.search(h[:1], 0).ids.tolist())" % str(target)
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},

@@ -11,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from hashmatch.core import _pdq
 from hashmatch.core.pdq import (
@@ -273,18 +276,8 @@ def test_float32_luma_is_near_pdqhash_float64_luma():
         assert hamming_distance(ours, theirs) <= 8
 
 
-def test_hypothesis_small_images_equal_oracle():
-    import hypothesis
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-    from hypothesis.extra.numpy import arrays
-
-    shapes = st.tuples(st.integers(1, 90), st.integers(1, 90), st.just(3))
-
-    @settings(max_examples=60, deadline=None, derandomize=True)
-    @given(arrays(np.uint8, shapes, elements=st.integers(0, 255)))
-    def check(rgb):
-        assert pdq_hash(rgb) == oracle_hash(rgb)
-
-    assert hypothesis.__version__
-    check()
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 90), st.integers(1, 90), st.just(3)),
+              elements=st.integers(0, 255)))
+def test_hypothesis_small_images_equal_oracle(rgb):
+    assert pdq_hash(rgb) == oracle_hash(rgb)

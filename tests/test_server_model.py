@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hashmatch.server import credentials
 from hashmatch.server.errors import PermissionDenied
 from hashmatch.server.keeper import ListKeeper
-from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ, ListState
+from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
+from hashmatch.server.listing import ListState
 from hashmatch.server.media import Image, Video
 from hashmatch.server.store import Store
 

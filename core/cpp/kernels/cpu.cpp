@@ -19,21 +19,26 @@ size_t last_level_cache_bytes() {
     return bytes > 0 ? static_cast<size_t>(bytes) : size_t{32} << 20;
 }
 
-bool cpu_supports(CpuPath path) {
+namespace {
+// What the CPU reports, asked once per process: bit p set when CpuPath p can run.
+int probe_cpu() {
+    int bits = 1 << static_cast<int>(CpuPath::portable);
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    switch (path) {
-        case CpuPath::portable:
-            return true;
-        case CpuPath::avx2:
-            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-        case CpuPath::avx512:
-            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
-    }
-    return false;
-#else
-    return path == CpuPath::portable;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
+        bits |= 1 << static_cast<int>(CpuPath::avx2);
+    // The index's verification uses 256-bit AVX-512 forms, hence VL as well.
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("popcnt"))
+        bits |= 1 << static_cast<int>(CpuPath::avx512);
 #endif
+    return bits;
+}
+}  // namespace
+
+bool cpu_supports(CpuPath path) {
+    static const int supported = probe_cpu();
+    return (supported >> static_cast<int>(path)) & 1;
 }
 
 CpuPath best_cpu_path() {

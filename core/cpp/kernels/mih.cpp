@@ -65,6 +65,7 @@ constexpr uint32_t kMaxBatch = 1u << 20;
 
 struct VerifyArgs {
     const uint64_t* queries;  // the batch's queries
+    size_t first;             // index of the batch's first query in the search
     const uint64_t* hashes;
     const uint64_t* pairs;    // sorted by row block
     size_t count;
@@ -76,7 +77,7 @@ struct VerifyArgs {
 constexpr size_t kHashAhead = 16;
 
 template <bool kPrefetch>
-inline void verify_scalar(const VerifyArgs& a, std::vector<uint64_t>* hits) {
+inline void verify_scalar(const VerifyArgs& a, HitLists& hits) {
     for (size_t c = 0; c < a.count; ++c) {
         if (kPrefetch && c + kHashAhead < a.count)
             __builtin_prefetch(a.hashes + (a.pairs[c + kHashAhead] >> 32) * kWords);
@@ -90,21 +91,21 @@ inline void verify_scalar(const VerifyArgs& a, std::vector<uint64_t>* hits) {
         const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
                       __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
         if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, k))
-            hits[qi].push_back(pack_hit(row, d));
+            hits.add(a.first + qi, pack_hit(row, d));
     }
 }
 
-void verify_portable(const VerifyArgs& a, std::vector<uint64_t>* hits) {
+void verify_portable(const VerifyArgs& a, HitLists& hits) {
     verify_scalar<false>(a, hits);
 }
 
 __attribute__((target("popcnt"))) void verify_popcnt(const VerifyArgs& a,
-                                                     std::vector<uint64_t>* hits) {
+                                                     HitLists& hits) {
     verify_scalar<true>(a, hits);
 }
 
 __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_avx512(
-    const VerifyArgs& a, std::vector<uint64_t>* hits) {
+    const VerifyArgs& a, HitLists& hits) {
     for (size_t c = 0; c < a.count; ++c) {
         if (c + kHashAhead < a.count)
             __builtin_prefetch(a.hashes + (a.pairs[c + kHashAhead] >> 32) * kWords);
@@ -122,17 +123,8 @@ __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_a
         alignas(32) uint64_t xs[4];
         _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
         if (!found_earlier(xs, a.slots, a.radii, static_cast<int>(pair & 15)))
-            hits[qi].push_back(pack_hit(row, d));
+            hits.add(a.first + qi, pack_hit(row, d));
     }
-}
-
-bool has_avx512vl() {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
 }
 
 std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
@@ -153,14 +145,24 @@ std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
     return slots;
 }
 
+int row_bytes_for(size_t n, int forced) {
+    if (forced != 0 && forced != 3 && forced != 4)
+        throw std::invalid_argument("row_bytes must be 0 (automatic), 3 or 4, got " +
+                                    std::to_string(forced));
+    if (forced == 3 && n >= (size_t{1} << 24))
+        throw std::invalid_argument("row_bytes 3 holds fewer than 2^24 rows, got " +
+                                    std::to_string(n));
+    return forced ? forced : (n < (size_t{1} << 24) ? 3 : 4);
+}
+
 }  // namespace
 
 MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, size_t scan_ratio,
-                   int sort_by_row)
+                   int sort_by_row, int row_bytes)
     : hashes_(hashes),
       n_(n),
-      row_bytes_(n < (size_t{1} << 24) ? 3 : 4),
-      scan_limit_(n / std::max<size_t>(scan_ratio, 1)),
+      row_bytes_(row_bytes_for(n, row_bytes)),
+      scan_limit_(scan_ratio ? n / scan_ratio : SIZE_MAX),
       slots_(layout_for(n, slots)) {
     // Sorting a batch's candidates by row, so the hashes stream in order, pays only where they
     // do not fit the last-level cache with room to spare: at 1M (32 MB of hashes) 1.5x faster on
@@ -321,13 +323,14 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
     return true;
 }
 
-void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
-                      std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
-                      std::vector<uint64_t>* hits) const {
+void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, const Radii& radii,
+                      CpuPath path, std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
+                      HitLists& hits) const {
     // With sort_by_row_, a batch's candidates are sorted by row (LSD radix, 12 bits a pass) once
     // they are a good share of the list (n / 2), so the hashes are read in ascending order,
     // which the hardware prefetcher streams, instead of at random from memory. Else they are
     // verified in the order found, prefetched a few ahead.
+    if (test_fault() == TestFault::drop_hits) pairs.clear();  // tests only: see TestFault
     if (!sort_by_row_ || pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
@@ -351,25 +354,24 @@ void MihIndex::verify(const uint64_t* batch, int threshold, const Radii& radii, 
         }
         pairs.swap(sorted);  // the sorted candidates end in `sorted`
     }
-    const VerifyArgs args{batch, hashes_, sorted.data(), sorted.size(), threshold, slots_.data(),
-                          radii.data()};
-    if (path == CpuPath::avx512 && has_avx512vl())
-        verify_avx512(args, hits);
-    else if (path == CpuPath::portable)
-        verify_portable(args, hits);
-    else
-        verify_popcnt(args, hits);
+    const VerifyArgs args{queries + first * kWords, first, hashes_, sorted.data(), sorted.size(),
+                          threshold, slots_.data(), radii.data()};
+    switch (path) {
+        case CpuPath::avx512: verify_avx512(args, hits); break;
+        case CpuPath::avx2: verify_popcnt(args, hits); break;
+        case CpuPath::portable: verify_portable(args, hits); break;
+    }
     pairs.clear();
     sorted.clear();
 }
 
 Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath path,
-                     int threads) const {
+                     int threads, const HitLimits& limits) const {
     check_threshold(threshold);
     if (!cpu_supports(path))
         throw std::invalid_argument(std::string("cpu path '") + cpu_path_name(path) +
                                     "' is not supported by this CPU");
-    std::vector<std::vector<uint64_t>> hits(nq);
+    HitLists hits(nq, limits);
     std::vector<uint8_t> use_scan(nq, 1);
     if (threshold <= max_indexed_threshold() && n_ > 0) {
         const Radii radii = radii_for(threshold);
@@ -379,18 +381,17 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
             sort_by_row_ ? std::min<size_t>(std::max<size_t>(n_ / 2, 1 << 16), 1 << 23)
                          : size_t{1} << 18;
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
+            if (test_fault() == TestFault::throw_in_worker) throw std::bad_alloc();
             std::vector<uint64_t> probes, pairs, sorted;
             size_t first = b;
             for (size_t i = b; i < e; ++i) {
                 use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
                                        radii, probes, pairs);
                 if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
-                    verify(queries + first * kWords, threshold, radii, path, pairs, sorted,
-                           hits.data() + first);
+                    verify(queries, first, threshold, radii, path, pairs, sorted, hits);
                     first = i + 1;
                 }
             }
-            for (size_t i = b; i < e; ++i) std::sort(hits[i].begin(), hits[i].end());
         });
     }
     std::vector<size_t> scan;
@@ -400,14 +401,15 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
         std::vector<uint64_t> sub(scan.size() * kWords);
         for (size_t j = 0; j < scan.size(); ++j)
             std::memcpy(&sub[j * kWords], queries + scan[j] * kWords, sizeof(uint64_t) * kWords);
-        Csr part = range_search(sub.data(), scan.size(), hashes_, n_, threshold, path, threads);
+        HitLists scanned(scan.size(), limits);
+        scan_into(sub.data(), scan.size(), hashes_, n_, threshold, path, threads, scanned);
         for (size_t j = 0; j < scan.size(); ++j) {
-            auto& list = hits[scan[j]];
-            for (int64_t x = part.offsets[j]; x < part.offsets[j + 1]; ++x)
-                list.push_back(pack_hit(static_cast<uint64_t>(part.rows[x]), part.distances[x]));
+            scanned.trim(j);
+            hits[scan[j]].swap(scanned[j]);
+            if (scanned.truncated(j)) hits.mark_truncated(scan[j]);
         }
     }
-    return hits_to_csr(hits);
+    return hits.finish(threads);
 }
 
 }  // namespace hashmatch

@@ -6,9 +6,9 @@
 // with that key, ascending); a key is within r_k of the query's whenever the whole slot is, so a
 // query probes every key within r_k in table k and verifies the rows found against the full
 // hash. Below 8M hashes the slots are 16 x 16 bits keyed whole; from 8M they are 8 x 32 bits
-// keyed on 22 (radius 3 each at threshold 31), which keeps the tables at about 28 bytes a hash
-// (3-byte rows, 1-byte bucket starts) where 12 narrower slots cost 43. An immutable object:
-// built once, then searched from any number of threads.
+// keyed on up to 22 (radius 3 each at threshold 31), which keeps the tables at about 28 bytes
+// a hash (3-byte rows, 1-byte bucket starts). An immutable object: built once, then searched
+// from any number of threads.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -55,16 +55,18 @@ public:
     };
 
     // hashes: n x 4 words, C-contiguous; must outlive this object (it is not copied).
-    // slots: 16 or 8 forces a layout, 0 picks one from n. scan_ratio: see kScanRatio (tests set
-    // 1 so that the tables serve small lists too). sort_by_row: 0 or 1 forces the verification
-    // order (see sorts_by_row), -1 picks it from n and the cache size.
+    // slots: 16 or 8 forces a layout, 0 picks one from n. scan_ratio: see kScanRatio; 0 never
+    // scans a query the tables can serve (tests set it so that small lists reach the tables). sort_by_row: 0 or 1 forces the verification
+    // order (see sorts_by_row), -1 picks it from n and the cache size. row_bytes: 3 or 4 forces
+    // the width of a stored row (tests cover 4-byte rows without 2^24 hashes), 0 picks it.
     MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0,
-             size_t scan_ratio = kScanRatio, int sort_by_row = -1);
+             size_t scan_ratio = kScanRatio, int sort_by_row = -1, int row_bytes = 0);
 
-    // Same contract as range_search(): CSR with ascending rows per query, exact for every
-    // threshold (queries the tables cannot serve cheaply are answered by the scan kernel).
-    Csr search(const uint64_t* queries, size_t nq, int threshold, CpuPath path,
-               int threads) const;
+    // Same contract as range_search(): CSR ordered by (distance, row) per query, exact for
+    // every threshold (queries the tables cannot serve cheaply are answered by the scan
+    // kernel), within `limits`.
+    Csr search(const uint64_t* queries, size_t nq, int threshold, CpuPath path, int threads,
+               const HitLimits& limits = {}) const;
 
     size_t size() const { return n_; }
     int row_bytes() const { return row_bytes_; }
@@ -85,10 +87,11 @@ private:
     // appended) when they would be more than scan_limit_ rows.
     bool collect(const uint64_t* query, uint32_t qi, const Radii& radii,
                  std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const;
-    // Verifies a batch's candidates against the full hashes; hits[i] gets query i's hits.
-    void verify(const uint64_t* batch, int threshold, const Radii& radii, CpuPath path,
-                std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
-                std::vector<uint64_t>* hits) const;
+    // Verifies a batch's candidates (queries first, first + 1, ...) against the full hashes
+    // into hits.
+    void verify(const uint64_t* queries, size_t first, int threshold, const Radii& radii,
+                CpuPath path, std::vector<uint64_t>& pairs, std::vector<uint64_t>& sorted,
+                HitLists& hits) const;
 
     // Bucket starts of one slot table, 2^key_bits + 1 of them. Where buckets hold a few rows
     // (the usual case): a uint32 start per group of 2^shift buckets plus a uint8 offset per

@@ -7,7 +7,8 @@
 namespace hashmatch {
 
 static_assert(sizeof(uint64_t) * kWords == 32, "a hash is 32 bytes");
-static_assert((uint64_t{1} << kDistanceBits) > kMaxDistance, "distance must fit its bits");
+static_assert((uint64_t{kMaxDistance} << kRowBits) >> kRowBits == kMaxDistance,
+              "a distance must fit above the row bits");
 
 void scan_portable(const uint64_t* q, int nq, const uint64_t* h, size_t row0, size_t row1,
                    int threshold, std::vector<uint64_t>* out) {
@@ -129,33 +130,6 @@ ScanFn scan_for(CpuPath path) {
         case CpuPath::portable: break;
     }
     return scan_portable;
-}
-
-static void verify_portable(const uint64_t* q, const uint64_t* h, const uint32_t* rows,
-                            size_t count, int threshold, std::vector<uint64_t>* out) {
-    for (size_t c = 0; c < count; ++c) {
-        const uint64_t* hj = h + static_cast<size_t>(rows[c]) * kWords;
-        int d = __builtin_popcountll(q[0] ^ hj[0]) + __builtin_popcountll(q[1] ^ hj[1]) +
-                __builtin_popcountll(q[2] ^ hj[2]) + __builtin_popcountll(q[3] ^ hj[3]);
-        if (d <= threshold) out->push_back(pack_hit(rows[c], d));
-    }
-}
-
-__attribute__((target("popcnt"))) static void verify_popcnt(const uint64_t* q,
-                                                           const uint64_t* h,
-                                                           const uint32_t* rows, size_t count,
-                                                           int threshold,
-                                                           std::vector<uint64_t>* out) {
-    for (size_t c = 0; c < count; ++c) {
-        const uint64_t* hj = h + static_cast<size_t>(rows[c]) * kWords;
-        int d = __builtin_popcountll(q[0] ^ hj[0]) + __builtin_popcountll(q[1] ^ hj[1]) +
-                __builtin_popcountll(q[2] ^ hj[2]) + __builtin_popcountll(q[3] ^ hj[3]);
-        if (d <= threshold) out->push_back(pack_hit(rows[c], d));
-    }
-}
-
-VerifyFn verify_for(CpuPath path) {
-    return path == CpuPath::portable ? verify_portable : verify_popcnt;
 }
 
 }  // namespace hashmatch

@@ -1,5 +1,6 @@
 // Brute-force Hamming scans over packed 256-bit hashes, one implementation per CPU path.
-// A hit is packed as (row << 9) | distance into one uint64 so per-query lists stay flat.
+// A hit is packed as (distance << 55) | row into one uint64, so per-query lists stay flat and
+// sorting them orders hits by distance, then row.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,13 +13,14 @@ namespace hashmatch {
 constexpr int kWords = 4;             // a hash is 4 little-endian uint64 words (32 bytes)
 constexpr int kMaxDistance = 256;
 constexpr int kQueryBlock = 32;       // queries compared against each hash per pass
-constexpr uint64_t kDistanceBits = 9;  // distances 0..256 need 9 bits
+constexpr int kRowBits = 55;           // distances 0..256 take the 9 bits above the row
+constexpr uint64_t kRowMask = (uint64_t{1} << kRowBits) - 1;
 
 inline uint64_t pack_hit(uint64_t row, int distance) {
-    return (row << kDistanceBits) | static_cast<uint64_t>(distance);
+    return (static_cast<uint64_t>(distance) << kRowBits) | row;
 }
-inline uint64_t hit_row(uint64_t hit) { return hit >> kDistanceBits; }
-inline int hit_distance(uint64_t hit) { return static_cast<int>(hit & 511u); }
+inline uint64_t hit_row(uint64_t hit) { return hit & kRowMask; }
+inline int hit_distance(uint64_t hit) { return static_cast<int>(hit >> kRowBits); }
 
 // Compares queries[0..nq) (nq <= kQueryBlock) with hashes rows [row0, row1); appends every hit
 // with distance <= threshold to out[i] in ascending row order.
@@ -33,10 +35,5 @@ void scan_avx512(const uint64_t*, int, const uint64_t*, size_t, size_t, int,
                  std::vector<uint64_t>*);
 
 ScanFn scan_for(CpuPath path);
-
-// Distance of one query to each listed row (a gather, used to verify index candidates).
-using VerifyFn = void (*)(const uint64_t* query, const uint64_t* hashes, const uint32_t* rows,
-                          size_t count, int threshold, std::vector<uint64_t>* out);
-VerifyFn verify_for(CpuPath path);
 
 }  // namespace hashmatch

@@ -157,16 +157,18 @@ class Match(_message.Message):
     def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ...) -> None: ...
 
 class MatchResponse(_message.Message):
-    __slots__ = ("sequence", "matches", "error", "list_sequence")
+    __slots__ = ("sequence", "matches", "error", "list_sequence", "truncated_positions")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LIST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_POSITIONS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     matches: _containers.RepeatedCompositeFieldContainer[Match]
     error: _status_pb2.Status
     list_sequence: int
-    def __init__(self, sequence: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., list_sequence: _Optional[int] = ...) -> None: ...
+    truncated_positions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., list_sequence: _Optional[int] = ..., truncated_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetListInfoRequest(_message.Message):
     __slots__ = ()
