@@ -58,6 +58,8 @@ setup(
         "pillow>=10",
         "av>=14",
         "tqdm>=4.66",
+        "psycopg[binary]>=3.2",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": [

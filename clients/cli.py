@@ -452,26 +452,26 @@ SERVER_FLAGS = {
 
 
 def cmd_platform_add(args, reporter: output.Reporter) -> None:
-    from hashmatch.server.store import Store
+    from hashmatch.server.store import open_store
 
-    store = Store(args.db)
+    store = open_store(args.db)
     try:
         api_key = store.add_platform(args.name)
     finally:
-        getattr(store, "close", lambda: None)()
+        store.close()
     reporter.emit(*output.platform_added(args.name, api_key))
 
 
 def cmd_list_import(args, reporter: output.Reporter) -> None:
     """Imports in chunks, so a list of tens of millions of lines never sits in memory whole."""
-    from hashmatch.server.store import Store
+    from hashmatch.server.store import open_store
 
     lines = read_hash_lines(args.file, reporter, allowed=("pdq",))
     imported, store = 0, None
     try:
         with reporter.progress(None, "hash", "importing") as bar:
             while chunk := [value for _, _, value in itertools.islice(lines, IMPORT_CHUNK)]:
-                store = store or Store(args.db)
+                store = store or open_store(args.db)
                 packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
                 imported += store.import_pdq_hashes(packed)
                 bar.update(len(chunk))
@@ -512,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def store_file(sub):
-        sub.add_argument("--db", default="hashmatch.db", help="SQLite file (default hashmatch.db)")
+        sub.add_argument("--db", default="hashmatch.db",
+                         help="SQLite file or postgresql:// URL (default hashmatch.db)")
 
     def seconds_per_hash(sub):
         sub.add_argument("--seconds-per-hash", type=float, default=1.0,
@@ -563,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("info", cmd_info, "show the list's size, limits and matching backend")
     sub.add_argument("--api-key", help=api_key_help)
 
-    sub = command("serve", cmd_serve, "run the server on an embedded SQLite store")
+    sub = command("serve", cmd_serve, "run the server on an SQLite file or a PostgreSQL list")
     store_file(sub)
     sub.add_argument("--listen", default=DEFAULT_TARGET,
                      help=f"HOST:PORT to listen on (default {DEFAULT_TARGET}; port 0 = any)")

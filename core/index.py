@@ -141,6 +141,10 @@ class HashIndex:
             parts.append((o2, snap.delta_ids[rows2], dist2))
         return _merge_csr(len(q), parts)
 
+    def items(self):
+        """(ids uint64[n] ascending, records[n]): every listed id and its record."""
+        return self._table.snapshot().items()
+
     def compact(self) -> None:
         """Folds pending changes into a freshly built base now (readers are not blocked)."""
         self._table.compact()

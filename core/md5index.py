@@ -89,6 +89,10 @@ class Md5Index:
         np.cumsum(np.bincount(qidx, minlength=len(q)), out=offsets[1:])
         return offsets, ids[order]
 
+    def items(self):
+        """(ids uint64[n] ascending, records[n]): every listed id and its record."""
+        return self._table.snapshot().items()
+
     def compact(self) -> None:
         self._table.compact()
 

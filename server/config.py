@@ -41,6 +41,11 @@ class ServerConfig:
     log_level: str = "INFO"
     # host:port for a Prometheus text endpoint over HTTP; None: no endpoint.
     metrics_listen: str | None = None
+    # Seconds between reads of the change log when no wake-up came (writes by this server and,
+    # on PostgreSQL, NOTIFY wake the follower at once).
+    follow_interval_s: float = 0.25
+    # Health says NOT_SERVING while the applied sequence has trailed the log's head this long.
+    max_lag_s: float = 5.0
 
     def __post_init__(self):
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
@@ -51,6 +56,10 @@ class ServerConfig:
                      "worker_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.follow_interval_s <= 60:
+            raise ValueError(f"follow_interval_s must be in (0, 60], got {self.follow_interval_s}")
+        if self.max_lag_s < 0:
+            raise ValueError(f"max_lag_s must be >= 0, got {self.max_lag_s}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         if self.max_video_frames >= 1 << 24:
@@ -58,7 +67,8 @@ class ServerConfig:
 
 
 HELP = {
-    "db_path": "SQLite file of the list (created if missing)",
+    "db_path": "SQLite file of the list (created if missing), or a postgresql:// URL that "
+               "several servers share",
     "listen": "HOST:PORT to serve gRPC on; port 0 picks a free one",
     "port_file": "write the bound port here once SERVING",
     "default_threshold": "PDQ threshold when a request sets none (inclusive)",
@@ -79,6 +89,8 @@ HELP = {
     "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",
+    "follow_interval_s": "seconds between change-log reads when nothing woke the server",
+    "max_lag_s": "health says NOT_SERVING while the list trails the log's head this long",
 }
 
 

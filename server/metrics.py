@@ -8,8 +8,8 @@ import threading
 
 
 class Metrics:
-    def __init__(self, state):
-        self._state = state
+    def __init__(self, state, follower):
+        self._state, self._follower = state, follower
         self._lock = threading.Lock()
         self.batches = self.hashes = self.matches = 0
         self.errors: dict[str, int] = {}
@@ -38,7 +38,13 @@ class Metrics:
                   *(f'hashmatch_list_size{{kind="{kind}"}} {n}'
                     for kind, n in self._state.counts().items()),
                   "# TYPE hashmatch_list_sequence gauge",
-                  f"hashmatch_list_sequence {self._state.sequence}"]
+                  f"hashmatch_list_sequence {self._state.sequence}",
+                  "# TYPE hashmatch_log_head_sequence gauge",
+                  f"hashmatch_log_head_sequence {self._follower.head}",
+                  "# TYPE hashmatch_log_lag_changes gauge",
+                  f"hashmatch_log_lag_changes {max(0, self._follower.head - self._state.sequence)}",
+                  "# TYPE hashmatch_log_lag_seconds gauge",
+                  f"hashmatch_log_lag_seconds {self._follower.lag_s():.3f}"]
         return "\n".join(lines) + "\n"
 
     async def serve_http(self, host: str, port: int) -> asyncio.AbstractServer:

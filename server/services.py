@@ -113,5 +113,6 @@ class ListInfoService(pb_grpc.ListInfoServicer):
     async def GetListInfo(self, request, context):
         await self.app.run(self.app.auth.platform, context.invocation_metadata())
         state = self.app.state
-        return convert.list_info_response(state.counts(), state.sequence, self.app.config,
+        return convert.list_info_response(state.counts(), state.sequence,
+                                          self.app.follower.head, self.app.config,
                                           kernel_backend())

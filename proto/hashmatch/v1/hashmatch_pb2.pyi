@@ -181,7 +181,7 @@ class SignalCount(_message.Message):
     def __init__(self, signal_type: _Optional[_Union[SignalType, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetListInfoResponse(_message.Message):
-    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count")
+    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count", "applied_sequence", "head_sequence")
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +190,8 @@ class GetListInfoResponse(_message.Message):
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     KERNEL_BACKEND_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     counts: _containers.RepeatedCompositeFieldContainer[SignalCount]
     last_sequence: int
     default_threshold: int
@@ -198,4 +200,6 @@ class GetListInfoResponse(_message.Message):
     max_in_flight: int
     kernel_backend: str
     video_frame_count: int
-    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ...) -> None: ...
+    applied_sequence: int
+    head_sequence: int
+    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ...) -> None: ...
