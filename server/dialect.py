@@ -131,8 +131,9 @@ class PostgresDialect:
                     raise
                 con.execute("COMMIT")
         except self._down as exc:
+            nothing = "nothing was written, " if write else ""
             raise StoreUnavailable(f"the list database {self.where} is unreachable ({exc}); "
-                                   "nothing was written, try again") from exc
+                                   f"{nothing}try again") from exc
 
     def wait_for_change(self, timeout: float, stop: threading.Event) -> None:
         """Returns on a NOTIFY from any writer, or after `timeout` seconds."""

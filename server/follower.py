@@ -47,6 +47,7 @@ class Follower:
             while True:
                 batch = self.store.changes_after(self.state.sequence)
                 self.head = max(self.head, batch.head)
+                self._note_lag()
                 if not self._in_order(batch):
                     if self._gap_since is None:
                         self._gap_since = time.monotonic()
@@ -82,6 +83,11 @@ class Follower:
             self.behind_since = None
         elif self.behind_since is None:
             self.behind_since = time.monotonic()
+
+    def digest(self) -> tuple[int, int, str]:
+        """(applied sequence, rows, SHA-256 hex) of the in-memory list, read between applies."""
+        with self.lock:
+            return (self.state.sequence, *self.state.digest())
 
     def lag_s(self) -> float:
         """Seconds the applied sequence has trailed the head (0 when caught up)."""

@@ -112,7 +112,9 @@ class ListInfoService(pb_grpc.ListInfoServicer):
     @rpc_errors
     async def GetListInfo(self, request, context):
         await self.app.run(self.app.auth.platform, context.invocation_metadata())
-        state = self.app.state
-        return convert.list_info_response(state.counts(), state.sequence,
-                                          self.app.follower.head, self.app.config,
-                                          kernel_backend())
+        state, follower = self.app.state, self.app.follower
+        digest = None
+        if request.include_digest:
+            digest = await self.app.run(follower.digest)
+        return convert.list_info_response(state.counts(), state.sequence, follower.head,
+                                          self.app.config, kernel_backend(), digest)
