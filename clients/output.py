@@ -210,7 +210,7 @@ def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
     record = {"path": path, "imported": imported, "bad_lines": bad_lines}
     text = f"{path}: imported {imported} PDQ hash(es)" + (
         f", skipped {bad_lines} bad line(s)" if bad_lines else "") + (
-        "; a running server loads them when it restarts" if imported else "")
+        "; running servers pick them up from the change log" if imported else "")
     return record, text
 
 
