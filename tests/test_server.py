@@ -9,10 +9,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hashmatch.server.store import Store
+from hashmatch.server.store import Store, open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 PDQ, MD5, VPDQ = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5, pb.SIGNAL_TYPE_VPDQ
+
+
+@pytest.fixture
+def live_server(start_server, any_db):
+    """Every test here that talks to `stubs` runs on SQLite and on PostgreSQL."""
+    return start_server(db_path=any_db)
 
 
 def flip(hash_: np.ndarray, bits: int) -> np.ndarray:
@@ -216,8 +222,8 @@ def test_case_locks_after_repeated_wrong_pins(stubs):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked" in error.details()
 
 
-def test_restart_reloads_everything(start_server, random_hashes, connect):
-    first = start_server()
+def test_restart_reloads_everything(start_server, random_hashes, connect, any_db):
+    first = start_server(db_path=any_db)
     stubs = connect(first)
     listed, frames = random_hashes(1, seed=8), random_hashes(5, seed=9)
     kept = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
@@ -227,7 +233,9 @@ def test_restart_reloads_everything(start_server, random_hashes, connect):
     imported = random_hashes(1000, seed=10)
     first.stop()
     stubs.channel.close()
-    Store(first.db_path).import_pdq_hashes(imported)
+    store = open_store(first.db_path)
+    store.import_pdq_hashes(imported)
+    store.close()
 
     second = start_server(db_path=first.db_path)
     stubs = connect(second)
