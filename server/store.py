@@ -39,7 +39,13 @@ IMPORT_BLOCK = 65536          # hashes per hash_blocks row for imports (2 MiB BL
 IMPORT_TRANSACTION = 1 << 20  # hashes per transaction for imports
 CHANGES_PER_READ = 1000       # change rows one changes_after() reads at most
 HASHES_PER_READ = 1 << 20     # ... and the entries they add, at most (one row always)
-MAX_PIN_FAILURES = 10
+# Wrong PINs in a row answered at once; after them each wrong PIN locks the case for
+# PIN_BACKOFF_S * 2**k (k = 0, 1, ...), at most PIN_BACKOFF_MAX_S. Never locked for good: the
+# right PIN works once the back-off has passed, so a stranger who knows the case id cannot shut
+# the person out, and guessing 8 digits stays hopeless (one try a day from the 23rd wrong PIN).
+FREE_PIN_FAILURES = 5
+PIN_BACKOFF_S = 1.0
+PIN_BACKOFF_MAX_S = 86400.0
 OP_ADD, OP_REMOVE = 1, 2
 
 # MIGRATIONS[i] takes a database from schema i to i + 1. Append only: a release that changes the
@@ -66,7 +72,23 @@ MIGRATIONS = [
     INSERT INTO meta VALUES ('next_entry', 1) ON CONFLICT DO NOTHING;
     INSERT INTO meta VALUES ('next_seq', 1) ON CONFLICT DO NOTHING;
     """,
+    # 2: PIN back-off instead of a permanent lock (unix milliseconds; 0 = not locked).
+    """
+    ALTER TABLE cases ADD COLUMN locked_until {bigint} NOT NULL DEFAULT 0;
+    """,
 ]
+
+
+def _clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def pin_backoff_ms(failures: int) -> int:
+    """How long the case stays locked after `failures` wrong PINs in a row."""
+    if failures <= FREE_PIN_FAILURES:
+        return 0
+    return int(1000 * min(PIN_BACKOFF_MAX_S,
+                          PIN_BACKOFF_S * 2.0 ** min(failures - FREE_PIN_FAILURES - 1, 60)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,23 +234,30 @@ class Store:
                              seq0 + len(media) - 1)
 
     def check_pin(self, case_id: str, pin: str) -> None:
-        """Counts the attempt before checking it, so the lock holds even under parallel guesses."""
+        """Counts the attempt (and locks the case for its back-off) before checking it, so
+        parallel guesses get no more tries than serial ones; the right PIN clears both."""
+        now = _clock_ms()
         with self._db.transaction(write=True) as tx:
-            row = tx.execute("UPDATE cases SET failed_pins = failed_pins + 1 WHERE id=? AND "
-                             "failed_pins < ? RETURNING pin_salt, pin_hash, failed_pins",
-                             (case_id, MAX_PIN_FAILURES)).fetchone()
-            exists = row or tx.execute("SELECT 1 FROM cases WHERE id=?", (case_id,)).fetchone()
-        if not exists:
-            raise NotFound(f"no case {case_id!r}")
-        if not row:
-            raise PermissionDenied(f"case {case_id!r} is locked after {MAX_PIN_FAILURES} wrong "
-                                   "PINs")
-        salt, digest, attempts = row
+            row = tx.execute("SELECT pin_salt, pin_hash, failed_pins, locked_until FROM cases "
+                             "WHERE id=? {for_update}", (case_id,)).fetchone()
+            if not row:
+                raise NotFound(f"no case {case_id!r}")
+            salt, digest, failures, locked_until = row
+            if locked_until > now:
+                raise PermissionDenied(
+                    f"case {case_id!r} is locked for {-(-(locked_until - now) // 1000)} more "
+                    f"second(s) after {failures} wrong PINs; the right PIN works after that")
+            failures += 1
+            backoff = pin_backoff_ms(failures)
+            tx.execute("UPDATE cases SET failed_pins=?, locked_until=? WHERE id=?",
+                       (failures, now + backoff, case_id))
         if not credentials.pin_matches(pin, bytes(salt), bytes(digest)):
-            raise PermissionDenied(f"wrong PIN for case {case_id!r} "
-                                   f"({MAX_PIN_FAILURES - attempts} attempts left)")
+            after = (f"the next try is possible in {-(-backoff // 1000)} s" if backoff else
+                     f"{FREE_PIN_FAILURES - failures} more wrong PIN(s) before tries are delayed")
+            raise PermissionDenied(f"wrong PIN for case {case_id!r} ({after})")
         with self._db.transaction(write=True) as tx:
-            tx.execute("UPDATE cases SET failed_pins = 0 WHERE id=?", (case_id,))
+            tx.execute("UPDATE cases SET failed_pins = 0, locked_until = 0 WHERE id=?",
+                       (case_id,))
 
     def case_status(self, case_id: str, pin: str) -> CaseStatus:
         self.check_pin(case_id, pin)
@@ -267,6 +296,7 @@ class Store:
                 tx.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
                            (seq0 + i, OP_REMOVE, entry, now))
             tx.execute("UPDATE cases SET withdrawn=? WHERE id=?", (now, case_id))
+        self._db.forget_deleted()
         return seq0 + len(entries) - 1
 
     # ------------------------------------------------------------ bulk

@@ -211,15 +211,18 @@ def test_case_pin_rules(stubs):
     assert hits(match(stubs, b"m" * 16, MD5)) == [(0, case.entry_ids[0], 0)]
 
 
-def test_case_locks_after_repeated_wrong_pins(stubs):
+def test_case_backs_off_after_repeated_wrong_pins(stubs):
     case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"m" * 16)]))
     wrong = "0" * 8 if case.pin != "0" * 8 else "1" * 8
     request = pb.GetCaseStatusRequest(case_id=case.case_id, pin=wrong)
-    for _ in range(10):
+    for _ in range(5):
         assert "wrong PIN" in rejected(lambda: stubs.cases.GetCaseStatus(request)).details()
+    assert "next try is possible in 1 s" in rejected(
+        lambda: stubs.cases.GetCaseStatus(request)).details()
     error = rejected(lambda: stubs.cases.GetCaseStatus(
         pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin)))
-    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked" in error.details()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked for" in error.details()
+    assert "the right PIN works after that" in error.details()
 
 
 def test_restart_reloads_everything(start_server, random_hashes, connect, any_db):

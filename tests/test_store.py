@@ -115,14 +115,71 @@ def test_pin_checks(store):
     case = store.submit_case([image(1)])
     with pytest.raises(NotFound):
         store.case_status("nope", case.pin)
-    with pytest.raises(PermissionDenied, match="9 attempts left"):
+    with pytest.raises(PermissionDenied, match="4 more wrong PIN"):
         store.case_status(case.case_id, "x")
     assert store.case_status(case.case_id, case.pin).image_count == 1
-    for _ in range(10):
+
+
+def test_wrong_pins_back_off_but_never_lock_the_right_pin_out(store, monkeypatch):
+    """Today's permanent lock after 10 wrong PINs let anyone with a case id shut its owner out."""
+    now = [1_000_000_000_000]
+    monkeypatch.setattr(store_module, "_clock_ms", lambda: now[0])
+    case = store.submit_case([image(1)])
+    waits = []
+    for attempt in range(1, 13):
         with pytest.raises(PermissionDenied, match="wrong PIN"):
             store.case_status(case.case_id, "x")
-    with pytest.raises(PermissionDenied, match="locked"):
-        store.case_status(case.case_id, case.pin)
+        waits.append(store_module.pin_backoff_ms(attempt))
+        if waits[-1]:
+            with pytest.raises(PermissionDenied, match="locked for"):
+                store.case_status(case.case_id, case.pin)   # even the right PIN waits
+            now[0] += waits[-1]
+    assert waits[:5] == [0] * 5 and waits[5:8] == [1000, 2000, 4000]
+    assert waits[-1] == 64_000
+    assert store.case_status(case.case_id, case.pin).image_count == 1, "after the back-off"
+    with pytest.raises(PermissionDenied, match="4 more wrong PIN"):
+        store.case_status(case.case_id, "x")   # the right PIN reset the count
+    assert store_module.pin_backoff_ms(100) == 86_400_000
+
+
+def test_parallel_wrong_pins_get_no_extra_tries(store):
+    case = store.submit_case([image(1)])
+    outcomes = []
+
+    def guess():
+        try:
+            store.case_status(case.case_id, "x")
+        except PermissionDenied as exc:
+            outcomes.append("locked" if "locked for" in str(exc) else "tried")
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("tried") == store_module.FREE_PIN_FAILURES + 1
+    assert outcomes.count("locked") == 12 - store_module.FREE_PIN_FAILURES - 1
+
+
+def test_withdrawn_hash_bytes_leave_the_sqlite_files(tmp_path):
+    path = tmp_path / "list.db"
+    store = open_store(path)
+    marker = np.random.default_rng(77).integers(0, 256, 32, dtype=np.uint8).tobytes()
+    md5 = np.random.default_rng(78).integers(0, 256, 16, dtype=np.uint8).tobytes()
+    frames = video(2000, 79)    # 64 kB of frames: overflow pages, freed whole on delete
+    case = store.submit_case([Image(md5=md5, pdq=marker, quality=90), frames])
+    store.submit_case([image(2)])
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("list.db*"))
+
+    secrets = [marker, md5, frames.frames[1000].tobytes()]
+    assert all(s in on_disk() for s in secrets)
+    store._db.forget_deleted()   # as an automatic checkpoint would: the rows reach list.db
+    assert all(s in (tmp_path / "list.db").read_bytes() for s in secrets)
+    store.remove_case(case.case_id)
+    assert not [s for s in secrets if s in on_disk()]
+    store.close()
 
 
 def test_platform_names_are_unique(store):
@@ -205,6 +262,20 @@ def test_commit_order_equals_sequence_order_under_concurrent_writers(any_db):
     assert state.digest() == fresh.digest() and state.digest()[0] == 3 * 10
     for s in [*stores, reader]:
         s.close()
+
+
+def test_a_first_schema_database_is_migrated_and_keeps_its_cases(any_db, monkeypatch):
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    old = open_store(any_db)
+    case = old.submit_case([image(1)])
+    assert old.schema_version() == 1
+    old.close()
+    monkeypatch.undo()
+    store = open_store(any_db)
+    assert store.schema_version() == len(store_module.MIGRATIONS) >= 2
+    assert store.case_status(case.case_id, case.pin).image_count == 1
+    assert store.load_all().image_ids.tolist() == case.entry_ids
+    store.close()
 
 
 def test_schema_is_migrated_at_open_and_a_newer_one_is_refused(any_db):
