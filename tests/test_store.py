@@ -286,3 +286,22 @@ def test_schema_is_migrated_at_open_and_a_newer_one_is_refused(any_db):
     store.close()
     with pytest.raises(InvalidRequest, match="newer than this release"):
         open_store(any_db)
+
+
+def test_a_gap_in_the_log_is_never_skipped_the_list_is_reloaded(store, monkeypatch):
+    import hashmatch.server.follower as follower_module
+    monkeypatch.setattr(follower_module, "GAP_WAIT_S", 0.2)
+    cases = [store.submit_case([image(i)]) for i in range(3)]
+    with store._db.transaction(write=True) as tx:      # as if change 2 had not committed yet
+        tx.execute("DELETE FROM changes WHERE seq=2")
+    state = ListState()
+    follower = Follower(store, state, poll_s=0.05)
+    loads = []
+    monkeypatch.setattr(store, "load_all", lambda: loads.append(1) or type(store).load_all(store))
+    assert follower.catch_up() == 3
+    assert loads == [1], "the gap was waited for, then the snapshot read again"
+    fresh = ListState()
+    fresh.load(type(store).load_all(store))
+    assert state.digest() == fresh.digest() and state.digest()[0] == 3
+    assert sorted(state.match_pdq(np.frombuffer(image(1).pdq, np.uint8).reshape(1, 32), 0,
+                                  False).entry_ids.tolist()) == cases[1].entry_ids
