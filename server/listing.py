@@ -84,10 +84,13 @@ class ListState:
         self.sequence = max(self.sequence, added.sequence)
 
     def load(self, rows: ListRows) -> None:
-        """Replaces the whole list with a snapshot (start-up, or a reload after a gap)."""
-        self._empty()
-        self.sequence = 0
-        self.apply(rows, np.zeros(0, np.uint64))
+        """Replaces the whole list with a snapshot (start-up, or a reload after a gap), built
+        aside and swapped in, so searches never see it half loaded."""
+        fresh = ListState(self._search_threads)
+        fresh.apply(rows, np.zeros(0, np.uint64))
+        self._images, self._frames, self._md5, self._frame_counts = (
+            fresh._images, fresh._frames, fresh._md5, fresh._frame_counts)
+        self.sequence = rows.sequence
         self.loaded = True
 
     def digest(self) -> tuple[int, str]:
