@@ -15,6 +15,8 @@ from hashmatch.server.errors import StoreUnavailable
 
 log = logging.getLogger("hashmatch.server")
 CHANNEL = "hashmatch_log"
+SQLITE_BUSY_S = 30.0        # how long a write waits for another process's (an import's) write
+SQLITE_CHECKPOINT_WAIT_MS = 200
 
 
 def is_postgres_url(db: str) -> bool:
@@ -56,7 +58,8 @@ class SqliteDialect:
         self.where = str(path)
         self._lock = threading.Lock()
         self._changed = threading.Event()
-        self._con = sqlite3.connect(self.where, isolation_level=None, check_same_thread=False)
+        self._con = sqlite3.connect(self.where, isolation_level=None, check_same_thread=False,
+                                    timeout=SQLITE_BUSY_S)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.execute("PRAGMA foreign_keys=ON")
@@ -69,9 +72,21 @@ class SqliteDialect:
 
     def forget_deleted(self) -> None:
         """Copies the WAL into the database and truncates it, so deleted bytes leave the disk
-        now rather than at the next automatic checkpoint."""
+        now rather than at the next automatic checkpoint.
+
+        A TRUNCATE checkpoint holds the write lock while it waits for other connections'
+        readers, so it waits briefly; when they are busy it is left to the next withdrawal or
+        to SQLite's automatic checkpoint rather than stall other writers."""
         with self._lock:
-            self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._con.execute(f"PRAGMA busy_timeout={SQLITE_CHECKPOINT_WAIT_MS}")
+            try:
+                busy = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError:   # "database is locked": another writer
+                busy = 1
+            finally:
+                self._con.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
+        if busy:
+            log.info("WAL checkpoint deferred: other connections are reading")
 
     @contextlib.contextmanager
     def transaction(self, write: bool):
