@@ -448,6 +448,8 @@ SERVER_FLAGS = {
     "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
                             "throughput at full load)"),
     "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
+    "max_lag_s": (float, "health says NOT_SERVING while the list trails the change log this "
+                         "many seconds (default 5)"),
 }
 
 
