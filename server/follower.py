@@ -54,12 +54,11 @@ class Follower:
                     elif time.monotonic() - self._gap_since > GAP_WAIT_S:
                         log.warning("gap in the change log; reloading the list",
                                     extra={"fields": {"applied": self.state.sequence,
-                                                      "next": batch.changes[0][0]}})
+                                                      "head": batch.head}})
                         self._gap_since = None
                         rows = self.store.load_all()
                         self.state.load(rows)
                         continue
-                    self._note_lag()
                     time.sleep(self.poll_s / 5)
                     continue
                 self._gap_since = None
@@ -71,6 +70,10 @@ class Follower:
                     raise ValueError(f"sequence {at_least} is past the log's head {batch.head}")
 
     def _in_order(self, batch) -> bool:
+        """Whether the batch continues the applied sequence without a hole (a head past the
+        last change read is a hole too)."""
+        if not batch.changes:
+            return self.state.sequence >= batch.head
         expected = self.state.sequence + 1
         for seq, count, _op, _first in batch.changes:
             if seq != expected:

@@ -305,3 +305,15 @@ def test_a_gap_in_the_log_is_never_skipped_the_list_is_reloaded(store, monkeypat
     assert state.digest() == fresh.digest() and state.digest()[0] == 3
     assert sorted(state.match_pdq(np.frombuffer(image(1).pdq, np.uint8).reshape(1, 32), 0,
                                   False).entry_ids.tolist()) == cases[1].entry_ids
+
+
+def test_a_missing_tail_of_the_log_is_a_gap_too(store, monkeypatch):
+    import hashmatch.server.follower as follower_module
+    monkeypatch.setattr(follower_module, "GAP_WAIT_S", 0.2)
+    store.submit_case([image(1)])
+    store.submit_case([image(2)])
+    with store._db.transaction(write=True) as tx:
+        tx.execute("DELETE FROM changes WHERE seq=2")
+    state = ListState()
+    assert Follower(store, state, poll_s=0.05).catch_up() == 2
+    assert state.digest()[0] == 2
