@@ -62,7 +62,8 @@ class Follower:
                     time.sleep(self.poll_s / 5)
                     continue
                 self._gap_since = None
-                self.state.apply(batch.added, batch.removed)
+                if batch.changes:
+                    self.state.apply(batch.added, batch.removed)
                 self._note_lag()
                 if self.state.sequence >= max(batch.head, at_least):
                     return self.state.sequence

@@ -236,10 +236,10 @@ class Store:
     def check_pin(self, case_id: str, pin: str) -> None:
         """Counts the attempt (and locks the case for its back-off) before checking it, so
         parallel guesses get no more tries than serial ones; the right PIN clears both."""
-        now = _clock_ms()
         with self._db.transaction(write=True) as tx:
             row = tx.execute("SELECT pin_salt, pin_hash, failed_pins, locked_until FROM cases "
                              "WHERE id=? {for_update}", (case_id,)).fetchone()
+            now = _clock_ms()    # read under the row lock, so an attempt that waited is not early
             if not row:
                 raise NotFound(f"no case {case_id!r}")
             salt, digest, failures, locked_until = row
@@ -250,7 +250,7 @@ class Store:
             failures += 1
             backoff = pin_backoff_ms(failures)
             tx.execute("UPDATE cases SET failed_pins=?, locked_until=? WHERE id=?",
-                       (failures, now + backoff, case_id))
+                       (failures, now + backoff if backoff else 0, case_id))
         if not credentials.pin_matches(pin, bytes(salt), bytes(digest)):
             after = (f"the next try is possible in {-(-backoff // 1000)} s" if backoff else
                      f"{FREE_PIN_FAILURES - failures} more wrong PIN(s) before tries are delayed")
