@@ -82,6 +82,8 @@ def full_distribution() -> dict:
             "av>=14",
             "tqdm>=4.66",
             "aiohttp>=3.9",
+            "psycopg[binary]>=3.2",
+            "psycopg-pool>=3.2",
         ],
         extras_require={
             "test": [

@@ -142,6 +142,10 @@ class HashIndex:
         merged = Hits.merge([base, Hits(o, snap.delta_ids[rows], dist, trunc)], max_per_query)
         return dataclasses.replace(merged, part=None)
 
+    def items(self):
+        """(ids uint64[n] ascending, records[n]): every listed id and its record."""
+        return self._table.snapshot().items()
+
     def compact(self) -> None:
         """Folds pending changes into a freshly built base now (readers are not blocked)."""
         self._table.compact()

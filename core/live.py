@@ -50,6 +50,15 @@ class Snapshot:
         pos[pos == len(base)] = 0
         return pos[base[pos] == ids].astype(np.int64)
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids uint64[n] ascending, records[n]): every live row, e.g. to compare two tables."""
+        live = np.ones(len(self.base_ids), bool)
+        live[self.dead] = False
+        ids = np.concatenate([self.base_ids[live].astype(np.uint64), self.delta_ids])
+        order = np.argsort(ids, kind="stable")
+        records = np.concatenate([self.base_records[live], self.delta_records])
+        return ids[order], take_rows(records, order)
+
     def live_base_rows(self, rows: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `rows` (base rows) are not tombstoned."""
         if not len(self.dead) or not len(rows):

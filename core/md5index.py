@@ -99,6 +99,10 @@ class Md5Index:
         merged = Hits.merge(parts, max_per_query)
         return Hits(merged.offsets, merged.ids, merged.distances, merged.truncated)
 
+    def items(self):
+        """(ids uint64[n] ascending, records[n]): every listed id and its record."""
+        return self._table.snapshot().items()
+
     def compact(self) -> None:
         self._table.compact()
 

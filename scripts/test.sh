@@ -13,6 +13,13 @@ command -v emcc >/dev/null 2>&1 || need+=(emscripten)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
+# The store tests run on PostgreSQL too: a private cluster started by the tests (bench/pgcluster.py)
+# from Debian's package. Installed once; skipped when present, so reruns stay quick.
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
 if command -v npm >/dev/null 2>&1; then
   (cd tests/node && npm install --no-audit --no-fund --silent)
 fi

@@ -1,7 +1,9 @@
 """Builds and runs the server: store, in-memory list, gate, services, health, metrics, TLS.
 
 `create_server(config)` (a coroutine) binds, starts answering with health NOT_SERVING, loads the
-list from the store in the background and then flips health to SERVING and writes the port file.
+list from the store in the background, starts the change-log follower and then flips health to
+SERVING and writes the port file. Health goes back to NOT_SERVING while the applied sequence
+trails the log's head for more than `max_lag_s` (and SERVING once caught up).
 `serve(config)` runs that until SIGTERM/SIGINT and shuts down gracefully. `ServerThread` runs the
 same server on a private event loop in a thread, for tests and for embedding.
 """
@@ -24,12 +26,13 @@ from hashmatch.server.abuse import CaseLimits
 from hashmatch.server.access import Authenticator, PlatformLimits
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.gate import Gate
+from hashmatch.server.follower import Follower
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
-from hashmatch.server.store import Store
+from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -81,10 +84,11 @@ class App:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = Store(config.db_path)
+        self.store = open_store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
-        self.keeper = ListKeeper(self.store, self.state)
-        self.metrics = Metrics(self.state, config.max_list_hashes)
+        self.follower = Follower(self.store, self.state, config.follow_interval_s)
+        self.keeper = ListKeeper(self.store, self.state, self.follower)
+        self.metrics = Metrics(self.state, self.follower, config.max_list_hashes)
         self.auth = Authenticator(self.store, config, self.metrics)
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
                                      config.max_streams_per_platform)
@@ -117,6 +121,7 @@ class App:
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
+        self._health_watch: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
         self.web = None
@@ -152,7 +157,7 @@ class App:
             from hashmatch.server.web import start_web  # aiohttp only when the page is on
             self.web = await start_web(self.config.web_listen, self.config.listen, self.port,
                                        self.config.max_message_bytes)
-        log.info("listening", extra={"fields": {"port": self.port, "db": self.config.db_path,
+        log.info("listening", extra={"fields": {"port": self.port, "db": self.store.where,
                                                 "kernel_backend": kernel_backend()}})
         self.loaded = asyncio.create_task(self._load())
 
@@ -163,7 +168,9 @@ class App:
         except Exception:
             log.exception("loading the list failed; staying NOT_SERVING")
             raise
+        self.follower.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._health_watch = asyncio.create_task(self._watch_lag())
         if self.config.port_file:
             tmp = f"{self.config.port_file}.tmp"
             with open(tmp, "w") as f:
@@ -174,8 +181,24 @@ class App:
             "load_s": round(time.monotonic() - started, 3),
             "index_bytes": self.state.index_memory_bytes(), **self.state.counts()}})
 
+    async def _watch_lag(self) -> None:
+        """NOT_SERVING while the list trails the log's head by more than max_lag_s."""
+        serving = True
+        while True:
+            await asyncio.sleep(self.config.follow_interval_s)
+            behind = self.follower.lag_s() > self.config.max_lag_s
+            if behind == serving:
+                serving = not behind
+                log.warning("list behind the change log" if behind else "list caught up",
+                            extra={"fields": {"applied": self.state.sequence,
+                                              "head": self.follower.head}})
+                await self._set_health(health_pb2.HealthCheckResponse.SERVING if serving
+                                       else health_pb2.HealthCheckResponse.NOT_SERVING)
+
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
+        if self._health_watch:
+            self._health_watch.cancel()
         await self.health.enter_graceful_shutdown()
         if self.web is not None:
             await self.web.stop()
@@ -187,6 +210,7 @@ class App:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.case_pool.shutdown(wait=True, cancel_futures=True)
         self.auth.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.follower.stop)
         self.store.close()
         log.info("stopped")
 

@@ -12,14 +12,15 @@ import numpy as np
 from hashmatch.server import config as server_config
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.media import PDQ_BYTES
-from hashmatch.server.store import Store
+from hashmatch.server.store import open_store
 
 IMPORT_CHUNK = 1 << 20  # hex lines read and stored per step: memory stays flat on huge lists
 
 
 def register(table) -> None:
     """Adds the operator commands to the CLI's `CommandTable` (clients/cli.py)."""
-    server_config.add_flags(table.command("serve", cmd_serve, "run the server"))
+    server_config.add_flags(table.command(
+        "serve", cmd_serve, "run the server on an SQLite file or a PostgreSQL list"))
     table.group("platform", "manage participating platforms")
     _with_store(table.command("add", cmd_platform_add,
                               "register a platform and print its API key once", group="platform"),
@@ -33,7 +34,8 @@ def register(table) -> None:
 def _with_store(sub, argument: str, metavar: str) -> None:
     sub.add_argument(argument, metavar=metavar)
     sub.add_argument("--db", default=ServerConfig.db_path,
-                     help=f"the list's store (default {ServerConfig.db_path})")
+                     help=f"the list's store: an SQLite file or a postgresql:// URL (default "
+                          f"{ServerConfig.db_path})")
 
 
 def cmd_serve(args, reporter) -> None:
@@ -50,7 +52,7 @@ def cmd_serve(args, reporter) -> None:
 
 
 def cmd_platform_add(args, reporter) -> None:
-    store = Store(args.db)
+    store = open_store(args.db)
     try:
         api_key = store.add_platform(args.name)
     finally:
@@ -68,7 +70,7 @@ def cmd_list_import(args, reporter) -> None:
     try:
         with reporter.progress(None, "hash", "importing") as bar:
             while chunk := [value for _, _, value in itertools.islice(lines, IMPORT_CHUNK)]:
-                store = store or Store(args.db)
+                store = store or open_store(args.db)
                 packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
                 imported += store.import_pdq_hashes(packed)
                 bar.update(len(chunk))
@@ -78,4 +80,4 @@ def cmd_list_import(args, reporter) -> None:
     reporter.emit({"path": args.file, "imported": imported, "bad_lines": reporter.failures},
                   f"{args.file}: imported {imported} PDQ hash(es)"
                   + (f", skipped {reporter.failures} bad line(s)" if reporter.failures else "")
-                  + ("; a running server loads them when it restarts" if imported else ""))
+                  + ("; running servers pick them up from the change log" if imported else ""))

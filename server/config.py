@@ -92,6 +92,11 @@ class ServerConfig:
     metrics_listen: str | None = None
     # host:port for the person's web page and its gRPC-Web bridge to Cases; None: no page.
     web_listen: str | None = None
+    # Seconds between reads of the change log when no wake-up came (writes by this server and,
+    # on PostgreSQL, NOTIFY wake the follower at once).
+    follow_interval_s: float = 0.25
+    # Health says NOT_SERVING while the applied sequence has trailed the log's head this long.
+    max_lag_s: float = 5.0
 
     def __post_init__(self):
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
@@ -112,6 +117,10 @@ class ServerConfig:
             raise ValueError("max_matches_per_batch must be >= max_batch_hashes (each hash of a "
                              f"full batch keeps at least 1 match), got {self.max_matches_per_batch} "
                              f"and {self.max_batch_hashes}")
+        if not 0 < self.follow_interval_s <= 60:
+            raise ValueError(f"follow_interval_s must be in (0, 60], got {self.follow_interval_s}")
+        if self.max_lag_s < 0:
+            raise ValueError(f"max_lag_s must be >= 0, got {self.max_lag_s}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
@@ -128,7 +137,8 @@ class ServerConfig:
 
 
 HELP = {
-    "db_path": "SQLite file of the list (created if missing)",
+    "db_path": "SQLite file of the list (created if missing), or a postgresql:// URL that "
+               "several servers share",
     "listen": "HOST:PORT to serve gRPC on; port 0 picks a free one",
     "port_file": "write the bound port here once SERVING",
     "default_threshold": "PDQ threshold when a request sets none (inclusive)",
@@ -178,6 +188,8 @@ HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",
     "web_listen": "HOST:PORT for the person's web page (off if unset; docs/WEB.md)",
+    "follow_interval_s": "seconds between change-log reads when nothing woke the server",
+    "max_lag_s": "health says NOT_SERVING while the list trails the log's head this long",
 }
 
 

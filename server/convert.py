@@ -223,13 +223,21 @@ def error_response(sequence: int, code, message: str) -> pb.MatchResponse:
                             error=status_pb2.Status(code=code.value[0], message=message))
 
 
-def list_info_response(counts: dict[str, int], sequence: int, config: ServerConfig,
-                       backend: str) -> pb.GetListInfoResponse:
-    return pb.GetListInfoResponse(
+def list_info_response(counts: dict[str, int], sequence: int, head: int, config: ServerConfig,
+                       backend: str, digest: tuple[int, int, str] | None = None
+                       ) -> pb.GetListInfoResponse:
+    """digest: (sequence, rows, sha256 hex) from Follower.digest(); it sets the sequences."""
+    if digest is not None:
+        sequence = digest[0]
+    answer = pb.GetListInfoResponse(
         counts=[pb.SignalCount(signal_type=pb.SIGNAL_TYPE_PDQ, count=counts["pdq"]),
                 pb.SignalCount(signal_type=pb.SIGNAL_TYPE_MD5, count=counts["md5"]),
                 pb.SignalCount(signal_type=pb.SIGNAL_TYPE_VPDQ, count=counts["vpdq"])],
-        last_sequence=sequence, default_threshold=config.default_threshold,
+        last_sequence=sequence, applied_sequence=sequence, head_sequence=max(head, sequence),
+        default_threshold=config.default_threshold,
         max_threshold=config.max_threshold, max_batch_hashes=config.max_batch_hashes,
         max_in_flight=config.max_in_flight, kernel_backend=backend,
         video_frame_count=counts["video_frames"])
+    if digest is not None:
+        answer.digest_rows, answer.list_digest = digest[1], digest[2]
+    return answer

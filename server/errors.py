@@ -46,6 +46,11 @@ class NotReady(RequestError):
     """The list is still loading from the store."""
 
 
+class StoreUnavailable(RequestError):
+    """The list database cannot be reached (PostgreSQL down or restarting); nothing was
+    written, and the same call may succeed once it is back."""
+
+
 # Most specific first: the first class that matches decides the code.
 STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
@@ -54,6 +59,7 @@ STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotReady, grpc.StatusCode.UNAVAILABLE),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
 )
 

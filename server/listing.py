@@ -1,13 +1,13 @@
 """The list in memory: the core indexes the servicers match against, kept in step with the store.
 
 Three indexes (photo PDQ, video-frame PDQ, MD5) plus a per-video frame count for the vPDQ rule.
-Writers (store commits) apply `ListRows` here in change-log order under one lock; readers never
+The follower (follower.py) applies the change log here in order, under its lock; readers never
 take it: each core index is safe to search while it changes. Results come back as `Matches`,
 built from the core's `Hits` (already ordered by position, distance, entry id) without sorting
 again, capped per query hash as the `Query` says.
 """
 import dataclasses
-import threading
+import hashlib
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from hashmatch.core import video as vpdq
 from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.errors import NotReady
-from hashmatch.server.media import ListRows, entry_of_frame
+from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
 
 def kernel_backend() -> str:
@@ -57,43 +57,64 @@ def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
 class ListState:
     def __init__(self, search_threads: int = 0):
         """search_threads: threads one search may use (0 = all cores); see ServerConfig."""
-        self._images = HashIndex(threads=search_threads)
-        self._frames = HashIndex(threads=search_threads)
-        self._md5 = Md5Index()
-        self._frame_counts: dict[int, int] = {}
-        self._write_lock = threading.Lock()
+        self._search_threads = search_threads
+        self._empty()
         self.sequence = 0
         self.loaded = False
 
-    # ------------------------------------------------------------ writes
+    def _empty(self) -> None:
+        self._images = HashIndex(threads=self._search_threads)
+        self._frames = HashIndex(threads=self._search_threads)
+        self._md5 = Md5Index()
+        self._frame_counts: dict[int, int] = {}
 
-    def apply_added(self, rows: ListRows) -> None:
-        with self._write_lock:
-            if len(rows.image_ids):
-                self._images.add(rows.image_ids, rows.image_hashes)
-            if len(rows.frame_ids):
-                self._frame_counts.update(zip(rows.video_entries.tolist(),
-                                              rows.video_frame_counts.tolist()))
-                self._frames.add(rows.frame_ids, rows.frame_hashes)
-            if len(rows.md5_ids):
-                self._md5.add(rows.md5_ids, rows.md5s)
-            self.sequence = max(self.sequence, rows.sequence)
+    # ------------------------------------------------------------ writes (follower.py only)
 
-    def apply_removed(self, rows: ListRows) -> None:
-        with self._write_lock:
-            if len(rows.image_ids):
-                self._images.remove(rows.image_ids)
-            if len(rows.frame_ids):
-                self._frames.remove(rows.frame_ids)
-                for entry in rows.video_entries.tolist():
-                    self._frame_counts.pop(entry, None)
-            if len(rows.md5_ids):
-                self._md5.remove(rows.md5_ids)
-            self.sequence = max(self.sequence, rows.sequence)
+    def apply(self, added: ListRows, removed_entries: np.ndarray) -> None:
+        """Applies a stretch of the change log up to `added.sequence`: the rows its ADDs still
+        have, and the entry ids its REMOVEs name. Both are idempotent (adding a present id
+        replaces it, removing an absent one does nothing), so replaying the log is safe."""
+        if len(removed_entries):
+            entries = np.asarray(removed_entries, np.uint64)
+            self._images.remove(entries)
+            self._md5.remove(entries)
+            videos = [e for e in entries.tolist() if e in self._frame_counts]
+            if videos:
+                counts = [self._frame_counts[e] for e in videos]
+                self._frames.remove(frame_ids(videos, counts))
+                for e in videos:
+                    del self._frame_counts[e]
+        if len(added.image_ids):
+            self._images.add(added.image_ids, added.image_hashes)
+        if len(added.frame_ids):
+            self._frame_counts.update(zip(added.video_entries.tolist(),
+                                          added.video_frame_counts.tolist()))
+            self._frames.add(added.frame_ids, added.frame_hashes)
+        if len(added.md5_ids):
+            self._md5.add(added.md5_ids, added.md5s)
+        self.sequence = max(self.sequence, added.sequence)
 
     def load(self, rows: ListRows) -> None:
-        self.apply_added(rows)
+        """Replaces the whole list with a snapshot (start-up, or a reload after a gap), built
+        aside and swapped in, so searches never see it half loaded."""
+        fresh = ListState(self._search_threads)
+        fresh.apply(rows, np.zeros(0, np.uint64))
+        self._images, self._frames, self._md5, self._frame_counts = (
+            fresh._images, fresh._frames, fresh._md5, fresh._frame_counts)
+        self.sequence = rows.sequence
         self.loaded = True
+
+    def digest(self) -> tuple[int, str]:
+        """(rows, SHA-256 hex) of the list in a canonical form (sorted by id, per index), so
+        two servers that applied the same log give the same pair."""
+        sha = hashlib.sha256()
+        count = 0
+        for name, index in (("pdq", self._images), ("frames", self._frames), ("md5", self._md5)):
+            ids, records = index.items()
+            sha.update(name.encode() + len(ids).to_bytes(8, "little"))
+            sha.update(ids.astype("<u8").tobytes() + np.ascontiguousarray(records).tobytes())
+            count += len(ids)
+        return count, sha.hexdigest()
 
     # ------------------------------------------------------------ reads
 

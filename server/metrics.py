@@ -14,8 +14,8 @@ def list_hashes(state) -> int:
 
 
 class Metrics:
-    def __init__(self, state, max_list_hashes: int = 0):
-        self._state = state
+    def __init__(self, state, follower, max_list_hashes: int = 0):
+        self._state, self._follower = state, follower
         self._max_list_hashes = max_list_hashes
         self._lock = threading.Lock()
         self.batches = self.hashes = self.matches = self.auth_failures = 0
@@ -64,7 +64,13 @@ class Metrics:
                   "# TYPE hashmatch_list_hashes_budget gauge",
                   f"hashmatch_list_hashes_budget {self._max_list_hashes}",
                   "# TYPE hashmatch_list_sequence gauge",
-                  f"hashmatch_list_sequence {self._state.sequence}"]
+                  f"hashmatch_list_sequence {self._state.sequence}",
+                  "# TYPE hashmatch_log_head_sequence gauge",
+                  f"hashmatch_log_head_sequence {self._follower.head}",
+                  "# TYPE hashmatch_log_lag_changes gauge",
+                  f"hashmatch_log_lag_changes {max(0, self._follower.head - self._state.sequence)}",
+                  "# TYPE hashmatch_log_lag_seconds gauge",
+                  f"hashmatch_log_lag_seconds {self._follower.lag_s():.3f}"]
         return "\n".join(lines) + "\n"
 
     async def serve_http(self, host: str, port: int) -> asyncio.AbstractServer:

@@ -108,6 +108,9 @@ class ListInfoService(pb_grpc.ListInfoServicer):
 
     @rpc_errors
     async def GetListInfo(self, request, context):
-        state = self.app.state
-        return convert.list_info_response(state.counts(), state.sequence, self.app.config,
-                                          kernel_backend())
+        state, follower = self.app.state, self.app.follower
+        digest = None
+        if request.include_digest:
+            digest = await self.app.run(follower.digest)
+        return convert.list_info_response(state.counts(), state.sequence, follower.head,
+                                          self.app.config, kernel_backend(), digest)

@@ -1,9 +1,14 @@
-"""The durable list: one SQLite file (WAL, synchronous=FULL) holding cases, entries, hashes,
-platforms and the one ordered change log.
+"""The durable list: cases, entries, hashes, platforms and the one ordered change log, in an
+SQLite file (WAL, synchronous=FULL) or a PostgreSQL database that several servers share.
 
-Every write is one transaction, and a caller hears back only after COMMIT, so an acknowledged
-case survives a crash. The in-memory index (listing.py) is rebuilt from `load_all()` at start-up
-and then follows the `ListRows` each write returns.
+`open_store(db)`: a `postgresql://` URL gives PostgreSQL, anything else is an SQLite path. The SQL
+is written once; dialect.py fills in what differs. Every write is one transaction, and a caller
+hears back only after COMMIT, so an acknowledged case survives a crash. Every change to the list
+is a row of `changes`; the in-memory index (follower.py) loads `load_all()` once and then reads
+`changes_after()`, whoever wrote them. Sequence numbers come from the `next_seq` counter row,
+updated inside the writing transaction: its row lock makes commit order equal sequence order on
+PostgreSQL too (a plain sequence hands numbers out at insert time, so a reader could skip a
+transaction that commits late).
 
 Layout, chosen so that 10M hashes import and load in seconds:
 - `hash_blocks` holds packed hashes: one row per submitted photo (1 hash) or video (its frames),
@@ -14,46 +19,76 @@ Layout, chosen so that 10M hashes import and load in seconds:
   many consecutive entry ids (count is 1 for case media, the block size for imports), so every
   add and remove of an entry has its own sequence number.
 - Withdrawal deletes the case's hashes and md5s (the person asked for them to go), keeps the
-  entry rows with `removed_seq`, and logs one removal per entry.
+  entry rows with `removed_seq`, and logs one removal per entry. So an ADD whose rows are gone
+  applies as nothing, and any suffix of the log can be replayed.
+- `meta` holds the counters and `schema`, the number of MIGRATIONS applied; `open_store` applies
+  the missing ones in order, in one transaction.
 """
-import contextlib
 import dataclasses
-import sqlite3
-import threading
 import time
 
 import numpy as np
 
 from hashmatch.server import credentials
+from hashmatch.server.dialect import open_dialect
 from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
 from hashmatch.server.media import (KIND_IMAGE, KIND_VIDEO, MD5_BYTES, PDQ_BYTES, Image,
                                     ListRows, Video, frame_ids)
 
 IMPORT_BLOCK = 65536          # hashes per hash_blocks row for imports (2 MiB BLOB)
 IMPORT_TRANSACTION = 1 << 20  # hashes per transaction for imports
-MAX_PIN_FAILURES = 10
+CHANGES_PER_READ = 1000       # change rows one changes_after() reads at most
+HASHES_PER_READ = 1 << 20     # ... and the entries they add, at most (one row always)
+# Wrong PINs in a row answered at once; after them each wrong PIN locks the case for
+# PIN_BACKOFF_S * 2**k (k = 0, 1, ...), at most PIN_BACKOFF_MAX_S. Never locked for good: the
+# right PIN works once the back-off has passed, so a stranger who knows the case id cannot shut
+# the person out, and guessing 8 digits stays hopeless (one try a day from the 23rd wrong PIN).
+FREE_PIN_FAILURES = 5
+PIN_BACKOFF_S = 1.0
+PIN_BACKOFF_MAX_S = 86400.0
 OP_ADD, OP_REMOVE = 1, 2
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('next_entry', 1), ('next_seq', 1);
-CREATE TABLE IF NOT EXISTS cases (
-    id TEXT PRIMARY KEY, pin_salt BLOB NOT NULL, pin_hash BLOB NOT NULL,
-    failed_pins INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, withdrawn INTEGER);
-CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY, case_id TEXT NOT NULL REFERENCES cases(id), kind INTEGER NOT NULL,
-    md5 BLOB, frame_count INTEGER NOT NULL, added_seq INTEGER NOT NULL, removed_seq INTEGER);
-CREATE INDEX IF NOT EXISTS entries_by_case ON entries(case_id);
-CREATE TABLE IF NOT EXISTS hash_blocks (
-    first_entry INTEGER PRIMARY KEY, entry_count INTEGER NOT NULL, video INTEGER NOT NULL,
-    hashes BLOB NOT NULL, qualities BLOB);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, op INTEGER NOT NULL,
-    first_entry INTEGER NOT NULL, at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS platforms (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, key_sha256 BLOB NOT NULL UNIQUE,
-    created INTEGER NOT NULL);
-"""
+# MIGRATIONS[i] takes a database from schema i to i + 1. Append only: a release that changes the
+# schema adds one entry; open_store applies the missing ones in order.
+MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS cases (
+        id TEXT PRIMARY KEY, pin_salt {blob} NOT NULL, pin_hash {blob} NOT NULL,
+        failed_pins {bigint} NOT NULL DEFAULT 0, created {bigint} NOT NULL, withdrawn {bigint});
+    CREATE TABLE IF NOT EXISTS entries (
+        id {bigint} PRIMARY KEY, case_id TEXT NOT NULL REFERENCES cases(id),
+        kind {bigint} NOT NULL, md5 {blob}, frame_count {bigint} NOT NULL,
+        added_seq {bigint} NOT NULL, removed_seq {bigint});
+    CREATE INDEX IF NOT EXISTS entries_by_case ON entries(case_id);
+    CREATE TABLE IF NOT EXISTS hash_blocks (
+        first_entry {bigint} PRIMARY KEY, entry_count {bigint} NOT NULL, video {bigint} NOT NULL,
+        hashes {blob} NOT NULL, qualities {blob});
+    CREATE TABLE IF NOT EXISTS changes (
+        seq {bigint} PRIMARY KEY, count {bigint} NOT NULL, op {bigint} NOT NULL,
+        first_entry {bigint} NOT NULL, at {bigint} NOT NULL);
+    CREATE TABLE IF NOT EXISTS platforms (
+        id {serial}, name TEXT NOT NULL UNIQUE, key_sha256 {blob} NOT NULL UNIQUE,
+        created {bigint} NOT NULL);
+    INSERT INTO meta VALUES ('next_entry', 1) ON CONFLICT DO NOTHING;
+    INSERT INTO meta VALUES ('next_seq', 1) ON CONFLICT DO NOTHING;
+    """,
+    # 2: PIN back-off instead of a permanent lock (unix milliseconds; 0 = not locked).
+    """
+    ALTER TABLE cases ADD COLUMN locked_until {bigint} NOT NULL DEFAULT 0;
+    """,
+]
+
+
+def _clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def pin_backoff_ms(failures: int) -> int:
+    """How long the case stays locked after `failures` wrong PINs in a row."""
+    if failures <= FREE_PIN_FAILURES:
+        return 0
+    return int(1000 * min(PIN_BACKOFF_MAX_S,
+                          PIN_BACKOFF_S * 2.0 ** min(failures - FREE_PIN_FAILURES - 1, 60)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +97,6 @@ class SubmittedCase:
     pin: str
     entry_ids: list[int]
     sequence: int
-    added: ListRows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,46 +109,75 @@ class CaseStatus:
     withdrawn_unix: int
 
 
-class Store:
-    """Thread-safe: one connection, used under one lock; slow hashing happens outside it."""
+@dataclasses.dataclass(frozen=True)
+class LogBatch:
+    """Changes `first..last` of the log read in one snapshot, with what they need to apply.
 
-    def __init__(self, path: str):
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._con.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+    `changes`: (seq, count, op, first_entry) rows in sequence order; each covers `count`
+    sequence numbers and as many consecutive entry ids. `added`: the rows of its ADD entries
+    that still exist (withdrawn ones are gone); `removed`: the entry ids of its REMOVEs. The
+    two never share an entry (a removal deletes the rows in the same transaction), so they
+    apply in either order. `head`: the log's last sequence number in that snapshot.
+    """
+    head: int
+    changes: list[tuple[int, int, int, int]]
+    added: ListRows
+    removed: np.ndarray
+
+
+class Store:
+    """Thread-safe; slow hashing happens outside any transaction. Use `open_store(db)`."""
+
+    def __init__(self, db: str):
+        self._db = open_dialect(str(db))
+        self.where = self._db.where
+        self._migrate()
 
     def close(self):
-        with self._lock:
-            self._con.close()
+        self._db.close()
 
-    @contextlib.contextmanager
-    def _write(self):
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+    def _migrate(self) -> None:
+        with self._db.transaction(write=True) as tx:
+            if self._db.name == "postgresql":   # servers starting together create tables once
+                tx.execute("SELECT pg_advisory_xact_lock(4851)")
+            tx.execute(self._db.sql("CREATE TABLE IF NOT EXISTS meta "
+                                    "(key TEXT PRIMARY KEY, value {bigint} NOT NULL)"))
+            tx.execute("INSERT INTO meta VALUES ('schema', 0) ON CONFLICT DO NOTHING")
+            (version,) = tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version > len(MIGRATIONS):
+                raise InvalidRequest(f"the list database {self.where} has schema {version}, "
+                                     f"newer than this release knows ({len(MIGRATIONS)}); "
+                                     "upgrade hashmatch")
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, self._db.sql(script).split(";")):
+                    tx.execute(statement)
+            tx.execute("UPDATE meta SET value=? WHERE key='schema'", (len(MIGRATIONS),))
 
-    def _take(self, key: str, n: int) -> int:
-        """Reserves n consecutive values of a counter (inside a write); returns the first."""
-        first = self._next(key)
-        self._con.execute("UPDATE meta SET value=? WHERE key=?", (first + n, key))
-        return first
+    def wait_for_change(self, timeout: float, stop) -> None:
+        """Blocks until a writer may have logged a change (a hint), or `timeout` seconds."""
+        self._db.wait_for_change(timeout, stop)
 
-    def _next(self, key: str) -> int:
-        return self._con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
+    def schema_version(self) -> int:
+        with self._db.transaction(write=False) as tx:
+            return tx.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
 
-    def last_sequence(self) -> int:
-        with self._lock:
-            return self._next("next_seq") - 1
+    @staticmethod
+    def _take(tx, key: str, n: int) -> int:
+        """Reserves n consecutive values of a counter (inside a write); returns the first.
+
+        The UPDATE locks the counter row until COMMIT, so writers that log changes commit in
+        the order of their sequence numbers."""
+        return tx.execute("UPDATE meta SET value = value + ? WHERE key = ? RETURNING value - ?",
+                          (n, key, n)).fetchone()[0]
+
+    @staticmethod
+    def _head(tx) -> int:
+        return tx.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0] - 1
+
+    def head_sequence(self) -> int:
+        """The last sequence number in the log."""
+        with self._db.transaction(write=False) as tx:
+            return self._head(tx)
 
     # ------------------------------------------------------------ platforms
 
@@ -124,17 +187,17 @@ class Store:
             raise InvalidRequest("platform name must not be empty")
         key = credentials.new_api_key()
         try:
-            with self._write() as con:
-                con.execute("INSERT INTO platforms (name, key_sha256, created) VALUES (?,?,?)",
-                            (name, credentials.key_digest(key), int(time.time())))
-        except sqlite3.IntegrityError:
+            with self._db.transaction(write=True) as tx:
+                tx.execute("INSERT INTO platforms (name, key_sha256, created) VALUES (?,?,?)",
+                           (name, credentials.key_digest(key), int(time.time())))
+        except self._db.duplicate:
             raise InvalidRequest(f"platform {name!r} already exists") from None
         return key
 
     def platform_for_key(self, api_key: str) -> str | None:
-        with self._lock:
-            row = self._con.execute("SELECT name FROM platforms WHERE key_sha256=?",
-                                    (credentials.key_digest(api_key),)).fetchone()
+        with self._db.transaction(write=False) as tx:
+            row = tx.execute("SELECT name FROM platforms WHERE key_sha256=?",
+                             (credentials.key_digest(api_key),)).fetchone()
         return row[0] if row else None
 
     # ------------------------------------------------------------ cases
@@ -143,95 +206,98 @@ class Store:
                     new_case: credentials.NewCase | None = None) -> SubmittedCase:
         """Stores a case and its media in one transaction; returns after COMMIT.
 
-        new_case: the case's id and PIN, made beforehand (the slow PIN hash need not run under
-        a caller's lock); made here when not given.
+        new_case: the case's id and PIN, made beforehand (the slow PIN hash need not run in
+        a transaction); made here when not given.
         """
         case_id, pin, salt, digest = new_case or credentials.new_case()
         now = int(time.time())
-        with self._write() as con:
-            entry0 = self._take("next_entry", len(media))
-            seq0 = self._take("next_seq", len(media))
-            con.execute("INSERT INTO cases (id, pin_salt, pin_hash, created) VALUES (?,?,?,?)",
-                        (case_id, salt, digest, now))
+        with self._db.transaction(write=True) as tx:
+            seq0 = self._take(tx, "next_seq", len(media))
+            entry0 = self._take(tx, "next_entry", len(media))
+            tx.execute("INSERT INTO cases (id, pin_salt, pin_hash, created) VALUES (?,?,?,?)",
+                       (case_id, salt, digest, now))
             for i, item in enumerate(media):
                 entry, video = entry0 + i, isinstance(item, Video)
                 frames = len(item.frames) if video else int(item.pdq is not None)
-                con.execute("INSERT INTO entries (id, case_id, kind, md5, frame_count, added_seq)"
-                            " VALUES (?,?,?,?,?,?)",
-                            (entry, case_id, KIND_VIDEO if video else KIND_IMAGE, item.md5,
-                             frames, seq0 + i))
+                tx.execute("INSERT INTO entries (id, case_id, kind, md5, frame_count, added_seq)"
+                           " VALUES (?,?,?,?,?,?)",
+                           (entry, case_id, KIND_VIDEO if video else KIND_IMAGE, item.md5,
+                            frames, seq0 + i))
                 if frames:
                     hashes, qualities = ((item.frames.tobytes(), item.qualities.tobytes())
                                          if video else (item.pdq, bytes([item.quality])))
-                    con.execute("INSERT INTO hash_blocks VALUES (?,1,?,?,?)",
-                                (entry, int(video), hashes, qualities))
-                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
-                            (seq0 + i, OP_ADD, entry, now))
-        entry_ids = list(range(entry0, entry0 + len(media)))
-        return SubmittedCase(case_id, pin, entry_ids, seq0 + len(media) - 1,
-                             _rows_of(entry_ids, media, seq0 + len(media) - 1))
+                    tx.execute("INSERT INTO hash_blocks VALUES (?,1,?,?,?)",
+                               (entry, int(video), hashes, qualities))
+                tx.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
+                           (seq0 + i, OP_ADD, entry, now))
+        return SubmittedCase(case_id, pin, list(range(entry0, entry0 + len(media))),
+                             seq0 + len(media) - 1)
 
     def check_pin(self, case_id: str, pin: str) -> None:
-        """Counts the attempt before checking it, so the lock holds even under parallel guesses."""
-        with self._write() as con:
-            row = con.execute("UPDATE cases SET failed_pins = failed_pins + 1 WHERE id=? AND "
-                              "failed_pins < ? RETURNING pin_salt, pin_hash, failed_pins",
-                              (case_id, MAX_PIN_FAILURES)).fetchone()
-            exists = row or con.execute("SELECT 1 FROM cases WHERE id=?", (case_id,)).fetchone()
-        if not exists:
-            raise NotFound(f"no case {case_id!r}")
-        if not row:
-            raise PermissionDenied(f"case {case_id!r} is locked after {MAX_PIN_FAILURES} wrong "
-                                   "PINs")
-        salt, digest, attempts = row
-        if not credentials.pin_matches(pin, salt, digest):
-            raise PermissionDenied(f"wrong PIN for case {case_id!r} "
-                                   f"({MAX_PIN_FAILURES - attempts} attempts left)")
-        with self._write() as con:
-            con.execute("UPDATE cases SET failed_pins = 0 WHERE id=?", (case_id,))
+        """Counts the attempt (and locks the case for its back-off) before checking it, so
+        parallel guesses get no more tries than serial ones; the right PIN clears both."""
+        with self._db.transaction(write=True) as tx:
+            row = tx.execute("SELECT pin_salt, pin_hash, failed_pins, locked_until FROM cases "
+                             "WHERE id=? {for_update}", (case_id,)).fetchone()
+            now = _clock_ms()    # read under the row lock, so an attempt that waited is not early
+            if not row:
+                raise NotFound(f"no case {case_id!r}")
+            salt, digest, failures, locked_until = row
+            if locked_until > now:
+                raise PermissionDenied(
+                    f"case {case_id!r} is locked for {-(-(locked_until - now) // 1000)} more "
+                    f"second(s) after {failures} wrong PINs; the right PIN works after that")
+            failures += 1
+            backoff = pin_backoff_ms(failures)
+            tx.execute("UPDATE cases SET failed_pins=?, locked_until=? WHERE id=?",
+                       (failures, now + backoff if backoff else 0, case_id))
+        if not credentials.pin_matches(pin, bytes(salt), bytes(digest)):
+            after = (f"the next try is possible in {-(-backoff // 1000)} s" if backoff else
+                     f"{FREE_PIN_FAILURES - failures} more wrong PIN(s) before tries are delayed")
+            raise PermissionDenied(f"wrong PIN for case {case_id!r} ({after})")
+        with self._db.transaction(write=True) as tx:
+            tx.execute("UPDATE cases SET failed_pins = 0, locked_until = 0 WHERE id=?",
+                       (case_id,))
 
     def case_status(self, case_id: str, pin: str) -> CaseStatus:
         self.check_pin(case_id, pin)
-        with self._lock:
-            created, withdrawn = self._con.execute(
+        with self._db.transaction(write=False) as tx:
+            created, withdrawn = tx.execute(
                 "SELECT created, withdrawn FROM cases WHERE id=?", (case_id,)).fetchone()
-            counts = dict(self._con.execute(
-                "SELECT kind, count(*) FROM entries WHERE case_id=? GROUP BY kind", (case_id,)))
+            counts = dict(tx.execute(
+                "SELECT kind, count(*) FROM entries WHERE case_id=? GROUP BY kind",
+                (case_id,)).fetchall())
         return CaseStatus(case_id, withdrawn is not None, counts.get(KIND_IMAGE, 0),
                           counts.get(KIND_VIDEO, 0), created, withdrawn or 0)
 
-    def withdraw_case(self, case_id: str, pin: str) -> tuple[int, ListRows]:
-        """Removes the case's entries; returns (last removal sequence, the removed rows' ids).
+    def remove_case(self, case_id: str) -> int:
+        """Removes the case's entries (the caller has checked the PIN); returns the sequence of
+        the last removal.
 
         Withdrawing twice is not an error: the second call removes nothing and returns the
         sequence of the first withdrawal.
         """
-        self.check_pin(case_id, pin)
-        return self.remove_case(case_id)
-
-    def remove_case(self, case_id: str) -> tuple[int, ListRows]:
-        """withdraw_case without the PIN check, for a caller that has made it already."""
         now = int(time.time())
-        with self._write() as con:
-            rows = con.execute("SELECT id, kind, md5 IS NOT NULL, frame_count FROM entries "
-                               "WHERE case_id=? AND removed_seq IS NULL ORDER BY id",
-                               (case_id,)).fetchall()
-            if not rows:
-                (seq,) = con.execute("SELECT coalesce(max(removed_seq), 0) FROM entries "
-                                     "WHERE case_id=?", (case_id,)).fetchone()
-                con.execute("UPDATE cases SET withdrawn = coalesce(withdrawn, ?) WHERE id=?",
-                            (now, case_id))
-                return seq, ListRows(sequence=seq)
-            seq0 = self._take("next_seq", len(rows))
-            for i, (entry, *_rest) in enumerate(rows):
-                con.execute("UPDATE entries SET removed_seq=?, md5=NULL WHERE id=?",
-                            (seq0 + i, entry))
-                con.execute("DELETE FROM hash_blocks WHERE first_entry=?", (entry,))
-                con.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
-                            (seq0 + i, OP_REMOVE, entry, now))
-            con.execute("UPDATE cases SET withdrawn=? WHERE id=?", (now, case_id))
-        last = seq0 + len(rows) - 1
-        return last, _removed_rows(rows, last)
+        with self._db.transaction(write=True) as tx:
+            entries = [e for (e,) in tx.execute(
+                "SELECT id FROM entries WHERE case_id=? AND removed_seq IS NULL ORDER BY id",
+                (case_id,)).fetchall()]
+            if not entries:
+                (seq,) = tx.execute("SELECT coalesce(max(removed_seq), 0) FROM entries "
+                                    "WHERE case_id=?", (case_id,)).fetchone()
+                tx.execute("UPDATE cases SET withdrawn = coalesce(withdrawn, ?) WHERE id=?",
+                           (now, case_id))
+                return seq
+            seq0 = self._take(tx, "next_seq", len(entries))
+            for i, entry in enumerate(entries):
+                tx.execute("UPDATE entries SET removed_seq=?, md5=NULL WHERE id=?",
+                           (seq0 + i, entry))
+                tx.execute("DELETE FROM hash_blocks WHERE first_entry=?", (entry,))
+                tx.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
+                           (seq0 + i, OP_REMOVE, entry, now))
+            tx.execute("UPDATE cases SET withdrawn=? WHERE id=?", (now, case_id))
+        self._db.forget_deleted()
+        return seq0 + len(entries) - 1
 
     # ------------------------------------------------------------ bulk
 
@@ -239,8 +305,8 @@ class Store:
         """Adds each PDQ hash (uint8[n, 32]) as its own list entry, without a case.
 
         Big transactions of IMPORT_TRANSACTION hashes; `progress(done, total)` is called after
-        each commit. Returns the number of hashes imported. A running server sees them after a
-        restart.
+        each commit. Returns the number of hashes imported. Running servers follow the log, so
+        they pick the import up without a restart.
         """
         hashes = np.ascontiguousarray(hashes, dtype=np.uint8)
         if hashes.ndim != 2 or hashes.shape[1] != PDQ_BYTES:
@@ -248,86 +314,88 @@ class Store:
         total, now = len(hashes), int(time.time())
         for start in range(0, total, IMPORT_TRANSACTION):
             chunk = hashes[start:start + IMPORT_TRANSACTION]
-            with self._write() as con:
-                entry0 = self._take("next_entry", len(chunk))
-                seq0 = self._take("next_seq", len(chunk))
+            with self._db.transaction(write=True) as tx:
+                seq0 = self._take(tx, "next_seq", len(chunk))
+                entry0 = self._take(tx, "next_entry", len(chunk))
                 blocks = [(o, chunk[o:o + IMPORT_BLOCK])
                           for o in range(0, len(chunk), IMPORT_BLOCK)]
-                con.executemany("INSERT INTO hash_blocks VALUES (?,?,0,?,NULL)",
-                                ((entry0 + o, len(b), b.tobytes()) for o, b in blocks))
-                con.executemany("INSERT INTO changes VALUES (?,?,?,?,?)",
-                                ((seq0 + o, len(b), OP_ADD, entry0 + o, now) for o, b in blocks))
+                tx.executemany("INSERT INTO hash_blocks VALUES (?,?,0,?,NULL)",
+                               [(entry0 + o, len(b), b.tobytes()) for o, b in blocks])
+                tx.executemany("INSERT INTO changes VALUES (?,?,?,?,?)",
+                               [(seq0 + o, len(b), OP_ADD, entry0 + o, now) for o, b in blocks])
             if progress is not None:
                 progress(start + len(chunk), total)
         return total
 
+    # ------------------------------------------------------------ reading the list
+
     def load_all(self) -> ListRows:
-        """Every live row of the list, as packed arrays, and the sequence they reflect."""
-        image_ids, image_hashes, frame_hashes = [], [], []
-        videos, counts = [], []
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                sequence = self._next("next_seq") - 1
-                for first, count, video, blob in self._con.execute(
-                        "SELECT first_entry, entry_count, video, hashes FROM hash_blocks"):
-                    hashes = np.frombuffer(blob, np.uint8).reshape(-1, PDQ_BYTES)
-                    if video:
-                        videos.append(first)
-                        counts.append(len(hashes))
-                        frame_hashes.append(hashes)
-                    else:
-                        image_ids.append(np.arange(first, first + count, dtype=np.uint64))
-                        image_hashes.append(hashes)
-                md5_rows = self._con.execute("SELECT id, md5 FROM entries WHERE md5 IS NOT NULL "
-                                             "AND removed_seq IS NULL").fetchall()
-            finally:
-                self._con.execute("COMMIT")
-        rows = ListRows(sequence=sequence)
-        if image_ids:
-            rows.image_ids = np.concatenate(image_ids)
-            rows.image_hashes = np.concatenate(image_hashes)
-        if videos:
-            rows.video_entries = np.asarray(videos, np.uint64)
-            rows.video_frame_counts = np.asarray(counts, np.int64)
-            rows.frame_ids = frame_ids(rows.video_entries, rows.video_frame_counts)
-            rows.frame_hashes = np.concatenate(frame_hashes)
-        if md5_rows:
-            rows.md5_ids = np.asarray([r[0] for r in md5_rows], np.uint64)
-            rows.md5s = np.frombuffer(b"".join(r[1] for r in md5_rows),
-                                      np.uint8).reshape(-1, MD5_BYTES)
-        return rows
+        """Every live row of the list, as packed arrays, and the sequence they reflect (read in
+        one snapshot)."""
+        with self._db.transaction(write=False) as tx:
+            sequence = self._head(tx)
+            blocks = tx.execute("SELECT first_entry, entry_count, video, hashes "
+                                "FROM hash_blocks ORDER BY first_entry").fetchall()
+            md5_rows = tx.execute("SELECT id, md5 FROM entries WHERE md5 IS NOT NULL "
+                                  "ORDER BY id").fetchall()
+        return _rows(blocks, md5_rows, sequence)
+
+    def changes_after(self, sequence: int) -> LogBatch:
+        """The next changes after `sequence` (at most CHANGES_PER_READ rows and about
+        HASHES_PER_READ added entries), read in one snapshot with the rows they add."""
+        with self._db.transaction(write=False) as tx:
+            head = self._head(tx)
+            changes = tx.execute("SELECT seq, count, op, first_entry FROM changes WHERE seq > ? "
+                                 "ORDER BY seq LIMIT ?", (sequence, CHANGES_PER_READ)).fetchall()
+            added_count = np.cumsum([c[1] if c[2] == OP_ADD else 0 for c in changes])
+            changes = changes[:max(1, int(np.searchsorted(added_count, HASHES_PER_READ,
+                                                           "right")))] if changes else []
+            adds = {first for _, _, op, first in changes if op == OP_ADD}
+            blocks, md5_rows = [], []
+            if adds:
+                low, high = min(adds), max(adds)
+                blocks = [b for b in tx.execute(
+                    "SELECT first_entry, entry_count, video, hashes FROM hash_blocks "
+                    "WHERE first_entry BETWEEN ? AND ? ORDER BY first_entry", (low, high))
+                    if b[0] in adds]
+                md5_rows = [r for r in tx.execute(
+                    "SELECT id, md5 FROM entries WHERE id BETWEEN ? AND ? AND md5 IS NOT NULL "
+                    "ORDER BY id", (low, high)) if r[0] in adds]
+        removed = np.asarray([first for _, _, op, first in changes if op == OP_REMOVE], np.uint64)
+        last = changes[-1][0] + changes[-1][1] - 1 if changes else sequence
+        return LogBatch(head, [tuple(c) for c in changes], _rows(blocks, md5_rows, last), removed)
 
 
-def _rows_of(entry_ids: list[int], media: list[Image | Video], sequence: int) -> ListRows:
-    images = [(e, m) for e, m in zip(entry_ids, media) if isinstance(m, Image) and m.pdq]
-    videos = [(e, m) for e, m in zip(entry_ids, media) if isinstance(m, Video) and len(m.frames)]
-    md5s = [(e, m.md5) for e, m in zip(entry_ids, media) if m.md5]
+def open_store(db: str) -> Store:
+    """The store at `db`: a `postgresql://` URL or an SQLite file path (created if missing)."""
+    return Store(db)
+
+
+def _rows(blocks, md5_rows, sequence: int) -> ListRows:
+    """ListRows from hash_blocks rows (first_entry, entry_count, video, hashes) and entries rows
+    (id, md5)."""
+    image_ids, image_hashes, frame_hashes = [], [], []
+    videos, counts = [], []
+    for first, count, video, blob in blocks:
+        hashes = np.frombuffer(blob, np.uint8).reshape(-1, PDQ_BYTES)
+        if video:
+            videos.append(first)
+            counts.append(len(hashes))
+            frame_hashes.append(hashes)
+        else:
+            image_ids.append(np.arange(first, first + count, dtype=np.uint64))
+            image_hashes.append(hashes)
     rows = ListRows(sequence=sequence)
-    if images:
-        rows.image_ids = np.asarray([e for e, _ in images], np.uint64)
-        rows.image_hashes = np.frombuffer(b"".join(m.pdq for _, m in images),
-                                          np.uint8).reshape(-1, PDQ_BYTES)
+    if image_ids:
+        rows.image_ids = np.concatenate(image_ids)
+        rows.image_hashes = np.concatenate(image_hashes)
     if videos:
-        rows.video_entries = np.asarray([e for e, _ in videos], np.uint64)
-        rows.video_frame_counts = np.asarray([len(m.frames) for _, m in videos], np.int64)
+        rows.video_entries = np.asarray(videos, np.uint64)
+        rows.video_frame_counts = np.asarray(counts, np.int64)
         rows.frame_ids = frame_ids(rows.video_entries, rows.video_frame_counts)
-        rows.frame_hashes = np.concatenate([m.frames for _, m in videos])
-    if md5s:
-        rows.md5_ids = np.asarray([e for e, _ in md5s], np.uint64)
-        rows.md5s = np.frombuffer(b"".join(h for _, h in md5s), np.uint8).reshape(-1, MD5_BYTES)
+        rows.frame_hashes = np.concatenate(frame_hashes)
+    if md5_rows:
+        rows.md5_ids = np.asarray([r[0] for r in md5_rows], np.uint64)
+        rows.md5s = np.frombuffer(b"".join(bytes(r[1]) for r in md5_rows),
+                                  np.uint8).reshape(-1, MD5_BYTES)
     return rows
-
-
-def _removed_rows(rows, sequence: int) -> ListRows:
-    """Ids to take out of the index for withdrawn entries (hash arrays stay empty)."""
-    images = [e for e, kind, _, frames in rows if kind == KIND_IMAGE and frames]
-    videos = [(e, frames) for e, kind, _, frames in rows if kind == KIND_VIDEO and frames]
-    removed = ListRows(sequence=sequence,
-                       image_ids=np.asarray(images, np.uint64),
-                       md5_ids=np.asarray([e for e, _, has_md5, _ in rows if has_md5], np.uint64))
-    if videos:
-        removed.video_entries = np.asarray([e for e, _ in videos], np.uint64)
-        removed.video_frame_counts = np.asarray([f for _, f in videos], np.int64)
-        removed.frame_ids = frame_ids(removed.video_entries, removed.video_frame_counts)
-    return removed

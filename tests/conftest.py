@@ -12,11 +12,16 @@
   hashmatch.server`, port 0, --port-file), started and SERVING; returns a `ProcessServer`
   (`target`, `api_key`, `process`, `log_path`, `stop()`, `kill()`). Stopped at the end.
 - `random_hashes(n, seed=0)`: packed random PDQ hashes uint8[n, 32].
+- `pg_cluster`: a private PostgreSQL cluster for the whole session (bench/pgcluster.py); the
+  tests FAIL, never skip, when PostgreSQL is not installed. `pg_url`: a fresh database in it.
+- `any_db`: parametrized over both stores: an SQLite path, then a fresh PostgreSQL URL. Pass it
+  as `db_path=any_db` to run a test on both.
 
 Any test may use these; they assume nothing about the test's own data.
 """
 import dataclasses
 import functools
+import itertools
 import pathlib
 import resource
 import signal
@@ -31,7 +36,8 @@ import pytest
 
 from hashmatch.server.app import ServerThread
 from hashmatch.server.config import ServerConfig
-from hashmatch.server.store import Store
+from bench.pgcluster import PrivateCluster
+from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 
@@ -78,7 +84,7 @@ def start_server(tmp_path):
         overrides.setdefault("listen", "127.0.0.1:0")
         overrides.setdefault("worker_threads", 2)
         overrides = {**CASE_RATES_OFF, **overrides}
-        store = Store(overrides["db_path"])
+        store = open_store(overrides["db_path"])
         try:
             if imported is not None:
                 store.import_pdq_hashes(imported)
@@ -162,7 +168,7 @@ def server_process(tmp_path):
     def start(*flags: str, db_path: str | None = None, nofile: int | None = None) -> ProcessServer:
         """`nofile`: the server's open-file limit (RLIMIT_NOFILE), for connection floods."""
         db_path = db_path or str(tmp_path / "list.db")
-        store = Store(db_path)
+        store = open_store(db_path)
         try:
             api_key = store.add_platform(f"process-{len(started)}")
         finally:
@@ -193,3 +199,25 @@ def server_process(tmp_path):
     for server in started:
         if server.process.poll() is None:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = PrivateCluster()
+    yield cluster
+    cluster.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    return pg_cluster.create_database(f"test_{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "list.db")
+    return request.getfixturevalue("pg_url")

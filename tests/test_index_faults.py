@@ -10,23 +10,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).parents[1]  # the suite's root: conftest imports bench.pgcluster from it
 
 
 def run(args, fault: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HASHMATCH_TEST_FAULT=fault)
-    return subprocess.run([sys.executable, *args], cwd=HERE, env=env, capture_output=True,
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=240)
 
 
 def test_every_tables_test_fails_when_the_tables_drop_their_hits():
-    done = run(["-m", "pytest", "test_index.py", "-k", "tables", "-q", "-rfEp",
+    done = run(["-m", "pytest", "tests/test_index.py", "-k", "tables", "-q", "-rfEp",
                 "-p", "no:cacheprovider"], "drop_hits")
     failed = {line.split()[1].split(" ")[0] for line in done.stdout.splitlines()
               if line.startswith("FAILED")}
     passed = {line.split()[1] for line in done.stdout.splitlines() if line.startswith("PASSED")}
     # Thresholds above 63 are scanned by design (the 16 slots serve at most 63).
-    scanned = {f"test_index.py::test_matches_oracle_at_every_threshold[{t}-tables]"
+    scanned = {f"tests/test_index.py::test_matches_oracle_at_every_threshold[{t}-tables]"
                for t in (64, 100, 256)}
     assert passed == scanned, done.stdout[-3000:]
     assert len(failed) >= 9 and all("tables" in name for name in failed), done.stdout[-3000:]

@@ -9,10 +9,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hashmatch.server.store import Store
+from hashmatch.server.store import Store, open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 PDQ, MD5, VPDQ = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5, pb.SIGNAL_TYPE_VPDQ
+
+
+@pytest.fixture
+def live_server(start_server, any_db):
+    """Every test here that talks to `stubs` runs on SQLite and on PostgreSQL."""
+    return start_server(db_path=any_db)
 
 
 def flip(hash_: np.ndarray, bits: int) -> np.ndarray:
@@ -220,19 +226,22 @@ def test_case_pin_rules(stubs):
     assert hits(match(stubs, b"m" * 16, MD5)) == [(0, case.entry_ids[0], 0)]
 
 
-def test_case_locks_after_repeated_wrong_pins(stubs):
+def test_case_backs_off_after_repeated_wrong_pins(stubs):
     case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"m" * 16)]))
     wrong = "0" * 8 if case.pin != "0" * 8 else "1" * 8
     request = pb.GetCaseStatusRequest(case_id=case.case_id, pin=wrong)
-    for _ in range(10):
+    for _ in range(5):
         assert "wrong PIN" in rejected(lambda: stubs.cases.GetCaseStatus(request)).details()
+    assert "next try is possible in 1 s" in rejected(
+        lambda: stubs.cases.GetCaseStatus(request)).details()
     error = rejected(lambda: stubs.cases.GetCaseStatus(
         pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin)))
-    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked" in error.details()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked for" in error.details()
+    assert "the right PIN works after that" in error.details()
 
 
-def test_restart_reloads_everything(start_server, random_hashes, connect):
-    first = start_server()
+def test_restart_reloads_everything(start_server, random_hashes, connect, any_db):
+    first = start_server(db_path=any_db)
     stubs = connect(first)
     listed, frames = random_hashes(1, seed=8), random_hashes(5, seed=9)
     kept = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[
@@ -242,7 +251,9 @@ def test_restart_reloads_everything(start_server, random_hashes, connect):
     imported = random_hashes(1000, seed=10)
     first.stop()
     stubs.channel.close()
-    Store(first.db_path).import_pdq_hashes(imported)
+    store = open_store(first.db_path)
+    store.import_pdq_hashes(imported)
+    store.close()
 
     second = start_server(db_path=first.db_path)
     stubs = connect(second)

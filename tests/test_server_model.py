@@ -115,7 +115,7 @@ def test_pin_hashing_runs_outside_the_order_lock(tmp_path, monkeypatch):
     real_hash_pin = credentials.hash_pin
 
     def watching_hash_pin(pin, salt=None):
-        held_during_scrypt.append(keeper._order.locked())
+        held_during_scrypt.append(keeper.follower.lock.locked())
         return real_hash_pin(pin, salt)
 
     monkeypatch.setattr(credentials, "hash_pin", watching_hash_pin)

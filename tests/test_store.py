@@ -1,6 +1,8 @@
-"""The SQLite store on its own: secrets kept hashed, random case ids, the change log, bulk load."""
+"""The store on its own, SQLite and PostgreSQL alike: secrets kept hashed, random case ids, the
+change log (read back as the follower reads it), bulk load, schema migrations."""
 import base64
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -8,12 +10,15 @@ import pytest
 from hashmatch.server import credentials
 from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
 from hashmatch.server.media import Image, Video, entry_of_frame
-from hashmatch.server.store import Store
+from hashmatch.server import store as store_module
+from hashmatch.server.follower import Follower
+from hashmatch.server.listing import ListState
+from hashmatch.server.store import OP_ADD, OP_REMOVE, open_store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "list.db")
+def store(any_db):
+    s = open_store(any_db)
     yield s
     s.close()
 
@@ -36,15 +41,14 @@ def test_same_pin_twice_gives_different_stored_hashes():
     assert not credentials.pin_matches("12345679", salt_a, hash_a)
 
 
-def test_case_ids_are_random_and_pins_are_stored_hashed(store, tmp_path):
+def test_case_ids_are_random_and_pins_are_stored_hashed(store):
     cases = [store.submit_case([image(i)]) for i in range(5)]
     ids = [c.case_id for c in cases]
     assert len(set(ids)) == 5 and all(len(i) == 16 for i in ids)
     values = [int.from_bytes(base64.b32decode(i.upper()), "big") for i in ids]
     assert all(abs(a - b) > 2**40 for a, b in zip(values, values[1:])), "ids look sequential"
-    con = sqlite3.connect(tmp_path / "list.db")
-    stored = dict(con.execute("SELECT id, pin_hash FROM cases"))
-    con.close()
+    with store._db.transaction(write=False) as tx:
+        stored = {i: bytes(h) for i, h in tx.execute("SELECT id, pin_hash FROM cases")}
     for case in cases:
         assert case.pin.encode() not in stored[case.case_id]
         assert len(stored[case.case_id]) == 32
@@ -57,30 +61,41 @@ def test_change_log_numbers_every_add_and_remove(store):
     b = store.submit_case([image(3)])
     assert (a.sequence, b.sequence) == (2, 3)
     assert a.entry_ids == [1, 2] and b.entry_ids == [3]
+    added = store.changes_after(0).added
+    assert added.image_ids.tolist() == [1, 3] and added.md5_ids.tolist() == [1]
+    assert entry_of_frame(added.frame_ids).tolist() == [2, 2, 2]
     assert store.import_pdq_hashes(np.zeros((5, 32), np.uint8)) == 5
-    sequence, removed = store.withdraw_case(a.case_id, a.pin)
-    assert sequence == 3 + 5 + 2 == store.last_sequence()
-    assert sorted(removed.image_ids.tolist()) == [1]
-    assert entry_of_frame(removed.frame_ids).tolist() == [2, 2, 2]
-    assert removed.md5_ids.tolist() == [1]
+    sequence = store.remove_case(a.case_id)
+    assert sequence == 3 + 5 + 2 == store.head_sequence()
+    assert store.remove_case(a.case_id) == sequence, "a second withdrawal logs nothing"
+    batch = store.changes_after(3)
+    assert batch.head == 10
+    assert batch.changes == [(4, 5, OP_ADD, 4), (9, 1, OP_REMOVE, 1), (10, 1, OP_REMOVE, 2)]
+    assert batch.removed.tolist() == [1, 2]
+    assert batch.added.image_ids.tolist() == [4, 5, 6, 7, 8] and batch.added.sequence == 10
+    replayed = store.changes_after(0)
+    assert replayed.added.image_ids.tolist() == [3, 4, 5, 6, 7, 8], "withdrawn rows are gone"
+    assert len(replayed.added.frame_ids) == 0 and len(replayed.added.md5_ids) == 0
     rows = store.load_all()
     assert rows.sequence == 10
     assert sorted(rows.image_ids.tolist()) == [3, 4, 5, 6, 7, 8]
     assert len(rows.frame_ids) == 0 and len(rows.md5_ids) == 0
 
 
-def test_submitted_rows_equal_loaded_rows(store, tmp_path):
+def test_rows_read_from_the_log_equal_loaded_rows(store, any_db):
     case = store.submit_case([image(1, md5=b"a" * 16), video(4, 2), image(5)])
+    followed = store.changes_after(0).added
     store.close()
-    loaded = Store(tmp_path / "list.db").load_all()
+    reopened = open_store(any_db)
+    loaded = reopened.load_all()
+    reopened.close()
     for field in ("image_ids", "image_hashes", "frame_ids", "frame_hashes", "video_entries",
                   "video_frame_counts", "md5_ids", "md5s"):
-        assert np.array_equal(getattr(case.added, field), getattr(loaded, field)), field
-    assert loaded.sequence == case.sequence
+        assert np.array_equal(getattr(followed, field), getattr(loaded, field)), field
+    assert loaded.sequence == followed.sequence == case.sequence
 
 
 def test_bulk_import_round_trip_with_progress(store, monkeypatch):
-    import hashmatch.server.store as store_module
     monkeypatch.setattr(store_module, "IMPORT_BLOCK", 1000)
     monkeypatch.setattr(store_module, "IMPORT_TRANSACTION", 4000)
     hashes = np.random.default_rng(0).integers(0, 256, (10_500, 32), dtype=np.uint8)
@@ -100,14 +115,71 @@ def test_pin_checks(store):
     case = store.submit_case([image(1)])
     with pytest.raises(NotFound):
         store.case_status("nope", case.pin)
-    with pytest.raises(PermissionDenied, match="9 attempts left"):
+    with pytest.raises(PermissionDenied, match="4 more wrong PIN"):
         store.case_status(case.case_id, "x")
     assert store.case_status(case.case_id, case.pin).image_count == 1
-    for _ in range(10):
+
+
+def test_wrong_pins_back_off_but_never_lock_the_right_pin_out(store, monkeypatch):
+    """Today's permanent lock after 10 wrong PINs let anyone with a case id shut its owner out."""
+    now = [1_000_000_000_000]
+    monkeypatch.setattr(store_module, "_clock_ms", lambda: now[0])
+    case = store.submit_case([image(1)])
+    waits = []
+    for attempt in range(1, 13):
         with pytest.raises(PermissionDenied, match="wrong PIN"):
             store.case_status(case.case_id, "x")
-    with pytest.raises(PermissionDenied, match="locked"):
-        store.case_status(case.case_id, case.pin)
+        waits.append(store_module.pin_backoff_ms(attempt))
+        if waits[-1]:
+            with pytest.raises(PermissionDenied, match="locked for"):
+                store.case_status(case.case_id, case.pin)   # even the right PIN waits
+            now[0] += waits[-1]
+    assert waits[:5] == [0] * 5 and waits[5:8] == [1000, 2000, 4000]
+    assert waits[-1] == 64_000
+    assert store.case_status(case.case_id, case.pin).image_count == 1, "after the back-off"
+    with pytest.raises(PermissionDenied, match="4 more wrong PIN"):
+        store.case_status(case.case_id, "x")   # the right PIN reset the count
+    assert store_module.pin_backoff_ms(100) == 86_400_000
+
+
+def test_parallel_wrong_pins_get_no_extra_tries(store):
+    case = store.submit_case([image(1)])
+    outcomes = []
+
+    def guess():
+        try:
+            store.case_status(case.case_id, "x")
+        except PermissionDenied as exc:
+            outcomes.append("locked" if "locked for" in str(exc) else "tried")
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("tried") == store_module.FREE_PIN_FAILURES + 1
+    assert outcomes.count("locked") == 12 - store_module.FREE_PIN_FAILURES - 1
+
+
+def test_withdrawn_hash_bytes_leave_the_sqlite_files(tmp_path):
+    path = tmp_path / "list.db"
+    store = open_store(path)
+    marker = np.random.default_rng(77).integers(0, 256, 32, dtype=np.uint8).tobytes()
+    md5 = np.random.default_rng(78).integers(0, 256, 16, dtype=np.uint8).tobytes()
+    frames = video(2000, 79)    # 64 kB of frames: overflow pages, freed whole on delete
+    case = store.submit_case([Image(md5=md5, pdq=marker, quality=90), frames])
+    store.submit_case([image(2)])
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("list.db*"))
+
+    secrets = [marker, md5, frames.frames[1000].tobytes()]
+    assert all(s in on_disk() for s in secrets)
+    store._db.forget_deleted()   # as an automatic checkpoint would: the rows reach list.db
+    assert all(s in (tmp_path / "list.db").read_bytes() for s in secrets)
+    store.remove_case(case.case_id)
+    assert not [s for s in secrets if s in on_disk()]
+    store.close()
 
 
 def test_platform_names_are_unique(store):
@@ -116,3 +188,132 @@ def test_platform_names_are_unique(store):
     assert store.platform_for_key(key + "x") is None
     with pytest.raises(InvalidRequest, match="already exists"):
         store.add_platform("a")
+
+
+def test_replaying_any_suffix_of_the_log_gives_the_same_list(store, monkeypatch):
+    """Adds, withdrawals and an import: following the log from 0, and then replaying any
+    suffix of it again, ends in the digest of a fresh snapshot."""
+    monkeypatch.setattr(store_module, "CHANGES_PER_READ", 3)
+    followed = ListState()
+    follower = Follower(store, followed)
+    cases = []
+    for i in range(4):
+        cases.append(store.submit_case([image(i, md5=bytes([i]) * 16), video(2, 50 + i)]))
+        follower.catch_up()
+    store.import_pdq_hashes(np.random.default_rng(9).integers(0, 256, (7, 32), np.uint8))
+    for case in cases[::2]:
+        store.remove_case(case.case_id)
+    store.submit_case([image(99)])
+    follower.catch_up()
+    head = store.head_sequence()
+    fresh = ListState()
+    fresh.load(store.load_all())
+    want = fresh.digest()
+    assert want[0] == 2 * (1 + 1 + 2) + 7 + 1 and followed.digest() == want
+    monkeypatch.setattr(store_module, "CHANGES_PER_READ", 1000)
+    ends = [seq + count - 1 for seq, count, _, _ in store.changes_after(0).changes]
+    monkeypatch.setattr(store_module, "CHANGES_PER_READ", 3)
+    for start in [0, *ends]:     # every position the follower can stand at
+        followed.sequence = start
+        follower.catch_up()
+        assert followed.sequence == head and followed.digest() == want, start
+    from_zero = ListState()
+    Follower(store, from_zero).catch_up()
+    assert from_zero.digest() == want, "the whole log from an empty list"
+
+
+def test_commit_order_equals_sequence_order_under_concurrent_writers(any_db):
+    """Writers on their own connections; a reader polling `seq > applied` must never see a
+    later sequence before an earlier one (PostgreSQL's trap with plain sequences)."""
+    stores = [open_store(any_db) for _ in range(3)]
+    reader = open_store(any_db)
+    done = threading.Event()
+    errors = []
+
+    def write(store, seed):
+        try:
+            for i in range(15):
+                case = store.submit_case([image(seed * 100 + i)])
+                if i % 3 == 0:
+                    store.remove_case(case.case_id)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    state = ListState()
+    follower = Follower(reader, state)
+    seen = 0
+    while any(t.is_alive() for t in threads) or not done.is_set():
+        if not any(t.is_alive() for t in threads):
+            done.set()
+        batch = reader.changes_after(seen)
+        for seq, count, _op, _first in batch.changes:
+            assert seq == seen + 1, f"sequence {seq} visible before {seen + 1}"
+            seen = seq + count - 1
+    for t in threads:
+        t.join()
+    assert not errors
+    assert seen == reader.head_sequence() == 3 * (15 + 5)
+    follower.catch_up()
+    fresh = ListState()
+    fresh.load(reader.load_all())
+    assert state.digest() == fresh.digest() and state.digest()[0] == 3 * 10
+    for s in [*stores, reader]:
+        s.close()
+
+
+def test_a_first_schema_database_is_migrated_and_keeps_its_cases(any_db, monkeypatch):
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    old = open_store(any_db)
+    case = old.submit_case([image(1)])
+    assert old.schema_version() == 1
+    old.close()
+    monkeypatch.undo()
+    store = open_store(any_db)
+    assert store.schema_version() == len(store_module.MIGRATIONS) >= 2
+    assert store.case_status(case.case_id, case.pin).image_count == 1
+    assert store.load_all().image_ids.tolist() == case.entry_ids
+    store.close()
+
+
+def test_schema_is_migrated_at_open_and_a_newer_one_is_refused(any_db):
+    store = open_store(any_db)
+    assert store.schema_version() == len(store_module.MIGRATIONS)
+    with store._db.transaction(write=True) as tx:
+        tx.execute("UPDATE meta SET value=? WHERE key='schema'", (len(store_module.MIGRATIONS) + 1,))
+    store.close()
+    with pytest.raises(InvalidRequest, match="newer than this release"):
+        open_store(any_db)
+
+
+def test_a_gap_in_the_log_is_never_skipped_the_list_is_reloaded(store, monkeypatch):
+    import hashmatch.server.follower as follower_module
+    monkeypatch.setattr(follower_module, "GAP_WAIT_S", 0.2)
+    cases = [store.submit_case([image(i)]) for i in range(3)]
+    with store._db.transaction(write=True) as tx:      # as if change 2 had not committed yet
+        tx.execute("DELETE FROM changes WHERE seq=2")
+    state = ListState()
+    follower = Follower(store, state, poll_s=0.05)
+    loads = []
+    monkeypatch.setattr(store, "load_all", lambda: loads.append(1) or type(store).load_all(store))
+    assert follower.catch_up() == 3
+    assert loads == [1], "the gap was waited for, then the snapshot read again"
+    fresh = ListState()
+    fresh.load(type(store).load_all(store))
+    assert state.digest() == fresh.digest() and state.digest()[0] == 3
+    assert sorted(state.match_pdq(np.frombuffer(image(1).pdq, np.uint8).reshape(1, 32), 0,
+                                  False).entry_ids.tolist()) == cases[1].entry_ids
+
+
+def test_a_missing_tail_of_the_log_is_a_gap_too(store, monkeypatch):
+    import hashmatch.server.follower as follower_module
+    monkeypatch.setattr(follower_module, "GAP_WAIT_S", 0.2)
+    store.submit_case([image(1)])
+    store.submit_case([image(2)])
+    with store._db.transaction(write=True) as tx:
+        tx.execute("DELETE FROM changes WHERE seq=2")
+    state = ListState()
+    assert Follower(store, state, poll_s=0.05).catch_up() == 2
+    assert state.digest()[0] == 2

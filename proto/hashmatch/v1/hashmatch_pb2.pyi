@@ -171,8 +171,10 @@ class MatchResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., list_sequence: _Optional[int] = ..., truncated_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetListInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("include_digest",)
+    INCLUDE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    include_digest: bool
+    def __init__(self, include_digest: _Optional[bool] = ...) -> None: ...
 
 class SignalCount(_message.Message):
     __slots__ = ("signal_type", "count")
@@ -183,7 +185,7 @@ class SignalCount(_message.Message):
     def __init__(self, signal_type: _Optional[_Union[SignalType, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetListInfoResponse(_message.Message):
-    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count")
+    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count", "applied_sequence", "head_sequence", "list_digest", "digest_rows")
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +194,10 @@ class GetListInfoResponse(_message.Message):
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     KERNEL_BACKEND_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
     counts: _containers.RepeatedCompositeFieldContainer[SignalCount]
     last_sequence: int
     default_threshold: int
@@ -200,4 +206,8 @@ class GetListInfoResponse(_message.Message):
     max_in_flight: int
     kernel_backend: str
     video_frame_count: int
-    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ...) -> None: ...
+    applied_sequence: int
+    head_sequence: int
+    list_digest: str
+    digest_rows: int
+    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ...) -> None: ...

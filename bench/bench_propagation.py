@@ -1,0 +1,132 @@
+"""How fast a list change travels between servers that share one PostgreSQL list.
+
+Starts a private PostgreSQL cluster (bench/pgcluster.py) unless --db-url names one, and three
+`python -m hashmatch.server` processes on loopback. Then, N times: submit a case (one random
+PDQ hash) on server A and, from A's answer, poll servers B and C with MatchBatch until the hash
+matches; withdraw it on A and poll until it no longer matches. Reports p50/p99/max propagation
+per kind of change, and the time A took to answer (commit + its own apply).
+
+    .venv/bin/python -m bench.bench_propagation --changes 200
+
+The baseline beside it is A itself: a change is visible on A when A answers (the follower is
+caught up before the answer), so A's answer time is what the same write costs without travel.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bench import machine
+from bench.pgcluster import PrivateCluster
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+SERVERS = 3
+VISIBLE_TIMEOUT_S = 30.0
+
+
+def start_servers(url: str, workdir: Path, n: int) -> list[tuple[subprocess.Popen, str]]:
+    procs = []
+    for i in range(n):
+        port_file = workdir / f"port-{i}"
+        log = open(workdir / f"server-{i}.log", "wb")
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "hashmatch.server", "--db", url, "--listen", "127.0.0.1:0",
+             "--port-file", str(port_file), "--worker-threads", "2"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), port_file))
+    deadline = time.monotonic() + 120
+    servers = []
+    for proc, port_file in procs:
+        while not port_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {workdir}")
+            time.sleep(0.05)
+        servers.append((proc, f"127.0.0.1:{port_file.read_text().strip()}"))
+    return servers
+
+
+def visible_after(stub, key, hash_: bytes, want: bool) -> float:
+    """Polls until the hash matches (want) or stops matching; returns the monotonic time."""
+    request = pb.MatchRequest(signal_type=pb.SIGNAL_TYPE_PDQ, hashes=hash_, threshold=0)
+    deadline = time.monotonic() + VISIBLE_TIMEOUT_S
+    while True:
+        answer = stub.MatchBatch(request, metadata=key)
+        if bool(answer.matches) == want:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError("change not visible after "
+                               f"{VISIBLE_TIMEOUT_S} s")
+
+
+def summary(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2)}
+
+
+def run(url: str, changes: int, workdir: Path) -> dict:
+    from hashmatch.server.store import open_store
+    store = open_store(url)
+    key = [("x-api-key", store.add_platform(f"bench-{os.getpid()}-{time.time_ns()}"))]
+    store.close()
+    servers = start_servers(url, workdir, SERVERS)
+    channels = [grpc.insecure_channel(target) for _, target in servers]
+    try:
+        cases = pb_grpc.CasesStub(channels[0])
+        others = [pb_grpc.MatchingStub(c) for c in channels[1:]]
+        hashes = np.random.default_rng(1).integers(0, 256, (changes, 32), np.uint8)
+        travel = {"add": [], "withdraw": []}
+        answer_ms = {"add": [], "withdraw": []}
+        for h in hashes:
+            h = h.tobytes()
+            t0 = time.monotonic()
+            case = cases.SubmitCase(pb.SubmitCaseRequest(media=[pb.MediaHashes(
+                image=pb.ImageHashes(pdq=h, quality=90))]))
+            acked = time.monotonic()
+            answer_ms["add"].append((acked - t0) * 1000)
+            for stub in others:
+                travel["add"].append((visible_after(stub, key, h, True) - acked) * 1000)
+            t0 = time.monotonic()
+            cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
+            acked = time.monotonic()
+            answer_ms["withdraw"].append((acked - t0) * 1000)
+            for stub in others:
+                travel["withdraw"].append((visible_after(stub, key, h, False) - acked) * 1000)
+    finally:
+        for c in channels:
+            c.close()
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            proc.wait(30)
+    return {"servers": SERVERS, "changes": changes,
+            "propagation": {k: summary(v) for k, v in travel.items()},
+            "answer_on_A": {k: summary(v) for k, v in answer_ms.items()}}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--changes", type=int, default=200, help="cases submitted and withdrawn")
+    p.add_argument("--db-url", help="postgresql:// URL of an empty database (default: start a "
+                                    "private cluster)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hashmatch-prop-") as tmp:
+        if args.db_url:
+            result = run(args.db_url, args.changes, Path(tmp))
+        else:
+            with PrivateCluster() as pg:
+                result = run(pg.create_database("propagation"), args.changes, Path(tmp))
+    result["machine"] = machine.describe()
+    result["load_average"] = os.getloadavg()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
