@@ -456,10 +456,13 @@ def cmd_platform_add(args, reporter: output.Reporter) -> None:
 
     store = open_store(args.db)
     try:
-        api_key = store.add_platform(args.name)
+        roles = args.roles.split(",")
+        api_key = store.add_platform(args.name, roles)
+    except ValueError as error:     # an unknown role, a taken name
+        raise UsageError(str(error)) from None
     finally:
         store.close()
-    reporter.emit(*output.platform_added(args.name, api_key))
+    reporter.emit(*output.platform_added(args.name, api_key, [r.strip() for r in roles]))
 
 
 def cmd_list_import(args, reporter: output.Reporter) -> None:
@@ -580,9 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         sub.add_argument(argument.lower(), metavar=argument)
         store_file(sub)
+        return sub
 
-    operator_command("platform", "manage participating platforms", "add", cmd_platform_add,
-                     "register a platform and print its API key once", "NAME")
+    sub = operator_command("platform", "manage participating platforms", "add",
+                           cmd_platform_add, "register a platform and print its API key once",
+                           "NAME")
+    sub.add_argument("--roles", default="match",
+                     help="what its key may do, comma-separated from match, feedback, "
+                          "replicate, admin (default: match)")
     operator_command("list", "manage the hash list", "import", cmd_list_import,
                      "bulk-load a file of hex PDQ hashes, one per line", "FILE")
     return parser

@@ -199,9 +199,9 @@ def list_info(info) -> tuple[dict, str]:
     return record, text
 
 
-def platform_added(name: str, api_key: str) -> tuple[dict, str]:
-    record = {"platform": name, "api_key": api_key}
-    text = (f"Platform {name!r} added.\n  API key: {api_key}\n"
+def platform_added(name: str, api_key: str, roles=("match",)) -> tuple[dict, str]:
+    record = {"platform": name, "api_key": api_key, "roles": list(roles)}
+    text = (f"Platform {name!r} added (roles: {', '.join(roles)}).\n  API key: {api_key}\n"
             "Hand it to the platform now: it is shown only this once (the server keeps a hash).")
     return record, text
 

@@ -6,11 +6,12 @@ a token bucket of hashes per second and a count of open streams, both per platfo
 nor its digest is ever logged.
 """
 import contextlib
+import dataclasses
 import threading
 import time
 
 from hashmatch.server import credentials
-from hashmatch.server.errors import LimitExceeded, Unauthenticated
+from hashmatch.server.errors import LimitExceeded, PermissionDenied, Unauthenticated
 from hashmatch.server.store import Store
 
 API_KEY_HEADER = "x-api-key"
@@ -23,28 +24,49 @@ def api_key_of(metadata) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """The platform behind a call's API key and what its key may do (store.ROLES)."""
+    name: str
+    roles: frozenset[str]
+
+
+def require_role(caller: Caller, role: str) -> None:
+    """PermissionDenied unless the caller's key has `role`; servicers call it first thing."""
+    if role not in caller.roles:
+        raise PermissionDenied(f"this API key lacks the {role!r} role (platform "
+                               f"{caller.name!r} has: {', '.join(sorted(caller.roles))})")
+
+
 class Authenticator:
     def __init__(self, store: Store):
         self._store = store
-        self._known: dict[bytes, str] = {}
+        self._known: dict[bytes, Caller] = {}
 
-    def platform(self, metadata) -> str:
-        """The platform name for the call's API key; Unauthenticated when missing or unknown.
+    def caller(self, metadata) -> Caller:
+        """The platform and roles for the call's API key; Unauthenticated when missing or
+        unknown.
 
         May touch the store on a cache miss: call it from a worker thread.
         """
         key = api_key_of(metadata)
         if not key:
-            raise Unauthenticated(f"missing {API_KEY_HEADER} metadata: Matching and ListInfo "
-                                  "need a platform API key")
+            raise Unauthenticated(f"missing {API_KEY_HEADER} metadata: Matching, ListInfo and "
+                                  "Replication need a platform API key")
         digest = credentials.key_digest(key)
-        name = self._known.get(digest)
-        if name is None:
-            name = self._store.platform_for_key(key)
-            if name is None:
+        caller = self._known.get(digest)
+        if caller is None:
+            found = self._store.platform_roles_for_key(key)
+            if found is None:
                 raise Unauthenticated("unknown API key")
-            self._known[digest] = name
-        return name
+            caller = self._known[digest] = Caller(*found)
+        return caller
+
+    def platform(self, metadata, role: str = "match") -> str:
+        """The platform name for the call's API key, once `role` is checked."""
+        caller = self.caller(metadata)
+        require_role(caller, role)
+        return caller.name
 
 
 class TokenBucket:
