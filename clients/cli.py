@@ -448,6 +448,11 @@ SERVER_FLAGS = {
     "search_threads": (int, "threads one search may use (0 = all: lowest latency; 1 = most "
                             "throughput at full load)"),
     "metrics_listen": (str, "HOST:PORT for a Prometheus metrics endpoint"),
+    "follow": (str, "HOST:PORT of a server to copy the list from and serve read-only "
+                    "(its key: --follow-api-key or $HASHMATCH_API_KEY, role 'replicate')"),
+    "follow_api_key": (str, "API key for --follow"),
+    "change_retention_s": (float, "seconds the change log is kept for copies (default 90 days)"),
+    "sync_heartbeat_s": (float, "seconds between heartbeats on an idle Sync stream"),
 }
 
 
@@ -482,6 +487,36 @@ def cmd_list_import(args, reporter: output.Reporter) -> None:
         if store is not None:
             store.close()
     reporter.emit(*output.list_imported(args.file, imported, bad_lines=reporter.failures))
+
+
+def cmd_mirror(args, reporter: output.Reporter) -> None:
+    """Copies a server's list into --db until interrupted; a progress line at most each second."""
+    import grpc
+
+    from hashmatch.server.mirror import Mirror
+    from hashmatch.server.store import open_replica_store
+
+    store = open_replica_store(args.db)
+    shown = [0.0]
+
+    def progress(p) -> None:
+        if p.event != "heartbeat" or time.monotonic() - shown[0] >= args.every:
+            shown[0] = time.monotonic()
+            reporter.emit(*output.mirror_progress(p.event, p.sequence, p.head, p.rows,
+                                                  p.rows_per_s))
+    try:
+        mirror = Mirror(store, args.source, args.api_key or os.environ.get("HASHMATCH_API_KEY"),
+                        on_progress=progress)
+        reporter.note(f"mirroring {args.source} into {store.where} from sequence "
+                      f"{mirror.sequence}" + ("" if mirror.token() else " (snapshot first)"))
+        mirror.run()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except grpc.RpcError as error:
+        raise HashmatchError(error.code(), f"{args.source} refused to replicate: "
+                                           f"{error.details()}") from None
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------- command line
@@ -574,6 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port-file", help="write the bound port here once serving")
     for name, (kind, help_text) in SERVER_FLAGS.items():
         sub.add_argument(f"--{name.replace('_', '-')}", type=kind, help=help_text)
+
+    sub = command("mirror", cmd_mirror,
+                  "keep a durable copy of a server's list in --db (resumes where it stopped)")
+    store_file(sub)
+    sub.add_argument("--from", dest="source", required=True, metavar="HOST:PORT",
+                     help="the server to copy from")
+    sub.add_argument("--api-key", help="API key with the 'replicate' role "
+                                       "(default: $HASHMATCH_API_KEY)")
+    sub.add_argument("--every", type=float, default=1.0,
+                     help="seconds between progress lines while idle (default 1)")
 
     def operator_command(group, group_help, name, handler, help_text, argument):
         """`hashmatch GROUP NAME ARGUMENT --db PATH`: an operator task on the store file."""

@@ -206,6 +206,15 @@ def platform_added(name: str, api_key: str, roles=("match",)) -> tuple[dict, str
     return record, text
 
 
+def mirror_progress(event: str, sequence: int, head: int, rows: int,
+                    rows_per_s: float) -> tuple[dict, str]:
+    record = {"event": event, "sequence": sequence, "head": head, "lag": max(0, head - sequence),
+              "rows": rows, "rows_per_s": round(rows_per_s, 1)}
+    text = (f"{event}: at sequence {sequence} of {head} (lag {record['lag']}), {rows} rows "
+            f"copied, {rows_per_s:,.0f} rows/s")
+    return record, text
+
+
 def list_imported(path: str, imported: int, bad_lines: int) -> tuple[dict, str]:
     record = {"path": path, "imported": imported, "bad_lines": bad_lines}
     text = f"{path}: imported {imported} PDQ hash(es)" + (

@@ -29,7 +29,9 @@ from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
-from hashmatch.server.store import open_store
+from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
+from hashmatch.server.store import open_replica_store
+from hashmatch.server.sync_follower import SyncFollower
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -55,9 +57,13 @@ class App:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = open_store(config.db_path)
+        self.store = open_replica_store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
-        self.follower = Follower(self.store, self.state, config.follow_interval_s)
+        if config.follow:   # a read-only copy of another server's list; --db keeps platforms
+            self.follower = SyncFollower(config.follow, config.follow_api_key
+                                         or os.environ.get("HASHMATCH_API_KEY"), self.state)
+        else:
+            self.follower = Follower(self.store, self.state, config.follow_interval_s)
         self.keeper = ListKeeper(self.store, self.state, self.follower)
         self.auth = Authenticator(self.store)
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
@@ -73,7 +79,11 @@ class App:
         self.server = grpc.aio.server(interceptors=[TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
-        pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
+        if config.follow:
+            pb_grpc.add_CasesServicer_to_server(MirrorCasesService(self), self.server)
+        else:
+            pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
+            pb_grpc.add_ReplicationServicer_to_server(ReplicationService(self), self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -85,6 +95,7 @@ class App:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
         self._health_watch: asyncio.Task | None = None
+        self._pruning: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
 
@@ -121,6 +132,8 @@ class App:
         self.follower.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_watch = asyncio.create_task(self._watch_lag())
+        if not self.config.follow:
+            self._pruning = asyncio.create_task(self._prune_changes())
         if self.config.port_file:
             tmp = f"{self.config.port_file}.tmp"
             with open(tmp, "w") as f:
@@ -145,8 +158,22 @@ class App:
                 await self._set_health(health_pb2.HealthCheckResponse.SERVING if serving
                                        else health_pb2.HealthCheckResponse.NOT_SERVING)
 
+    async def _prune_changes(self) -> None:
+        """Drops change-log rows older than change_retention_s (copies further behind take a
+        snapshot again), every tenth of the retention or hour, whichever is sooner."""
+        retention = self.config.change_retention_s
+        while True:
+            try:
+                floor = await self.run(self.store.prune_changes, time.time() - retention)
+                log.debug("change log pruned", extra={"fields": {"floor": floor}})
+            except Exception:  # noqa: BLE001 - pruning is housekeeping: try again later
+                log.exception("pruning the change log failed")
+            await asyncio.sleep(min(retention / 10, 3600))
+
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
+        if self._pruning:
+            self._pruning.cancel()
         if self._health_watch:
             self._health_watch.cancel()
         await self.health.enter_graceful_shutdown()

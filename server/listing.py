@@ -6,12 +6,12 @@ take it: each core index is safe to search while it changes. Results come back a
 plain arrays ordered by position then distance.
 """
 import dataclasses
-import hashlib
 
 import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
+from hashmatch.core.replica import list_digest
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -91,16 +91,9 @@ class ListState:
         self.loaded = True
 
     def digest(self) -> tuple[int, str]:
-        """(rows, SHA-256 hex) of the list in a canonical form (sorted by id, per index), so
-        two servers that applied the same log give the same pair."""
-        sha = hashlib.sha256()
-        count = 0
-        for name, index in (("pdq", self._images), ("frames", self._frames), ("md5", self._md5)):
-            ids, records = index.items()
-            sha.update(name.encode() + len(ids).to_bytes(8, "little"))
-            sha.update(ids.astype("<u8").tobytes() + np.ascontiguousarray(records).tobytes())
-            count += len(ids)
-        return count, sha.hexdigest()
+        """(rows, SHA-256 hex) of the list in the canonical form of core.replica (sorted by id,
+        per index), so two servers that applied the same log, and any copy, give the same pair."""
+        return list_digest(self._images.items(), self._frames.items(), self._md5.items())
 
     # ------------------------------------------------------------ reads
 

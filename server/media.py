@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 
+from hashmatch.core.replica import frame_ids  # noqa: F401  (re-exported)
 from hashmatch.core.video import FRAME_BITS
 
 PDQ_BYTES = 32
@@ -32,15 +33,6 @@ class Video:
     md5: bytes | None
     frames: np.ndarray      # uint8[n, 32]: quality >= 50 only, duplicates removed, in order
     qualities: np.ndarray   # uint8[n]
-
-
-def frame_ids(entry_ids, frames_per_entry) -> np.ndarray:
-    """uint64 frame index ids: `frames_per_entry[i]` consecutive ids for video entry i."""
-    entry_ids = np.asarray(entry_ids, np.uint64)
-    counts = np.asarray(frames_per_entry, np.int64)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    frame = np.arange(counts.sum(), dtype=np.int64) - starts
-    return (np.repeat(entry_ids, counts) << np.uint64(FRAME_BITS)) | frame.astype(np.uint64)
 
 
 def entry_of_frame(ids: np.ndarray) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""The follower of a `serve --follow HOST:PORT` server: its in-memory list copies another
+server's through Sync instead of reading a change log of its own.
+
+It has the Follower's face (load, start, stop, head, lag_s, digest, lock), so the app, metrics
+and ListInfo use it unchanged, and it feeds the list through the same ListState.load/apply. The
+copy lives in memory: a restart takes a snapshot again.
+"""
+import logging
+import threading
+import time
+
+from hashmatch.server.listing import ListState
+from hashmatch.server.sync_client import SyncClient, removed_of
+
+log = logging.getLogger("hashmatch.server")
+
+
+class SyncFollower:
+    def __init__(self, target: str, api_key: str | None, state: ListState):
+        self.state, self.target = state, target
+        self.lock = threading.Lock()
+        self.head = 0
+        self.behind_since: float | None = None
+        self._token: bytes | None = None
+        self._client = SyncClient(target, api_key, self, name="follower")
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+
+    # ------------------------------------------------------------ SyncClient's copy
+
+    @property
+    def sequence(self) -> int:
+        return self.state.sequence
+
+    def token(self) -> bytes | None:
+        return self._token
+
+    def forget(self) -> None:
+        self._token = None
+
+    def snapshot(self, rows, end) -> None:
+        with self.lock:
+            self.state.load(rows)
+            self._token, self.head = end.resume_token, max(self.head, end.sequence)
+            self._note_lag()
+        log.info("snapshot applied", extra={"fields": {"source": self.target,
+                                                       "sequence": end.sequence,
+                                                       "rows": end.digest_rows}})
+
+    def apply(self, batch, added) -> None:
+        with self.lock:
+            self.state.apply(added, removed_of(batch))
+            self._token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
+            self._note_lag()
+
+    def heartbeat(self, message) -> None:
+        self._token, self.head = message.resume_token, max(self.head, message.head_sequence)
+        self._note_lag()
+
+    def _note_lag(self) -> None:
+        if self.state.sequence >= self.head:
+            self.behind_since = None
+        elif self.behind_since is None:
+            self.behind_since = time.monotonic()
+
+    # ------------------------------------------------------------ the Follower's face
+
+    def load(self, timeout_s: float | None = None) -> int:
+        """Starts copying and waits for the first snapshot; returns the PDQ hashes loaded."""
+        self.start()
+        while not self._client.snapshotted.wait(0.1):
+            if self._failed is not None:
+                raise self._failed
+        counts = self.state.counts()
+        return counts["pdq"] + counts["video_frames"]
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="hashmatch-sync-follower")
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._client.run()
+        except BaseException as exc:  # noqa: BLE001 - a refused key: load() reports it
+            log.error("cannot follow the primary", extra={"fields": {
+                "source": self.target, "error": str(exc)}})
+            self._failed = exc
+
+    def stop(self) -> None:
+        self._client.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def catch_up(self, at_least: int = 0) -> int:
+        return self.state.sequence
+
+    def digest(self) -> tuple[int, int, str]:
+        with self.lock:
+            return (self.state.sequence, *self.state.digest())
+
+    def lag_s(self) -> float:
+        since = self.behind_since
+        return 0.0 if since is None else time.monotonic() - since
