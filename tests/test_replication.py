@@ -1,0 +1,247 @@
+"""List replication over real servers on loopback: Sync, the durable mirror, serve --follow and
+the client's ListMirror.
+
+Every copy is checked the same way: its digest (core.replica's canonical form) equals the
+primary's list_digest at the same sequence. Faults are real: kill -9 of a mirror process
+mid-snapshot and mid-changes, kill -9 of a primary process mid-stream, a reader that stops
+reading, tokens from another epoch or below the retention floor.
+"""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from hashmatch.clients.mirror import ListMirror
+from hashmatch.core.replica import rows_digest, unpack_rows
+from hashmatch.server.mirror import Mirror
+from hashmatch.server.store import open_replica_store, open_store
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
+def replicate_key(db_path: str, name: str = "mirror", roles=("replicate",)) -> list:
+    store = open_store(db_path)
+    try:
+        return [("x-api-key", store.add_platform(name, list(roles)))]
+    finally:
+        store.close()
+
+
+def replication(target: str):
+    return pb_grpc.ReplicationStub(grpc.insecure_channel(target, options=OPTIONS))
+
+
+def primary_digest(target: str, key) -> tuple[int, int, str]:
+    """(applied sequence, rows, digest) the primary reports."""
+    stub = pb_grpc.ListInfoStub(grpc.insecure_channel(target))
+    info = stub.GetListInfo(pb.GetListInfoRequest(include_digest=True), metadata=key)
+    return info.applied_sequence, info.digest_rows, info.list_digest
+
+
+def photo_md5(seed: int) -> bytes:
+    """The md5 new_case(seed) gives its photo."""
+    return np.random.default_rng(seed).bytes(16)
+
+
+def new_case(target: str, seed: int, video: bool = False) -> pb.SubmitCaseResponse:
+    rng = np.random.default_rng(seed)
+    media = [pb.MediaHashes(image=pb.ImageHashes(
+        md5=rng.bytes(16), pdq=rng.bytes(32), quality=90))]
+    if video:
+        media.append(pb.MediaHashes(video=pb.VideoHashes(
+            md5=rng.bytes(16), frame_pdqs=rng.bytes(32 * 5), frame_qualities=[90] * 5)))
+    return pb_grpc.CasesStub(grpc.insecure_channel(target)).SubmitCase(
+        pb.SubmitCaseRequest(media=media))
+
+
+def withdraw(target: str, case) -> int:
+    return pb_grpc.CasesStub(grpc.insecure_channel(target)).WithdrawCase(
+        pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin)).sequence
+
+
+def wait_until(check, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def same_as_primary(target, key, copy_sequence, copy_digest) -> bool:
+    """True once the copy and the primary are at one sequence with one digest; fails the test
+    if they are at one sequence with different digests."""
+    sequence, rows, digest = primary_digest(target, key)
+    sequence_now, (copy_rows, copy_hex) = copy_sequence(), copy_digest()
+    if sequence_now != sequence:
+        return False
+    assert (copy_rows, copy_hex) == (rows, digest), f"copy differs at sequence {sequence}"
+    return True
+
+
+# ---------------------------------------------------------------------- the Sync stream
+
+
+def test_snapshot_then_changes_then_heartbeat(start_server, random_hashes):
+    primary = start_server(imported=random_hashes(70_000), sync_heartbeat_s=0.2)
+    key = replicate_key(primary.db_path, roles=("replicate", "match"))
+    kept = new_case(primary.target, 1, video=True)
+    stream = replication(primary.target).Sync(pb.SyncRequest(), metadata=key)
+    kinds, parts = [], []
+    for message in stream:
+        kinds.append(message.WhichOneof("message"))
+        if kinds[-1] == "snapshot_chunk":
+            parts.append(unpack_rows(message.snapshot_chunk.rows))
+        if kinds[-1] == "snapshot_end":
+            end = message.snapshot_end
+            break
+    assert kinds[0] == "snapshot_begin" and kinds.count("snapshot_chunk") >= 3
+    rows = type("Rows", (), {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    assert rows_digest(rows) == (end.digest_rows, end.list_digest) == primary_digest(
+        primary.target, key)[1:]
+    assert end.sequence == primary_digest(primary.target, key)[0] == kept.sequence
+
+    gone = new_case(primary.target, 2)
+    removed_at = withdraw(primary.target, gone)
+    seen, removed = [], []
+    for message in stream:
+        kind = message.WhichOneof("message")
+        if kind == "changes":
+            seen.append((message.changes.first_sequence, message.changes.last_sequence))
+            removed += np.frombuffer(message.changes.removed_entries, "<u8").tolist()
+        if kind == "heartbeat" and message.heartbeat.sequence == removed_at:
+            break       # idle and current: the heartbeat names where the copy stands
+    stream.cancel()
+    assert seen[0][0] == end.sequence + 1 and seen[-1][1] == removed_at
+    assert all(a[1] + 1 == b[0] for a, b in zip(seen, seen[1:]))     # in order, none missing
+    assert removed == list(gone.entry_ids)
+
+
+def test_a_key_without_replicate_learns_nothing(live_server):
+    for metadata, code in (([("x-api-key", live_server.api_key)],
+                            grpc.StatusCode.PERMISSION_DENIED),
+                           ([], grpc.StatusCode.UNAUTHENTICATED)):
+        stream = replication(live_server.target).Sync(pb.SyncRequest(), metadata=metadata)
+        received = []
+        with pytest.raises(grpc.RpcError) as info:
+            for message in stream:
+                received.append(message)
+        assert info.value.code() == code and received == []
+    assert "lacks the 'replicate' role" in info.value.details() or code != \
+        grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as info:
+        replication(live_server.target).VerifyCopy(
+            pb.VerifyCopyRequest(), metadata=[("x-api-key", live_server.api_key)])
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "lacks the 'replicate' role" in info.value.details()
+
+
+def _first_token(target, key) -> tuple[bytes, int]:
+    for message in replication(target).Sync(pb.SyncRequest(), metadata=key):
+        if message.WhichOneof("message") == "snapshot_end":
+            return message.snapshot_end.resume_token, message.snapshot_end.sequence
+
+
+def _refusal(target, key, token) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(replication(target).Sync(pb.SyncRequest(resume_token=token), metadata=key)))
+    return info.value
+
+
+def test_tokens_the_log_cannot_continue_from_get_the_resync_status(live_server):
+    key = replicate_key(live_server.db_path, roles=("replicate", "match"))
+    new_case(live_server.target, 1)
+    token, sequence = _first_token(live_server.target, key)
+    resumed = replication(live_server.target).Sync(pb.SyncRequest(resume_token=token),
+                                                   metadata=key)
+    new_case(live_server.target, 2)
+    first = next(iter(resumed))
+    assert first.changes.first_sequence == sequence + 1          # a good token resumes
+    resumed.cancel()
+
+    bad = _refusal(live_server.target, key, b"not a token")
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    store = open_replica_store(live_server.db_path)
+    try:
+        floor = store.prune_changes(time.time() + 1)            # everything is now too old
+        info = pb_grpc.ListInfoStub(live_server.channel()).GetListInfo(
+            pb.GetListInfoRequest(), metadata=key)
+        assert info.resume_floor_sequence == floor >= sequence + 1
+        below = _refusal(live_server.target, key, token)
+        assert below.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "below the oldest" in below.details() and "take a snapshot again" in below.details()
+
+        token, _ = _first_token(live_server.target, key)         # a fresh snapshot is fine
+        store.new_epoch()                                        # a restore: a new history
+        other = _refusal(live_server.target, key, token)
+        assert other.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "another epoch" in other.details() and "take a snapshot again" in other.details()
+    finally:
+        store.close()
+
+
+def test_a_reader_that_stops_reading_is_cut_off(start_server, random_hashes):
+    primary = start_server(imported=random_hashes(600_000), sync_stall_s=1.0)
+    key = replicate_key(primary.db_path)
+    stream = replication(primary.target).Sync(pb.SyncRequest(), metadata=key)
+    next(iter(stream))
+    time.sleep(4)       # the server's writes now wait on this reader for longer than 1 s
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in stream:
+            pass
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "sync_stall_s" in info.value.details()
+    new_case(primary.target, 1)         # and the server goes on serving
+    assert _first_token(primary.target, key)[1] == 600_001
+
+
+# ---------------------------------------------------------------------- copies
+
+
+def test_list_mirror_follows_snapshot_and_changes_under_concurrent_writes(start_server,
+                                                                         random_hashes):
+    primary = start_server(imported=random_hashes(100_000), sync_heartbeat_s=0.2)
+    key = replicate_key(primary.db_path, roles=("replicate", "match"))
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        seed = 10
+        while not stop.is_set():
+            case = new_case(primary.target, seed, video=seed % 3 == 0)
+            if seed % 4 == 0:
+                withdraw(primary.target, case)
+            written.append((seed, case))
+            seed += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        copies = [ListMirror(primary.target, key[0][1], threads=1).start() for _ in range(3)]
+    finally:
+        wait_until(lambda: len(written) > 10, what="writes during the snapshots")
+        stop.set()
+        thread.join()
+    try:
+        for copy in copies:
+            wait_until(lambda: same_as_primary(primary.target, key, lambda: copy.sequence,
+                                               copy.digest), what="the copy to catch up")
+            assert copy.verify().exact
+            for seed, case in written[-4:]:
+                found = copy.match_md5(np.frombuffer(photo_md5(seed), np.uint8)[None])
+                assert list(found.entry_ids) == ([] if seed % 4 == 0 else [case.entry_ids[0]])
+    finally:
+        for copy in copies:
+            copy.stop()
