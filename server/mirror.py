@@ -12,8 +12,10 @@ import time
 
 from hashmatch.core.replica import rows_digest
 from hashmatch.server.media import ListRows
-from hashmatch.server.store import IMPORT_TRANSACTION, ReplicaStore
+from hashmatch.server.store import IMPORT_BLOCK, ReplicaStore
 from hashmatch.server.sync_client import SyncClient, log_of, removed_of
+
+SNAPSHOT_TRANSACTION = 4 * IMPORT_BLOCK    # photos per transaction while a snapshot is written
 
 
 @dataclasses.dataclass
@@ -63,8 +65,8 @@ class Mirror:
     def snapshot(self, rows: ListRows, end) -> None:
         self.store.replica_begin_snapshot()
         count = len(rows.image_ids)
-        for a in range(0, count, IMPORT_TRANSACTION):
-            self.store.replica_add_rows(_photos(rows, a, a + IMPORT_TRANSACTION))
+        for a in range(0, count, SNAPSHOT_TRANSACTION):
+            self.store.replica_add_rows(_photos(rows, a, a + SNAPSHOT_TRANSACTION))
         self.store.replica_add_rows(dataclasses.replace(
             rows, image_ids=ListRows().image_ids, image_hashes=ListRows().image_hashes))
         self.store.replica_end_snapshot(self.source, end.sequence, end.resume_token)

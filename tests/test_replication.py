@@ -245,3 +245,147 @@ def test_list_mirror_follows_snapshot_and_changes_under_concurrent_writes(start_
     finally:
         for copy in copies:
             copy.stop()
+
+
+def mirror_process(source: str, db: str, key, log_path) -> subprocess.Popen:
+    """`hashmatch mirror --from SOURCE --db DB --json` as a real process."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hashmatch.clients.cli", "mirror", "--from", source,
+             "--db", db, "--api-key", key[0][1], "--json", "--every", "0.1"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def copy_state(db: str) -> tuple[int, int, bool]:
+    """(sequence of the copy's token or -1, photo rows stored, has a token), read beside the
+    running mirror."""
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        token = con.execute("SELECT sequence FROM replica").fetchone()
+        (rows,) = con.execute("SELECT coalesce(sum(entry_count), 0) FROM hash_blocks "
+                              "WHERE video = 0").fetchone()
+    except sqlite3.OperationalError:     # not created yet
+        return -1, 0, False
+    finally:
+        con.close()
+    return (token[0] if token else -1), rows, token is not None
+
+
+def stored_copy(db: str):
+    """(sequence, (rows, digest)) of a mirror's store."""
+    store = open_replica_store(db)
+    try:
+        return store.replica_position()[2], rows_digest(store.load_all())
+    finally:
+        store.close()
+
+
+def kill9(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_mirror_killed_mid_snapshot_and_mid_changes_resumes_exactly(start_server,
+                                                                   random_hashes, tmp_path):
+    primary = start_server(imported=random_hashes(400_000), sync_heartbeat_s=0.2)
+    key = replicate_key(primary.db_path, roles=("replicate", "match"))
+    copy, log_path = str(tmp_path / "copy.db"), tmp_path / "mirror.log"
+
+    first = mirror_process(primary.target, copy, key, log_path)
+    wait_until(lambda: copy_state(copy)[1] > 0 and not copy_state(copy)[2], timeout=60,
+               what="the snapshot half written")
+    kill9(first)
+    assert not copy_state(copy)[2], "no token may be stored before the snapshot is complete"
+
+    second = mirror_process(primary.target, copy, key, log_path)
+    snapshot_at = wait_until(lambda: copy_state(copy)[0] > 0 and copy_state(copy)[0],
+                             timeout=60, what="the snapshot taken again")
+    assert stored_copy(copy)[1] == primary_digest(primary.target, key)[1:]
+
+    stop, seeds = threading.Event(), iter(range(100, 10_000))
+
+    def writer():
+        while not stop.is_set():
+            seed = next(seeds)
+            case = new_case(primary.target, seed, video=seed % 3 == 0)
+            if seed % 2:
+                withdraw(primary.target, case)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_until(lambda: copy_state(copy)[0] > snapshot_at + 20, what="changes copied")
+        kill9(second)
+        killed_at = copy_state(copy)[0]
+        time.sleep(0.3)     # the primary goes on changing while the mirror is down
+        third = mirror_process(primary.target, copy, key, log_path)
+        wait_until(lambda: copy_state(copy)[0] > killed_at + 10, what="changes after restart")
+    finally:
+        stop.set()
+        thread.join()
+    try:
+        wait_until(lambda: same_as_primary(primary.target, key, lambda: stored_copy(copy)[0],
+                                           lambda: stored_copy(copy)[1]),
+                   what="the restarted mirror to catch up")
+    finally:
+        third.terminate()
+        third.wait()
+    events = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert sum('"event":"snapshot"' in e for e in events) == 1, "the kill mid-changes resumed"
+
+
+def test_mirror_resumes_when_the_primary_is_killed_mid_stream(server_process, tmp_path):
+    db = str(tmp_path / "primary.db")
+    key = replicate_key(db, roles=("replicate", "match"))
+    primary = server_process("--sync-heartbeat-s", "0.2", db_path=db)
+    store = open_replica_store(str(tmp_path / "copy.db"))
+    events = []
+    mirror = Mirror(store, primary.target, key[0][1], on_progress=lambda p: events.append(
+        p.event))
+    thread = mirror.start()
+    try:
+        new_case(primary.target, 1, video=True)
+        wait_until(lambda: mirror.sequence >= 2, what="the first case copied")
+        for round_ in range(2):
+            kill9(primary.process)
+            primary = server_process("--sync-heartbeat-s", "0.2", "--listen", primary.target,
+                                     db_path=db)
+            for seed in range(10 * round_ + 2, 10 * round_ + 6):
+                case = new_case(primary.target, seed)
+                if seed % 2:
+                    withdraw(primary.target, case)
+        wait_until(lambda: same_as_primary(primary.target, key, lambda: mirror.sequence,
+                                           mirror.digest), what="the mirror to catch up")
+        assert events.count("snapshot") == 1, "resumed from its token, no second snapshot"
+    finally:
+        mirror.stop()
+        thread.join(10)
+        store.close()
+
+
+def test_follow_serves_the_primarys_list_read_only(start_server, tmp_path):
+    primary = start_server()
+    key = replicate_key(primary.db_path)
+    mirror = start_server(db_path=str(tmp_path / "follower.db"), follow=primary.target,
+                          follow_api_key=key[0][1])
+    cases = pb_grpc.CasesStub(mirror.channel())
+    with pytest.raises(grpc.RpcError) as info:
+        cases.SubmitCase(pb.SubmitCaseRequest())
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert primary.target in info.value.details()
+
+    case = new_case(primary.target, 7)
+    pdq = np.random.default_rng(7)
+    pdq.bytes(16)
+    request = pb.MatchRequest(signal_type=pb.SIGNAL_TYPE_PDQ, hashes=pdq.bytes(32), threshold=0)
+    matching = pb_grpc.MatchingStub(mirror.channel())
+    mirror_key = [("x-api-key", mirror.api_key)]
+    wait_until(lambda: matching.MatchBatch(request, metadata=mirror_key).matches,
+               what="the case on the follower")
+    withdraw(primary.target, case)
+    wait_until(lambda: not matching.MatchBatch(request, metadata=mirror_key).matches,
+               timeout=10, what="the withdrawal on the follower")
+    primary_key = [("x-api-key", primary.api_key)]
+    wait_until(lambda: same_as_primary(primary.target, primary_key,
+                                       lambda: mirror.app.state.sequence,
+                                       mirror.app.state.digest), what="equal digests")
