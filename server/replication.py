@@ -15,6 +15,7 @@ import struct
 import numpy as np
 
 from hashmatch.core.replica import pack_rows, rows_digest
+from hashmatch.server.convert import SIGNAL_FROM_PB
 from hashmatch.server.errors import InvalidRequest, ResyncRequired
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.media import ListRows
@@ -41,13 +42,11 @@ class Position:
 
 def signal_mask(signal_types) -> int:
     """The bit mask of the wire SignalTypes asked for (all when none is named)."""
-    known = {pb.SIGNAL_TYPE_PDQ: SIGNAL_PDQ, pb.SIGNAL_TYPE_MD5: SIGNAL_MD5,
-             pb.SIGNAL_TYPE_VPDQ: SIGNAL_VPDQ}
     mask = 0
     for value in signal_types:
-        if value not in known:
+        if value not in SIGNAL_FROM_PB:
             raise InvalidRequest(f"signal_types: {value} is not PDQ, MD5 or VPDQ")
-        mask |= 1 << known[value]
+        mask |= 1 << SIGNAL_FROM_PB[value]
     return mask or ALL_SIGNALS
 
 

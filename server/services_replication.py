@@ -10,7 +10,8 @@ import time
 
 from hashmatch.server import replication
 from hashmatch.server.access import require_role
-from hashmatch.server.errors import InvalidRequest, ReadOnlyMirror, SlowReader
+from hashmatch.server.convert import check_decoded
+from hashmatch.server.errors import InvalidRequest, ReadOnlyMirror, ResyncRequired, SlowReader
 from hashmatch.server.services import rpc_errors
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -23,9 +24,10 @@ class ReplicationService(pb_grpc.ReplicationServicer):
     def __init__(self, app):
         self.app = app
 
-    async def _caller(self, context):
+    async def _caller(self, request, context):
         caller = await self.app.run(self.app.auth.caller, context.invocation_metadata())
         require_role(caller, "replicate")
+        check_decoded(request)
         return caller
 
     async def _write(self, context, message) -> None:
@@ -38,7 +40,7 @@ class ReplicationService(pb_grpc.ReplicationServicer):
 
     @rpc_errors
     async def Sync(self, request, context):
-        caller = await self._caller(context)
+        caller = await self._caller(request, context)
         app = self.app
         mask = replication.signal_mask(request.signal_types)
         with app.limits.stream(caller.name):
@@ -67,7 +69,7 @@ class ReplicationService(pb_grpc.ReplicationServicer):
                 if reached < 0:
                     gap_since = gap_since or clock()
                     if clock() - gap_since > GAP_WAIT_S:
-                        raise replication.ResyncRequired(
+                        raise ResyncRequired(
                             f"the change log has a gap after sequence {at.sequence}; "
                             f"{replication.SNAPSHOT_AGAIN}")
             if clock() - last_write > app.config.sync_heartbeat_s:
@@ -77,7 +79,7 @@ class ReplicationService(pb_grpc.ReplicationServicer):
 
     @rpc_errors
     async def VerifyCopy(self, request, context):
-        await self._caller(context)
+        await self._caller(request, context)
         at = replication.parse_token(request.resume_token)
         if at.mask != replication.ALL_SIGNALS:
             raise InvalidRequest("VerifyCopy checks copies of every signal type only (this "

@@ -192,6 +192,28 @@ def test_tokens_the_log_cannot_continue_from_get_the_resync_status(live_server):
         store.close()
 
 
+def test_bad_requests_get_invalid_argument_and_the_server_goes_on(live_server):
+    key = replicate_key(live_server.db_path)
+    raw = live_server.channel().unary_stream(
+        "/hashmatch.v1.Replication/Sync", request_serializer=lambda b: b,
+        response_deserializer=pb.SyncResponse.FromString)
+    for request, words in ((b"\xff\xff\xff", "not a valid message"),
+                           (pb.SyncRequest(signal_types=[9]).SerializeToString(),
+                            "signal_types: 9")):
+        with pytest.raises(grpc.RpcError) as info:
+            next(iter(raw(request, metadata=key)))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in info.value.details()
+    new_case(live_server.target, 3, video=True)
+    md5_only = replication(live_server.target).Sync(
+        pb.SyncRequest(signal_types=[pb.SIGNAL_TYPE_MD5]), metadata=key)
+    for message in md5_only:
+        if message.WhichOneof("message") == "snapshot_end":
+            assert message.snapshot_end.digest_rows == 2        # the photo's and video's md5s
+            break
+    md5_only.cancel()
+
+
 def test_a_reader_that_stops_reading_is_cut_off(start_server, random_hashes):
     primary = start_server(imported=random_hashes(600_000), sync_stall_s=1.0)
     key = replicate_key(primary.db_path)
