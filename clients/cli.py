@@ -508,7 +508,7 @@ def cmd_mirror(args, reporter: output.Reporter) -> None:
         mirror = Mirror(store, args.source, args.api_key or os.environ.get("HASHMATCH_API_KEY"),
                         on_progress=progress)
         reporter.note(f"mirroring {args.source} into {store.where} from sequence "
-                      f"{mirror.sequence}" + ("" if mirror.token() else " (snapshot first)"))
+                      f"{mirror.sequence}" + ("" if mirror.token else " (snapshot first)"))
         mirror.run()
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -48,19 +48,13 @@ class Mirror:
         if position and position[0] != source:
             raise ValueError(f"{store.where} copies {position[0]}, not {source}; use another "
                              "--db")
-        self._token = position[1] if position else None
+        self.token = position[1] if position else None
         self.progress.sequence = self.progress.head = position[2] if position else 0
         self.client = SyncClient(source, api_key, self, name="mirror")
 
     @property
     def sequence(self) -> int:
         return self.progress.sequence
-
-    def token(self) -> bytes | None:
-        return self._token
-
-    def forget(self) -> None:
-        self._token = None
 
     def snapshot(self, rows: ListRows, end) -> None:
         self.store.replica_begin_snapshot()
@@ -70,19 +64,19 @@ class Mirror:
         self.store.replica_add_rows(dataclasses.replace(
             rows, image_ids=ListRows().image_ids, image_hashes=ListRows().image_hashes))
         self.store.replica_end_snapshot(self.source, end.sequence, end.resume_token)
-        self._token = end.resume_token
+        self.token = end.resume_token
         self._step("snapshot", end.sequence, end.sequence, end.digest_rows)
 
     def apply(self, batch, added: ListRows) -> None:
         self.store.replica_apply(self.source, log_of(batch), added, removed_of(batch),
                                  batch.resume_token)
-        self._token = batch.resume_token
+        self.token = batch.resume_token
         rows = len(added.image_ids) + len(added.frame_ids) + len(added.md5_ids)
         self._step("changes", batch.last_sequence, max(self.progress.head, batch.last_sequence),
                    rows + len(batch.removed_entries) // 8)
 
     def heartbeat(self, message) -> None:
-        self._token = message.resume_token
+        self.token = message.resume_token
         self._step("heartbeat", message.sequence, message.head_sequence, 0)
 
     def _step(self, event: str, sequence: int, head: int, rows: int) -> None:

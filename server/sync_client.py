@@ -49,9 +49,9 @@ class CopyBroken(Exception):
 
 
 class SyncClient:
-    """Feeds `copy` from a Sync stream. `copy` has `token()` (bytes or None), `sequence`,
-    `snapshot(rows: ListRows, end)` (the whole snapshot, digest checked), `apply(batch, rows)`
-    and `heartbeat(message)`."""
+    """Feeds `copy` from a Sync stream. `copy` has `token` (bytes; None: take a snapshot),
+    `sequence`, `snapshot(rows: ListRows, end)` (the whole snapshot, digest checked),
+    `apply(batch, rows)` and `heartbeat(message)`."""
 
     def __init__(self, target: str, api_key: str | None, copy, name: str = "copy"):
         self.target, self.copy, self.name = target, copy, name
@@ -70,7 +70,7 @@ class SyncClient:
         failures = 0
         while not self._stop.is_set():
             try:
-                self._read(self.copy.token())
+                self._read(self.copy.token)
                 failures = 0
             except grpc.RpcError as exc:
                 if self._stop.is_set():
@@ -83,7 +83,7 @@ class SyncClient:
                     log.warning("the source refused our resume token; taking a snapshot again",
                                 extra={"fields": {"source": self.target,
                                                   "reason": exc.details()}})
-                    self.copy.forget()
+                    self.copy.token = None
                     continue
                 log.info("Sync stream ended; resuming from the last token", extra={"fields": {
                     "source": self.target, "code": code.name, "reason": exc.details(),

@@ -1,27 +1,30 @@
 """The follower of a `serve --follow HOST:PORT` server: its in-memory list copies another
 server's through Sync instead of reading a change log of its own.
 
-It has the Follower's face (load, start, stop, head, lag_s, digest, lock), so the app, metrics
-and ListInfo use it unchanged, and it feeds the list through the same ListState.load/apply. The
-copy lives in memory: a restart takes a snapshot again.
+It is a Follower (load, start, stop, head, lag_s, digest, lock) that reads no store, so the
+app, metrics and ListInfo use it unchanged, and it feeds the list through the same
+ListState.load/apply. The copy lives in memory: a restart takes a snapshot again.
 """
 import logging
 import threading
-import time
 
+from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
 from hashmatch.server.sync_client import SyncClient, removed_of
 
 log = logging.getLogger("hashmatch.server")
 
 
-class SyncFollower:
+class SyncFollower(Follower):
+    """Inherits digest(), lag_s() and the lag bookkeeping; reads no store."""
+
     def __init__(self, target: str, api_key: str | None, state: ListState):
+        # Not Follower.__init__: there is no store; these are the attributes its methods use.
         self.state, self.target = state, target
         self.lock = threading.Lock()
         self.head = 0
         self.behind_since: float | None = None
-        self._token: bytes | None = None
+        self.token: bytes | None = None
         self._client = SyncClient(target, api_key, self, name="follower")
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
@@ -32,16 +35,10 @@ class SyncFollower:
     def sequence(self) -> int:
         return self.state.sequence
 
-    def token(self) -> bytes | None:
-        return self._token
-
-    def forget(self) -> None:
-        self._token = None
-
     def snapshot(self, rows, end) -> None:
         with self.lock:
             self.state.load(rows)
-            self._token, self.head = end.resume_token, max(self.head, end.sequence)
+            self.token, self.head = end.resume_token, max(self.head, end.sequence)
             self._note_lag()
         log.info("snapshot applied", extra={"fields": {"source": self.target,
                                                        "sequence": end.sequence,
@@ -50,18 +47,12 @@ class SyncFollower:
     def apply(self, batch, added) -> None:
         with self.lock:
             self.state.apply(added, removed_of(batch))
-            self._token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
+            self.token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
             self._note_lag()
 
     def heartbeat(self, message) -> None:
-        self._token, self.head = message.resume_token, max(self.head, message.head_sequence)
+        self.token, self.head = message.resume_token, max(self.head, message.head_sequence)
         self._note_lag()
-
-    def _note_lag(self) -> None:
-        if self.state.sequence >= self.head:
-            self.behind_since = None
-        elif self.behind_since is None:
-            self.behind_since = time.monotonic()
 
     # ------------------------------------------------------------ the Follower's face
 
@@ -95,11 +86,3 @@ class SyncFollower:
 
     def catch_up(self, at_least: int = 0) -> int:
         return self.state.sequence
-
-    def digest(self) -> tuple[int, int, str]:
-        with self.lock:
-            return (self.state.sequence, *self.state.digest())
-
-    def lag_s(self) -> float:
-        since = self.behind_since
-        return 0.0 if since is None else time.monotonic() - since

@@ -6,7 +6,6 @@ primary's list_digest at the same sequence. Faults are real: kill -9 of a mirror
 mid-snapshot and mid-changes, kill -9 of a primary process mid-stream, a reader that stops
 reading, tokens from another epoch or below the retention floor.
 """
-import os
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +23,7 @@ from hashmatch.server.mirror import Mirror
 from hashmatch.server.store import open_replica_store, open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+from test_several_servers import wait_until
 
 OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
@@ -66,17 +66,6 @@ def new_case(target: str, seed: int, video: bool = False) -> pb.SubmitCaseRespon
 def withdraw(target: str, case) -> int:
     return pb_grpc.CasesStub(grpc.insecure_channel(target)).WithdrawCase(
         pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin)).sequence
-
-
-def wait_until(check, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def same_as_primary(target, key, copy_sequence, copy_digest) -> bool:
