@@ -201,7 +201,8 @@ def list_info(info) -> tuple[dict, str]:
 
 def platform_added(name: str, api_key: str, roles=("match",)) -> tuple[dict, str]:
     record = {"platform": name, "api_key": api_key, "roles": list(roles)}
-    text = (f"Platform {name!r} added (roles: {', '.join(roles)}).\n  API key: {api_key}\n"
+    shown = "" if list(roles) == ["match"] else f" (roles: {', '.join(roles)})"
+    text = (f"Platform {name!r} added{shown}.\n  API key: {api_key}\n"
             "Hand it to the platform now: it is shown only this once (the server keeps a hash).")
     return record, text
 
