@@ -2,9 +2,10 @@
 
 Each change batch, its log rows and the token to resume after it go into the copy in one
 transaction, so after a kill -9 the copy resumes from exactly where its last commit left it.
-A snapshot (digest checked first) empties the copy, writes its rows, and stores its token last:
-a copy killed mid-snapshot has no token and takes the snapshot again. Entry ids are the source's,
-and the copy's change log repeats the source's, so `hashmatch serve --db COPY` serves it.
+A snapshot (digest checked as received, and again as read back from the copy) empties the copy,
+writes its rows, and stores its token last: a copy killed mid-snapshot has no token and takes
+the snapshot again. Entry ids are the source's, and the copy's change log repeats the source's,
+so `hashmatch serve --db COPY` serves it.
 """
 import dataclasses
 import threading
@@ -13,7 +14,7 @@ import time
 from hashmatch.core.replica import rows_digest
 from hashmatch.server.media import ListRows
 from hashmatch.server.store import IMPORT_BLOCK, ReplicaStore
-from hashmatch.server.sync_client import SyncClient, log_of, removed_of
+from hashmatch.server.sync_client import CopyBroken, SyncClient, log_of, removed_of
 
 SNAPSHOT_TRANSACTION = 4 * IMPORT_BLOCK    # photos per transaction while a snapshot is written
 
@@ -50,7 +51,7 @@ class Mirror:
                              "--db")
         self.token = position[1] if position else None
         self.progress.sequence = self.progress.head = position[2] if position else 0
-        self.client = SyncClient(source, api_key, self, name="mirror")
+        self.client = SyncClient(source, api_key, self)
 
     @property
     def sequence(self) -> int:
@@ -63,6 +64,9 @@ class Mirror:
             self.store.replica_add_rows(_photos(rows, a, a + SNAPSHOT_TRANSACTION))
         self.store.replica_add_rows(dataclasses.replace(
             rows, image_ids=ListRows().image_ids, image_hashes=ListRows().image_hashes))
+        if self.digest() != (end.digest_rows, end.list_digest):     # what was written, read back
+            raise CopyBroken(f"the copy written at {end.sequence} does not match the snapshot's "
+                             "digest")
         self.store.replica_end_snapshot(self.source, end.sequence, end.resume_token)
         self.token = end.resume_token
         self._step("snapshot", end.sequence, end.sequence, end.digest_rows)

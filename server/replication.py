@@ -88,22 +88,24 @@ def only(rows: ListRows, mask: int) -> ListRows:
     return ListRows(**keep, sequence=rows.sequence)
 
 
-def snapshot(store: ReplicaStore, mask: int) -> tuple[Position, list]:
-    """The list at one sequence, as the messages that carry it (begin, chunks, end)."""
+def snapshot(store: ReplicaStore, mask: int):
+    """The list at one sequence: (position, messages), the messages (begin, chunks, end) made
+    one at a time as they are sent, so only the rows, not their packed copies, stay in memory."""
     epoch = store.epoch()
     rows = only(store.load_all(), mask)
     if store.epoch() != epoch:      # restored while we read: read the new history
         return snapshot(store, mask)
     at = Position(epoch, rows.sequence, mask)
     count, digest = rows_digest(rows)
-    messages = [pb.SyncResponse(snapshot_begin=pb.SnapshotBegin(sequence=rows.sequence,
-                                                                rows=count))]
-    messages += [pb.SyncResponse(snapshot_chunk=pb.SnapshotChunk(rows=pb.ListRows(**part)))
-                 for part in _chunks(rows)]
-    messages.append(pb.SyncResponse(snapshot_end=pb.SnapshotEnd(
-        sequence=rows.sequence, digest_rows=count, list_digest=digest,
-        resume_token=at.token())))
-    return at, messages
+
+    def messages():
+        yield pb.SyncResponse(snapshot_begin=pb.SnapshotBegin(sequence=rows.sequence, rows=count))
+        for part in _chunks(rows):
+            yield pb.SyncResponse(snapshot_chunk=pb.SnapshotChunk(rows=pb.ListRows(**part)))
+        yield pb.SyncResponse(snapshot_end=pb.SnapshotEnd(
+            sequence=rows.sequence, digest_rows=count, list_digest=digest,
+            resume_token=at.token()))
+    return at, messages()
 
 
 def _chunks(rows: ListRows):

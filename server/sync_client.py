@@ -53,8 +53,8 @@ class SyncClient:
     `sequence`, `snapshot(rows: ListRows, end)` (the whole snapshot, digest checked),
     `apply(batch, rows)` and `heartbeat(message)`."""
 
-    def __init__(self, target: str, api_key: str | None, copy, name: str = "copy"):
-        self.target, self.copy, self.name = target, copy, name
+    def __init__(self, target: str, api_key: str | None, copy):
+        self.target, self.copy = target, copy
         self._metadata = [("x-api-key", api_key)] if api_key else []
         self._channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])

@@ -25,7 +25,7 @@ class SyncFollower(Follower):
         self.head = 0
         self.behind_since: float | None = None
         self.token: bytes | None = None
-        self._client = SyncClient(target, api_key, self, name="follower")
+        self._client = SyncClient(target, api_key, self)
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
 
