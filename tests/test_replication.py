@@ -137,9 +137,13 @@ def test_a_key_without_replicate_learns_nothing(live_server):
 
 
 def _first_token(target, key) -> tuple[bytes, int]:
-    for message in replication(target).Sync(pb.SyncRequest(), metadata=key):
-        if message.WhichOneof("message") == "snapshot_end":
-            return message.snapshot_end.resume_token, message.snapshot_end.sequence
+    stream = replication(target).Sync(pb.SyncRequest(), metadata=key)
+    try:
+        for message in stream:
+            if message.WhichOneof("message") == "snapshot_end":
+                return message.snapshot_end.resume_token, message.snapshot_end.sequence
+    finally:
+        stream.cancel()
 
 
 def _refusal(target, key, token) -> grpc.RpcError:
