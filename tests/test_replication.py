@@ -226,8 +226,9 @@ def test_a_reader_that_stops_reading_is_cut_off(start_server, random_hashes):
 
 
 def test_list_mirror_follows_snapshot_and_changes_under_concurrent_writes(start_server,
-                                                                         random_hashes):
-    primary = start_server(imported=random_hashes(100_000), sync_heartbeat_s=0.2)
+                                                                         random_hashes, any_db):
+    primary = start_server(imported=random_hashes(100_000), sync_heartbeat_s=0.2,
+                           db_path=any_db)
     key = replicate_key(primary.db_path, roles=("replicate", "match"))
     stop = threading.Event()
     written = []
