@@ -207,6 +207,21 @@ def test_bad_requests_get_invalid_argument_and_the_server_goes_on(live_server):
     md5_only.cancel()
 
 
+def test_a_reader_that_leaves_frees_its_stream(start_server):
+    primary = start_server(max_streams_per_platform=1, sync_heartbeat_s=60)
+    key = replicate_key(primary.db_path)
+    _first_token(primary.target, key)          # reads the snapshot, then cancels: an idle stream
+
+    def another_stream_opens() -> bool:
+        try:
+            return bool(_first_token(primary.target, key))
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+    wait_until(another_stream_opens, what="the cancelled stream to give back its slot",
+               timeout=10)
+
+
 def test_a_reader_that_stops_reading_is_cut_off(start_server, random_hashes):
     primary = start_server(imported=random_hashes(600_000), sync_stall_s=1.0)
     key = replicate_key(primary.db_path)
