@@ -18,14 +18,15 @@ from hashmatch.core.replica import pack_rows, rows_digest
 from hashmatch.server.convert import SIGNAL_FROM_PB
 from hashmatch.server.errors import InvalidRequest, ResyncRequired
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
-from hashmatch.server.media import ListRows
-from hashmatch.server.store import ReplicaStore
+from hashmatch.server.media import ListRows, entry_of_frame
+from hashmatch.server.store import OP_ADD, OP_REMOVE, ReplicaStore
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 TOKEN = struct.Struct(">BqqB")      # version, epoch, sequence, signal mask
 TOKEN_VERSION = 1
 ALL_SIGNALS = (1 << SIGNAL_PDQ) | (1 << SIGNAL_MD5) | (1 << SIGNAL_VPDQ)
 CHUNK_ROWS = 32768                  # rows per SnapshotChunk (about 1.3 MiB of photos)
+ROW_BYTES = 64                      # a bound on one row's bytes in a message (photo: 40)
 SNAPSHOT_AGAIN = "take a snapshot again (Sync without a resume token)"
 
 
@@ -128,10 +129,12 @@ def _chunks(rows: ListRows):
                "md5s": rows.md5s[a:a + CHUNK_ROWS].tobytes()}
 
 
-def changes(store: ReplicaStore, at: Position):
-    """The next ChangeBatch message after `at` and the sequence it reaches, or (None, head) when
-    there is nothing new, or (None, -1) while the next change has not arrived in order (a gap:
-    wait and ask again). ResyncRequired when the epoch changed or the log was pruned past `at`."""
+def changes(store: ReplicaStore, at: Position, max_bytes: int):
+    """(ChangeBatch messages, the sequence they reach) for the next changes after `at`: ([],
+    head) when there is nothing new, ([], -1) while the next change has not arrived in order
+    (a gap: wait and ask again). ResyncRequired when the epoch changed or the log was pruned
+    past `at`. A big stretch (an import) comes as several batches, each adding at most
+    max_bytes / ROW_BYTES rows (but one log row always: an import block, 2.6 MB)."""
     epoch, floor, _ = store.bounds()
     if epoch != at.epoch:
         raise ResyncRequired(f"the list was restored or reset (new epoch); {SNAPSHOT_AGAIN}")
@@ -140,19 +143,58 @@ def changes(store: ReplicaStore, at: Position):
                              f"{SNAPSHOT_AGAIN}")
     batch = store.changes_after(at.sequence)
     if not batch.changes:
-        return None, batch.head
+        return [], batch.head
     expected = at.sequence + 1
     for seq, count, _op, _first in batch.changes:
         if seq != expected:
-            return None, -1
+            return [], -1
         expected = seq + count
-    last = expected - 1
-    added = only(batch.added, at.mask)
-    return pb.SyncResponse(changes=pb.ChangeBatch(
-        first_sequence=at.sequence + 1, last_sequence=last, added=pb.ListRows(**pack_rows(added)),
-        removed_entries=np.asarray(batch.removed, "<u8").tobytes(),
-        resume_token=at.token(last),
-        log=np.asarray(batch.changes, "<u8").tobytes())), last
+    added, messages, first = only(batch.added, at.mask), [], at.sequence + 1
+    for group in _groups(batch.changes, max(1, max_bytes // ROW_BYTES)):
+        last = group[-1][0] + group[-1][1] - 1
+        messages.append(pb.SyncResponse(changes=pb.ChangeBatch(
+            first_sequence=first, last_sequence=last,
+            added=pb.ListRows(**pack_rows(_added_by(added, group))),
+            removed_entries=np.asarray([e for _, _, op, e in group if op == OP_REMOVE],
+                                       "<u8").tobytes(),
+            resume_token=at.token(last), log=np.asarray(group, "<u8").tobytes())))
+        first = last + 1
+    return messages, first - 1
+
+
+def _groups(changes, most: int):
+    """Consecutive runs of log rows adding at most `most` entries each (one row at least)."""
+    group, rows = [], 0
+    for change in changes:
+        adds = change[1] if change[2] == OP_ADD else 0
+        if group and rows + adds > most:
+            yield group
+            group, rows = [], 0
+        group.append(change)
+        rows += adds
+    if group:
+        yield group
+
+
+def _added_by(rows: ListRows, group) -> ListRows:
+    """The rows whose entries the ADDs of `group` cover."""
+    adds = sorted((first, first + count) for _, count, op, first in group if op == OP_ADD)
+    if not adds:
+        return ListRows(sequence=rows.sequence)
+    starts, ends = (np.asarray(column, np.uint64) for column in zip(*adds))
+
+    def covered(entries) -> np.ndarray:
+        at = np.maximum(np.searchsorted(starts, entries, "right") - 1, 0)
+        return (starts[at] <= entries) & (entries < ends[at])
+
+    images, videos, md5s = (covered(rows.image_ids), covered(rows.video_entries),
+                            covered(rows.md5_ids))
+    frames = covered(entry_of_frame(rows.frame_ids))
+    return ListRows(image_ids=rows.image_ids[images], image_hashes=rows.image_hashes[images],
+                    frame_ids=rows.frame_ids[frames], frame_hashes=rows.frame_hashes[frames],
+                    video_entries=rows.video_entries[videos],
+                    video_frame_counts=rows.video_frame_counts[videos],
+                    md5_ids=rows.md5_ids[md5s], md5s=rows.md5s[md5s], sequence=rows.sequence)
 
 
 def heartbeat(at: Position, head: int):

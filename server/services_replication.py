@@ -31,12 +31,19 @@ class ReplicationService(pb_grpc.ReplicationServicer):
         return caller
 
     async def _write(self, context, message) -> None:
+        # asyncio.wait, not wait_for: when the reader cancels, wait_for would wait for the
+        # cancelled write, which a dead call never finishes, and the stream would never end.
+        write = asyncio.ensure_future(context.write(message))
         try:
-            await asyncio.wait_for(context.write(message), self.app.config.sync_stall_s)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({write}, timeout=self.app.config.sync_stall_s)
+        finally:
+            if not write.done():
+                write.cancel()
+        if not done:
             raise SlowReader(f"this Sync reader took no message for sync_stall_s "
                              f"({self.app.config.sync_stall_s:g} s); resume from the last "
-                             "resume_token") from None
+                             "resume_token")
+        write.result()
 
     @rpc_errors
     async def Sync(self, request, context):
@@ -59,10 +66,12 @@ class ReplicationService(pb_grpc.ReplicationServicer):
         while True:
             known = max(app.follower.head, app.state.sequence)
             if known > at.sequence or clock() - last_read > STORE_POLL_S:
-                message, reached = await app.run(replication.changes, app.store, at)
+                messages, reached = await app.run(replication.changes, app.store, at,
+                                                  app.config.max_message_bytes)
                 last_read = clock()
-                if message is not None:
-                    await self._write(context, message)
+                if messages:
+                    for message in messages:
+                        await self._write(context, message)
                     at = replication.Position(at.epoch, reached, at.mask)
                     last_write, gap_since = clock(), None
                     continue

@@ -117,6 +117,23 @@ def test_snapshot_then_changes_then_heartbeat(start_server, random_hashes):
     assert removed == list(gone.entry_ids)
 
 
+def test_an_import_while_copies_follow_arrives_in_batches_under_the_message_limit(
+        start_server, random_hashes):
+    primary = start_server(sync_heartbeat_s=0.2, max_message_bytes=4 * 1024 * 1024)
+    key = replicate_key(primary.db_path, roles=("replicate", "match"))
+    with ListMirror(primary.target, key[0][1], threads=1) as copy:
+        new_case(primary.target, 1, video=True)
+        store = open_store(primary.db_path)     # as `hashmatch list import` would, beside it
+        try:
+            store.import_pdq_hashes(random_hashes(300_000, seed=4))
+        finally:
+            store.close()
+        new_case(primary.target, 2)
+        wait_until(lambda: same_as_primary(primary.target, key, lambda: copy.sequence,
+                                           copy.digest), what="the import copied")
+        assert copy.digest()[0] == 300_000 + 2 + 5 + 3      # photos, frames, md5s
+
+
 def test_a_key_without_replicate_learns_nothing(live_server):
     for metadata, code in (([("x-api-key", live_server.api_key)],
                             grpc.StatusCode.PERMISSION_DENIED),
