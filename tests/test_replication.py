@@ -382,11 +382,12 @@ def test_mirror_killed_mid_snapshot_and_mid_changes_resumes_exactly(start_server
     assert sum('"event":"snapshot"' in e for e in events) == 1, "the kill mid-changes resumed"
 
 
-def test_mirror_resumes_when_the_primary_is_killed_mid_stream(server_process, tmp_path):
+def test_mirror_resumes_when_the_primary_is_killed_mid_stream(server_process, tmp_path,
+                                                             any_db):
     db = str(tmp_path / "primary.db")
     key = replicate_key(db, roles=("replicate", "match"))
     primary = server_process("--sync-heartbeat-s", "0.2", db_path=db)
-    store = open_replica_store(str(tmp_path / "copy.db"))
+    store = open_replica_store(any_db)          # the copy: an SQLite file or PostgreSQL
     events = []
     mirror = Mirror(store, primary.target, key[0][1], on_progress=lambda p: events.append(
         p.event))
