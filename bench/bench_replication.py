@@ -26,7 +26,7 @@ from hashmatch.clients.mirror import ListMirror
 from hashmatch.server.app import ServerThread
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.mirror import Mirror
-from hashmatch.server.store import open_replica_store
+from hashmatch.server.replica_store import open_replica_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 

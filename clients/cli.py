@@ -494,7 +494,7 @@ def cmd_mirror(args, reporter: output.Reporter) -> None:
     import grpc
 
     from hashmatch.server.mirror import Mirror
-    from hashmatch.server.store import open_replica_store
+    from hashmatch.server.replica_store import open_replica_store
 
     store = open_replica_store(args.db)
     shown = [0.0]

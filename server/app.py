@@ -30,7 +30,7 @@ from hashmatch.server.metrics import Metrics
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
-from hashmatch.server.store import open_replica_store
+from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.sync_follower import SyncFollower
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc

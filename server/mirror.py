@@ -13,7 +13,8 @@ import time
 
 from hashmatch.core.replica import rows_digest
 from hashmatch.server.media import ListRows
-from hashmatch.server.store import IMPORT_BLOCK, ReplicaStore
+from hashmatch.server.replica_store import ReplicaStore
+from hashmatch.server.store import IMPORT_BLOCK
 from hashmatch.server.sync_client import CopyBroken, SyncClient, log_of, removed_of
 
 SNAPSHOT_TRANSACTION = 4 * IMPORT_BLOCK    # photos per transaction while a snapshot is written

@@ -19,7 +19,8 @@ from hashmatch.server.convert import SIGNAL_FROM_PB
 from hashmatch.server.errors import InvalidRequest, ResyncRequired
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.media import ListRows, entry_of_frame
-from hashmatch.server.store import OP_ADD, OP_REMOVE, ReplicaStore
+from hashmatch.server.replica_store import ReplicaStore
+from hashmatch.server.store import OP_ADD, OP_REMOVE
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 TOKEN = struct.Struct(">BqqB")      # version, epoch, sequence, signal mask

@@ -20,7 +20,8 @@ import pytest
 from hashmatch.clients.mirror import ListMirror
 from hashmatch.core.replica import rows_digest, unpack_rows
 from hashmatch.server.mirror import Mirror
-from hashmatch.server.store import open_replica_store, open_store
+from hashmatch.server.replica_store import open_replica_store
+from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 from test_several_servers import wait_until
