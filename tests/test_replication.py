@@ -203,6 +203,20 @@ def test_tokens_the_log_cannot_continue_from_get_the_resync_status(live_server):
         store.close()
 
 
+def test_the_server_prunes_the_log_past_change_retention_s(start_server):
+    primary = start_server(change_retention_s=1.0)
+    key = replicate_key(primary.db_path, roles=("replicate", "match"))
+    token, sequence = _first_token(primary.target, key)
+    new_case(primary.target, 1)
+    info = pb_grpc.ListInfoStub(primary.channel())
+    wait_until(lambda: info.GetListInfo(pb.GetListInfoRequest(), metadata=key)
+               .resume_floor_sequence > sequence, what="the log pruned", timeout=15)
+    refused = _refusal(primary.target, key, token)
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "take a snapshot again" in refused.details()
+    assert _first_token(primary.target, key)[1] == sequence + 1     # a snapshot still serves
+
+
 def test_bad_requests_get_invalid_argument_and_the_server_goes_on(live_server):
     key = replicate_key(live_server.db_path)
     raw = live_server.channel().unary_stream(
