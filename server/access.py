@@ -10,13 +10,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import threading
 
 from hashmatch.server import credentials
 from hashmatch.server.buckets import PeerBuckets, TokenBucket
 from hashmatch.server.config import ServerConfig
-from hashmatch.server.errors import LimitExceeded, RateLimited, Unauthenticated
+from hashmatch.server.errors import (LimitExceeded, PermissionDenied, RateLimited,
+                                     Unauthenticated)
 from hashmatch.server.store import Store
 
 log = logging.getLogger("hashmatch.server")
@@ -33,6 +35,20 @@ def api_key_of(metadata) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """The platform behind a call's API key and what its key may do (store.ROLES)."""
+    name: str
+    roles: frozenset[str]
+
+
+def require_role(caller: Caller, role: str) -> None:
+    """PermissionDenied unless the caller's key has `role`; servicers call it first thing."""
+    if role not in caller.roles:
+        raise PermissionDenied(f"this API key lacks the {role!r} role (platform "
+                               f"{caller.name!r} has: {', '.join(sorted(caller.roles))})")
+
+
 class Authenticator:
     """Looks keys up on the event loop: a hit in the cache costs a SHA-256; a miss goes to the
     store on one dedicated thread (never a matching worker), at most MAX_PENDING_LOOKUPS at once.
@@ -44,39 +60,40 @@ class Authenticator:
 
     def __init__(self, store: Store, config: ServerConfig, metrics):
         self._store, self._metrics = store, metrics
-        self._known: dict[bytes, str] = {}
+        self._known: dict[bytes, Caller] = {}
         rate, self._burst = config.auth_failure_rate_per_s, config.auth_failure_burst
         self._failures = PeerBuckets(rate, self._burst) if rate else None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hashmatch-auth")
         self._pending = 0
 
-    async def platform(self, metadata, peer: str, method: str) -> str:
-        """The platform name for the call's API key; Unauthenticated when missing or unknown."""
+    async def caller(self, metadata, peer: str, method: str) -> Caller:
+        """The platform and roles of the call's API key; Unauthenticated when missing or
+        unknown. Runs on the event loop (servicers check the role with `require_role`)."""
         key = api_key_of(metadata)
         digest = credentials.key_digest(key) if key else b""
-        name = self._known.get(digest)
-        if name is not None:
-            return name
+        caller = self._known.get(digest)
+        if caller is not None:
+            return caller
         failures = self._failures(peer) if self._failures is not None else None
         if failures is not None and (wait := failures.wait_s(1)):
             raise RateLimited(f"too many failed API keys from this address (auth_failure_burst "
                               f"{self._burst}); keys from it are not checked for now", wait)
+        found = None
         if key:
             if self._pending >= MAX_PENDING_LOOKUPS:
                 raise RateLimited("server busy checking API keys", 1)
             self._pending += 1
             try:
-                name = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._store.platform_for_key, key)
+                found = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._store.platform_roles_for_key, key)
             finally:
                 self._pending -= 1
-        if name is None:
+        if found is None:
             self._failed(failures, peer, method, "unknown API key" if key else "missing key")
             raise Unauthenticated("unknown API key" if key else (
-                f"missing {API_KEY_HEADER} metadata: Matching and ListInfo need a platform "
-                "API key"))
-        self._known[digest] = name
-        return name
+                f"missing {API_KEY_HEADER} metadata: platform calls need a platform API key"))
+        caller = self._known[digest] = Caller(*found)
+        return caller
 
     def _failed(self, failures, peer: str, method: str, reason: str) -> None:
         self._metrics.count_auth_failure()

@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hashmatch.server import logs, tls
 from hashmatch.server.abuse import CaseLimits
-from hashmatch.server.access import Authenticator, PlatformLimits
+from hashmatch.server.access import Authenticator, PlatformLimits, require_role
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.gate import Gate
 from hashmatch.server.follower import Follower
@@ -32,7 +32,9 @@ from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
-from hashmatch.server.store import open_store
+from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
+from hashmatch.server.replica_store import open_replica_store
+from hashmatch.server.sync_follower import SyncFollower
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -84,9 +86,13 @@ class App:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = open_store(config.db_path)
+        self.store = open_replica_store(config.db_path)
         self.state = ListState(search_threads=config.search_threads)
-        self.follower = Follower(self.store, self.state, config.follow_interval_s)
+        if config.follow:   # a read-only copy of another server's list; --db keeps platforms
+            self.follower = SyncFollower(config.follow, config.follow_api_key
+                                         or os.environ.get("HASHMATCH_API_KEY"), self.state)
+        else:
+            self.follower = Follower(self.store, self.state, config.follow_interval_s)
         self.keeper = ListKeeper(self.store, self.state, self.follower)
         self.metrics = Metrics(self.state, self.follower, config.max_list_hashes)
         self.auth = Authenticator(self.store, config, self.metrics)
@@ -105,7 +111,11 @@ class App:
         self.server = grpc.aio.server(interceptors=[gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
-        pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
+        if config.follow:
+            pb_grpc.add_CasesServicer_to_server(MirrorCasesService(self), self.server)
+        else:
+            pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
+            pb_grpc.add_ReplicationServicer_to_server(ReplicationService(self), self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -122,6 +132,7 @@ class App:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
         self._health_watch: asyncio.Task | None = None
+        self._pruning: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
         self.web = None
@@ -140,7 +151,10 @@ class App:
         self.case_limits.admit(method, peer)
 
     async def _authenticate(self, method: str, metadata, peer: str) -> str:
-        return await self.auth.platform(metadata, peer, method)
+        """Matching and ListInfo need a key with the 'match' role; returns its platform."""
+        caller = await self.auth.caller(metadata, peer, method)
+        require_role(caller, "match")
+        return caller.name
 
     async def _set_health(self, status) -> None:
         for name in ("", *SERVICES):
@@ -171,6 +185,8 @@ class App:
         self.follower.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_watch = asyncio.create_task(self._watch_lag())
+        if not self.config.follow:
+            self._pruning = asyncio.create_task(self._prune_changes())
         if self.config.port_file:
             tmp = f"{self.config.port_file}.tmp"
             with open(tmp, "w") as f:
@@ -195,8 +211,22 @@ class App:
                 await self._set_health(health_pb2.HealthCheckResponse.SERVING if serving
                                        else health_pb2.HealthCheckResponse.NOT_SERVING)
 
+    async def _prune_changes(self) -> None:
+        """Drops change-log rows older than change_retention_s (copies further behind take a
+        snapshot again), every tenth of the retention or hour, whichever is sooner."""
+        retention = self.config.change_retention_s
+        while True:
+            try:
+                floor = await self.run(self.store.prune_changes, time.time() - retention)
+                log.debug("change log pruned", extra={"fields": {"floor": floor}})
+            except Exception:  # noqa: BLE001 - pruning is housekeeping: try again later
+                log.exception("pruning the change log failed")
+            await asyncio.sleep(min(retention / 10, 3600))
+
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
+        if self._pruning:
+            self._pruning.cancel()
         if self._health_watch:
             self._health_watch.cancel()
         await self.health.enter_graceful_shutdown()

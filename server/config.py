@@ -97,6 +97,17 @@ class ServerConfig:
     follow_interval_s: float = 0.25
     # Health says NOT_SERVING while the applied sequence has trailed the log's head this long.
     max_lag_s: float = 5.0
+    # Replication. A server that follows another (host:port) serves its list read-only, with
+    # the API key of a platform there that has the 'replicate' role (or $HASHMATCH_API_KEY).
+    follow: str | None = None
+    follow_api_key: str | None = None
+    # Change-log rows (tombstones included) older than this are pruned; copies further behind
+    # take a snapshot again.
+    change_retention_s: float = 90 * 86400.0
+    # A Sync stream with nothing to send sends a heartbeat this often.
+    sync_heartbeat_s: float = 5.0
+    # A Sync reader whose stream cannot take one message for this long is disconnected.
+    sync_stall_s: float = 30.0
 
     def __post_init__(self):
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
@@ -121,6 +132,9 @@ class ServerConfig:
             raise ValueError(f"follow_interval_s must be in (0, 60], got {self.follow_interval_s}")
         if self.max_lag_s < 0:
             raise ValueError(f"max_lag_s must be >= 0, got {self.max_lag_s}")
+        for name in ("change_retention_s", "sync_heartbeat_s", "sync_stall_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
@@ -190,6 +204,11 @@ HELP = {
     "web_listen": "HOST:PORT for the person's web page (off if unset; docs/WEB.md)",
     "follow_interval_s": "seconds between change-log reads when nothing woke the server",
     "max_lag_s": "health says NOT_SERVING while the list trails the log's head this long",
+    "follow": "HOST:PORT of a server whose list this one copies and serves read-only",
+    "follow_api_key": "API key (role 'replicate') for --follow (default: $HASHMATCH_API_KEY)",
+    "change_retention_s": "seconds the change log (and removal tombstones) is kept for copies",
+    "sync_heartbeat_s": "seconds between heartbeats on an idle Sync stream",
+    "sync_stall_s": "seconds a Sync reader may leave a message unread before it is cut off",
 }
 
 

@@ -51,8 +51,23 @@ class StoreUnavailable(RequestError):
     written, and the same call may succeed once it is back."""
 
 
+class ResyncRequired(RequestError):
+    """A resume token the server cannot continue from (another epoch of the list, below the
+    retention floor, or a gap in the log): the copy must take a snapshot again."""
+
+
+class ReadOnlyMirror(RequestError):
+    """A case call on a server that follows another (`serve --follow`): send it to the primary."""
+
+
+class SlowReader(LimitExceeded):
+    """A Sync reader that stopped reading for longer than sync_stall_s."""
+
+
 # Most specific first: the first class that matches decides the code.
 STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (ResyncRequired, grpc.StatusCode.FAILED_PRECONDITION),
+    (ReadOnlyMirror, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),

@@ -7,7 +7,6 @@ built from the core's `Hits` (already ordered by position, distance, entry id) w
 again, capped per query hash as the `Query` says.
 """
 import dataclasses
-import hashlib
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
 from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
+from hashmatch.core.replica import list_digest
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -105,16 +105,9 @@ class ListState:
         self.loaded = True
 
     def digest(self) -> tuple[int, str]:
-        """(rows, SHA-256 hex) of the list in a canonical form (sorted by id, per index), so
-        two servers that applied the same log give the same pair."""
-        sha = hashlib.sha256()
-        count = 0
-        for name, index in (("pdq", self._images), ("frames", self._frames), ("md5", self._md5)):
-            ids, records = index.items()
-            sha.update(name.encode() + len(ids).to_bytes(8, "little"))
-            sha.update(ids.astype("<u8").tobytes() + np.ascontiguousarray(records).tobytes())
-            count += len(ids)
-        return count, sha.hexdigest()
+        """(rows, SHA-256 hex) of the list in the canonical form of core.replica (sorted by id,
+        per index), so two servers that applied the same log, and any copy, give the same pair."""
+        return list_digest(self._images.items(), self._frames.items(), self._md5.items())
 
     # ------------------------------------------------------------ reads
 

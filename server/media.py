@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from hashmatch.core.signals import MD5_BYTES, PDQ_BYTES
+from hashmatch.core.replica import frame_ids  # noqa: F401  (re-exported)
 from hashmatch.core.video import FRAME_BITS
 
 KIND_IMAGE = 1
@@ -36,15 +37,6 @@ def hash_count(media) -> int:
     """Hashes a case adds to the list: a photo's PDQ and MD5, a video's kept frames and MD5."""
     return sum((item.md5 is not None) + (len(item.frames) if isinstance(item, Video)
                                          else item.pdq is not None) for item in media)
-
-
-def frame_ids(entry_ids, frames_per_entry) -> np.ndarray:
-    """uint64 frame index ids: `frames_per_entry[i]` consecutive ids for video entry i."""
-    entry_ids = np.asarray(entry_ids, np.uint64)
-    counts = np.asarray(frames_per_entry, np.int64)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    frame = np.arange(counts.sum(), dtype=np.int64) - starts
-    return (np.repeat(entry_ids, counts) << np.uint64(FRAME_BITS)) | frame.astype(np.uint64)
 
 
 def entry_of_frame(ids: np.ndarray) -> np.ndarray:

@@ -112,5 +112,9 @@ class ListInfoService(pb_grpc.ListInfoServicer):
         digest = None
         if request.include_digest:
             digest = await self.app.run(follower.digest)
-        return convert.list_info_response(state.counts(), state.sequence, follower.head,
-                                          self.app.config, kernel_backend(), digest)
+        response = convert.list_info_response(state.counts(), state.sequence, follower.head,
+                                              self.app.config, kernel_backend(), digest)
+        if not self.app.config.follow:      # what a Sync resume token may name
+            epoch, response.resume_floor_sequence, _ = await self.app.run(self.app.store.bounds)
+            response.list_epoch = epoch
+        return response

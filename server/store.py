@@ -76,7 +76,24 @@ MIGRATIONS = [
     """
     ALTER TABLE cases ADD COLUMN locked_until {bigint} NOT NULL DEFAULT 0;
     """,
+    # Platform roles (ROLES), comma-separated; platforms registered before roles may match.
+    """
+    ALTER TABLE platforms ADD COLUMN roles TEXT NOT NULL DEFAULT 'match';
+    """,
+    # Replication: the lowest sequence a resume token may name (the log before it is pruned),
+    # and, in a mirror's store, the token it resumes from.
+    """
+    INSERT INTO meta VALUES ('floor_seq', 0) ON CONFLICT DO NOTHING;
+    CREATE TABLE IF NOT EXISTS replica (
+        name TEXT PRIMARY KEY, source TEXT NOT NULL, token {blob} NOT NULL,
+        sequence {bigint} NOT NULL, updated {bigint} NOT NULL);
+    """,
 ]
+
+# What a platform API key may do. 'match': Matching and ListInfo; 'replicate': Replication
+# (Sync, VerifyCopy); 'feedback' and 'admin' are reserved for the services that need them.
+ROLES = ("match", "feedback", "replicate", "admin")
+DEFAULT_ROLES = ("match",)
 
 
 def _clock_ms() -> int:
@@ -181,15 +198,18 @@ class Store:
 
     # ------------------------------------------------------------ platforms
 
-    def add_platform(self, name: str) -> str:
-        """Registers a platform; returns its API key, which is stored only as SHA-256."""
+    def add_platform(self, name: str, roles=DEFAULT_ROLES) -> str:
+        """Registers a platform with `roles` (from ROLES); returns its API key, which is stored
+        only as SHA-256."""
         if not name or not name.strip():
             raise InvalidRequest("platform name must not be empty")
+        roles = check_roles(roles)
         key = credentials.new_api_key()
         try:
             with self._db.transaction(write=True) as tx:
-                tx.execute("INSERT INTO platforms (name, key_sha256, created) VALUES (?,?,?)",
-                           (name, credentials.key_digest(key), int(time.time())))
+                tx.execute("INSERT INTO platforms (name, key_sha256, created, roles) "
+                           "VALUES (?,?,?,?)", (name, credentials.key_digest(key),
+                                                int(time.time()), ",".join(roles)))
         except self._db.duplicate:
             raise InvalidRequest(f"platform {name!r} already exists") from None
         return key
@@ -199,6 +219,13 @@ class Store:
             row = tx.execute("SELECT name FROM platforms WHERE key_sha256=?",
                              (credentials.key_digest(api_key),)).fetchone()
         return row[0] if row else None
+
+    def platform_roles_for_key(self, api_key: str) -> tuple[str, frozenset[str]] | None:
+        """(name, roles) of the platform with this API key, or None."""
+        with self._db.transaction(write=False) as tx:
+            row = tx.execute("SELECT name, roles FROM platforms WHERE key_sha256=?",
+                             (credentials.key_digest(api_key),)).fetchone()
+        return (row[0], frozenset(filter(None, row[1].split(",")))) if row else None
 
     # ------------------------------------------------------------ cases
 
@@ -364,6 +391,16 @@ class Store:
         removed = np.asarray([first for _, _, op, first in changes if op == OP_REMOVE], np.uint64)
         last = changes[-1][0] + changes[-1][1] - 1 if changes else sequence
         return LogBatch(head, [tuple(c) for c in changes], _rows(blocks, md5_rows, last), removed)
+
+
+def check_roles(roles) -> tuple[str, ...]:
+    """The roles in ROLES order; InvalidRequest naming any role that is not one of ROLES."""
+    roles = {r.strip() for r in roles if r.strip()}
+    unknown = sorted(roles - set(ROLES))
+    if unknown or not roles:
+        raise InvalidRequest(f"roles must be a non-empty subset of {', '.join(ROLES)}; got "
+                             f"{', '.join(unknown) or 'none'}")
+    return tuple(r for r in ROLES if r in roles)
 
 
 def open_store(db: str) -> Store:

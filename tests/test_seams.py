@@ -44,7 +44,8 @@ def test_server_hashes_no_media():
     clients_used = {n for n in imported_modules(ROOT / "server" / "commands.py")
                     if n.startswith("hashmatch.clients")}
     assert clients_used <= {"hashmatch.clients.cli", "hashmatch.clients.cli.UsageError",
-                            "hashmatch.clients.cli.read_hash_lines"}
+                            "hashmatch.clients.cli.read_hash_lines", "hashmatch.clients.client",
+                            "hashmatch.clients.client.HashmatchError"}
 
 
 def test_servicers_call_no_kernels_directly():

@@ -185,7 +185,7 @@ class SignalCount(_message.Message):
     def __init__(self, signal_type: _Optional[_Union[SignalType, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetListInfoResponse(_message.Message):
-    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count", "applied_sequence", "head_sequence", "list_digest", "digest_rows")
+    __slots__ = ("counts", "last_sequence", "default_threshold", "max_threshold", "max_batch_hashes", "max_in_flight", "kernel_backend", "video_frame_count", "applied_sequence", "head_sequence", "list_digest", "digest_rows", "resume_floor_sequence", "list_epoch")
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,8 @@ class GetListInfoResponse(_message.Message):
     HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FLOOR_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     counts: _containers.RepeatedCompositeFieldContainer[SignalCount]
     last_sequence: int
     default_threshold: int
@@ -210,4 +212,122 @@ class GetListInfoResponse(_message.Message):
     head_sequence: int
     list_digest: str
     digest_rows: int
-    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ...) -> None: ...
+    resume_floor_sequence: int
+    list_epoch: int
+    def __init__(self, counts: _Optional[_Iterable[_Union[SignalCount, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., default_threshold: _Optional[int] = ..., max_threshold: _Optional[int] = ..., max_batch_hashes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., kernel_backend: _Optional[str] = ..., video_frame_count: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ..., resume_floor_sequence: _Optional[int] = ..., list_epoch: _Optional[int] = ...) -> None: ...
+
+class SyncRequest(_message.Message):
+    __slots__ = ("resume_token", "signal_types")
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_TYPES_FIELD_NUMBER: _ClassVar[int]
+    resume_token: bytes
+    signal_types: _containers.RepeatedScalarFieldContainer[SignalType]
+    def __init__(self, resume_token: _Optional[bytes] = ..., signal_types: _Optional[_Iterable[_Union[SignalType, str]]] = ...) -> None: ...
+
+class ListRows(_message.Message):
+    __slots__ = ("image_ids", "image_hashes", "video_entries", "video_frame_counts", "frame_hashes", "md5_ids", "md5s")
+    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HASHES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FRAME_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_HASHES_FIELD_NUMBER: _ClassVar[int]
+    MD5_IDS_FIELD_NUMBER: _ClassVar[int]
+    MD5S_FIELD_NUMBER: _ClassVar[int]
+    image_ids: bytes
+    image_hashes: bytes
+    video_entries: bytes
+    video_frame_counts: bytes
+    frame_hashes: bytes
+    md5_ids: bytes
+    md5s: bytes
+    def __init__(self, image_ids: _Optional[bytes] = ..., image_hashes: _Optional[bytes] = ..., video_entries: _Optional[bytes] = ..., video_frame_counts: _Optional[bytes] = ..., frame_hashes: _Optional[bytes] = ..., md5_ids: _Optional[bytes] = ..., md5s: _Optional[bytes] = ...) -> None: ...
+
+class SnapshotBegin(_message.Message):
+    __slots__ = ("sequence", "rows")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    rows: int
+    def __init__(self, sequence: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: ListRows
+    def __init__(self, rows: _Optional[_Union[ListRows, _Mapping]] = ...) -> None: ...
+
+class SnapshotEnd(_message.Message):
+    __slots__ = ("sequence", "digest_rows", "list_digest", "resume_token")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    digest_rows: int
+    list_digest: str
+    resume_token: bytes
+    def __init__(self, sequence: _Optional[int] = ..., digest_rows: _Optional[int] = ..., list_digest: _Optional[str] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+
+class ChangeBatch(_message.Message):
+    __slots__ = ("first_sequence", "last_sequence", "added", "removed_entries", "resume_token", "log")
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    first_sequence: int
+    last_sequence: int
+    added: ListRows
+    removed_entries: bytes
+    resume_token: bytes
+    log: bytes
+    def __init__(self, first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ..., added: _Optional[_Union[ListRows, _Mapping]] = ..., removed_entries: _Optional[bytes] = ..., resume_token: _Optional[bytes] = ..., log: _Optional[bytes] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("sequence", "head_sequence", "resume_token")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    head_sequence: int
+    resume_token: bytes
+    def __init__(self, sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+
+class SyncResponse(_message.Message):
+    __slots__ = ("snapshot_begin", "snapshot_chunk", "snapshot_end", "changes", "heartbeat")
+    SNAPSHOT_BEGIN_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_END_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    snapshot_begin: SnapshotBegin
+    snapshot_chunk: SnapshotChunk
+    snapshot_end: SnapshotEnd
+    changes: ChangeBatch
+    heartbeat: Heartbeat
+    def __init__(self, snapshot_begin: _Optional[_Union[SnapshotBegin, _Mapping]] = ..., snapshot_chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., snapshot_end: _Optional[_Union[SnapshotEnd, _Mapping]] = ..., changes: _Optional[_Union[ChangeBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class VerifyCopyRequest(_message.Message):
+    __slots__ = ("resume_token", "list_digest", "digest_rows")
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    resume_token: bytes
+    list_digest: str
+    digest_rows: int
+    def __init__(self, resume_token: _Optional[bytes] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ...) -> None: ...
+
+class VerifyCopyResponse(_message.Message):
+    __slots__ = ("exact", "sequence", "list_digest", "digest_rows", "same_sequence")
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SAME_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    exact: bool
+    sequence: int
+    list_digest: str
+    digest_rows: int
+    same_sequence: bool
+    def __init__(self, exact: _Optional[bool] = ..., sequence: _Optional[int] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ..., same_sequence: _Optional[bool] = ...) -> None: ...

@@ -406,3 +406,138 @@ class ListInfo:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ReplicationStub:
+    """---------------------------------------------------------------- replication (copies)
+
+    An exact, ordered, resumable copy of the list, for platforms that match in their own data
+    centres and for mirrors in other regions. Needs a key with the 'replicate' role.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Sync = channel.unary_stream(
+                '/hashmatch.v1.Replication/Sync',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SyncRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SyncResponse.FromString,
+                _registered_method=True)
+        self.VerifyCopy = channel.unary_unary(
+                '/hashmatch.v1.Replication/VerifyCopy',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyResponse.FromString,
+                _registered_method=True)
+
+
+class ReplicationServicer:
+    """---------------------------------------------------------------- replication (copies)
+
+    An exact, ordered, resumable copy of the list, for platforms that match in their own data
+    centres and for mirrors in other regions. Needs a key with the 'replicate' role.
+    """
+
+    def Sync(self, request, context):
+        """Without a resume token: SnapshotBegin, SnapshotChunk..., SnapshotEnd (the list at one
+        sequence, closed by its digest), then ChangeBatch... in sequence order, with a Heartbeat
+        carrying the current token whenever nothing changed for a while. With a token: the changes
+        after it. A token from another epoch of the list, or older than the change log the server
+        keeps (GetListInfoResponse.resume_floor_sequence), fails with FAILED_PRECONDITION ("take a
+        snapshot again"); a reader that stops reading for too long gets RESOURCE_EXHAUSTED and
+        resumes from its last token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyCopy(self, request, context):
+        """Whether a copy at `resume_token` with `list_digest` is exact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReplicationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Sync': grpc.unary_stream_rpc_method_handler(
+                    servicer.Sync,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SyncRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SyncResponse.SerializeToString,
+            ),
+            'VerifyCopy': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyCopy,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'hashmatch.v1.Replication', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('hashmatch.v1.Replication', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Replication:
+    """---------------------------------------------------------------- replication (copies)
+
+    An exact, ordered, resumable copy of the list, for platforms that match in their own data
+    centres and for mirrors in other regions. Needs a key with the 'replicate' role.
+    """
+
+    @staticmethod
+    def Sync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hashmatch.v1.Replication/Sync',
+            hashmatch_dot_v1_dot_hashmatch__pb2.SyncRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.SyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyCopy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Replication/VerifyCopy',
+            hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.VerifyCopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,215 @@
+"""ListMirror: an in-process copy of the list, for platforms that match inside their own services.
+
+It keeps core indexes (photo PDQ, video-frame PDQ, MD5) in step with a server through the
+Replication Sync stream: a snapshot (its digest checked before it replaces the copy), then
+change batches applied in order. A broken stream resumes from the last token; a refused token
+(FAILED_PRECONDITION: the list was restored, or the copy was offline past the retention) takes
+a snapshot again. `digest()` uses core.replica's canonical form, the one the server reports.
+
+    with ListMirror("hashmatch.example:443", api_key) as copy:
+        hits = copy.match(pdq_hashes, threshold=31)
+"""
+import dataclasses
+import logging
+import threading
+
+import grpc
+import numpy as np
+
+from hashmatch.core import HashIndex, Md5Index
+from hashmatch.core.replica import list_digest, unpack_rows
+from hashmatch.core.video import FRAME_BITS
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("hashmatch.clients")
+RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorMatches:
+    """Hits of one batch: parallel arrays (position in the batch, entry id, distance)."""
+    positions: np.ndarray
+    entry_ids: np.ndarray
+    distances: np.ndarray
+
+    def __len__(self):
+        return len(self.entry_ids)
+
+
+class _Indexes:
+    """The copied list: three core indexes and each video's frame count."""
+
+    def __init__(self, threads: int):
+        self.images, self.frames = HashIndex(threads=threads), HashIndex(threads=threads)
+        self.md5 = Md5Index()
+        self.videos: dict[int, int] = {}
+
+    def add(self, rows: dict) -> None:
+        if len(rows["image_ids"]):
+            self.images.add(rows["image_ids"], rows["image_hashes"])
+        if len(rows["frame_ids"]):
+            self.videos.update(zip(rows["video_entries"].tolist(),
+                                   rows["video_frame_counts"].tolist()))
+            self.frames.add(rows["frame_ids"], rows["frame_hashes"])
+        if len(rows["md5_ids"]):
+            self.md5.add(rows["md5_ids"], rows["md5s"])
+
+    def digest(self) -> tuple[int, str]:
+        return list_digest(self.images.items(), self.frames.items(), self.md5.items())
+
+    def remove(self, entries: np.ndarray) -> None:
+        if not len(entries):
+            return
+        self.images.remove(entries)
+        self.md5.remove(entries)
+        for entry in entries.tolist():
+            count = self.videos.pop(entry, 0)
+            if count:
+                self.frames.remove((np.uint64(entry) << np.uint64(FRAME_BITS))
+                                   | np.arange(count, dtype=np.uint64))
+
+
+class ListMirror:
+    def __init__(self, target: str, api_key: str, threads: int = 0):
+        """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
+        threads: threads one search may use (0 = all cores)."""
+        self.target, self._threads = target, threads
+        self._metadata = [("x-api-key", api_key)]
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self._stub = pb_grpc.ReplicationStub(self._channel)
+        self._lock = threading.Lock()           # held while a batch is applied
+        self._list = _Indexes(threads)
+        self.sequence = 0
+        self.head = 0
+        self.token: bytes | None = None
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._call = None
+        self._thread: threading.Thread | None = None
+        self.error: grpc.RpcError | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float | None = 60) -> "ListMirror":
+        """Starts copying; waits up to `timeout` s for the first snapshot (None: no wait)."""
+        self._thread = threading.Thread(target=self._run, daemon=True, name="hashmatch-mirror")
+        self._thread.start()
+        if timeout is not None:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"no snapshot from {self.target} within {timeout:g} s"
+                               + (f": {self.error.details()}" if self.error else ""))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._call is not None:
+            self._call.cancel()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._channel.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------ reading
+
+    def match(self, hashes, threshold: int = 31,
+              include_video_frames: bool = False) -> MirrorMatches:
+        """PDQ hashes (uint8[n, 32]) against the copy: hits within `threshold` (inclusive);
+        with include_video_frames, video frames too (entry_id = the video)."""
+        hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, 32)
+        parts = [self._list.images] + ([self._list.frames] if include_video_frames else [])
+        found = []
+        for index in parts:
+            hits = index.search(hashes, threshold)
+            ids = hits.ids >> np.uint64(FRAME_BITS) if index is self._list.frames else hits.ids
+            found.append((hits.positions(), ids, hits.distances))
+        return MirrorMatches(*(np.concatenate(x) for x in zip(*found)))
+
+    def match_md5(self, md5s) -> MirrorMatches:
+        md5s = np.ascontiguousarray(md5s, np.uint8).reshape(-1, 16)
+        hits = self._list.md5.search(md5s)
+        return MirrorMatches(hits.positions(), hits.ids, hits.distances)
+
+    def digest(self) -> tuple[int, str]:
+        """(rows, SHA-256 hex) of the copy, comparable with the server's list_digest."""
+        with self._lock:
+            return self._list.digest()
+
+    def verify(self) -> pb.VerifyCopyResponse:
+        """Asks the server whether the copy is exact (`.exact`); `.same_sequence` is False
+        while the two are at different sequences (wait for a heartbeat, then ask again)."""
+        with self._lock:
+            token, (rows, digest) = self.token, self._list.digest()
+        return self._stub.VerifyCopy(pb.VerifyCopyRequest(
+            resume_token=token, list_digest=digest, digest_rows=rows), metadata=self._metadata)
+
+    # ------------------------------------------------------------ the stream
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._read()
+                failures = 0
+            except grpc.RpcError as exc:
+                if self._stop.is_set():
+                    return
+                self.error = exc
+                if exc.code() in (grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.UNAUTHENTICATED):
+                    log.error("the server refused to replicate: %s", exc.details())
+                    return
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    log.warning("resume token refused, taking a snapshot again: %s",
+                                exc.details())
+                    self.token = None
+                    continue
+            except ValueError as exc:       # a batch that does not follow on, a bad digest
+                log.warning("Sync sent what cannot be applied (%s); reconnecting", exc)
+            self._stop.wait(RETRY_S[min(failures, len(RETRY_S) - 1)])
+            failures += 1
+
+    def _read(self) -> None:
+        self._call = self._stub.Sync(pb.SyncRequest(resume_token=self.token or b""),
+                                     metadata=self._metadata)
+        fresh = None
+        for message in self._call:
+            kind = message.WhichOneof("message")
+            if kind == "snapshot_begin":
+                fresh = _Indexes(self._threads)
+            elif kind == "snapshot_chunk":
+                fresh.add(unpack_rows(message.snapshot_chunk.rows))
+            elif kind == "snapshot_end":
+                end = message.snapshot_end
+                if fresh.digest() != (end.digest_rows, end.list_digest):
+                    raise ValueError(f"the snapshot at {end.sequence} does not match its digest")
+                with self._lock:
+                    self._list, self.sequence, self.token = fresh, end.sequence, end.resume_token
+                    self.head = max(self.head, end.sequence)
+                fresh = None
+                self._ready.set()
+            elif kind == "changes":
+                batch = message.changes
+                if batch.first_sequence != self.sequence + 1:
+                    raise ValueError(f"a batch from {batch.first_sequence}, the copy is at "
+                                     f"{self.sequence}")
+                with self._lock:
+                    self._list.remove(np.frombuffer(batch.removed_entries, "<u8")
+                                      .astype(np.uint64))
+                    self._list.add(unpack_rows(batch.added))
+                    self.sequence, self.token = batch.last_sequence, batch.resume_token
+                    self.head = max(self.head, batch.last_sequence)
+            elif kind == "heartbeat":
+                self.head = max(self.head, message.heartbeat.head_sequence)
+                self.token = message.heartbeat.resume_token
+            if self._stop.is_set():
+                return
