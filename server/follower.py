@@ -64,6 +64,7 @@ class Follower:
                     continue
                 self._gap_since = None
                 self.state.apply(batch.added, batch.removed)
+                self.state.holds.apply(batch.changes)
                 self._note_lag()
                 if self.state.sequence >= max(batch.head, at_least):
                     return self.state.sequence

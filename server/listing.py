@@ -11,6 +11,7 @@ import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
+from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
@@ -32,6 +33,7 @@ class Matches:
     signal_types: np.ndarray     # int8: SIGNAL_*
     query_percent: np.ndarray | None = None     # float64, video queries only
     compared_percent: np.ndarray | None = None
+    disputed: np.ndarray | None = None          # bool: hits on disputed entries (holds.py)
 
     def __len__(self):
         return len(self.entry_ids)
@@ -44,9 +46,12 @@ def _matches(positions, entry_ids, distances, signal_types) -> Matches:
 
 
 class ListState:
-    def __init__(self, search_threads: int = 0):
-        """search_threads: threads one search may use (0 = all cores); see ServerConfig."""
+    def __init__(self, search_threads: int = 0, hold_disputed: bool = False):
+        """search_threads: threads one search may use (0 = all cores); see ServerConfig.
+        hold_disputed: disputed entries stop matching (else they match with disputed set)."""
         self._search_threads = search_threads
+        # Held and disputed entries; the follower applies the log's state ops to it.
+        self.holds = EntryHolds(hold_disputed)
         self._empty()
         self.sequence = 0
         self.loaded = False
@@ -88,6 +93,7 @@ class ListState:
         self._empty()
         self.sequence = 0
         self.apply(rows, np.zeros(0, np.uint64))
+        self.holds.load(rows.held_entries, rows.disputed_entries)
         self.loaded = True
 
     def digest(self) -> tuple[int, str]:
@@ -161,10 +167,23 @@ def _closest_per_entry(positions, entries, distances):
 
 
 def run_query(state: ListState, query) -> Matches:
-    """Dispatches a validated `media.Query` to the matcher for its signal type."""
+    """Dispatches a validated `media.Query` to the matcher for its signal type, then drops
+    hits on held entries and marks those on disputed ones."""
     if query.signal == SIGNAL_MD5:
-        return state.match_md5(query.hashes)
-    if query.signal == SIGNAL_VPDQ:
-        return state.match_video(query.hashes, query.frame_qualities, query.threshold,
-                                 query.min_query_percent, query.min_compared_percent)
-    return state.match_pdq(query.hashes, query.threshold, query.include_video_frames)
+        found = state.match_md5(query.hashes)
+    elif query.signal == SIGNAL_VPDQ:
+        found = state.match_video(query.hashes, query.frame_qualities, query.threshold,
+                                  query.min_query_percent, query.min_compared_percent)
+    else:
+        found = state.match_pdq(query.hashes, query.threshold, query.include_video_frames)
+    return screen(found, state.holds)
+
+
+def screen(found: Matches, holds: EntryHolds) -> Matches:
+    keep, disputed = holds.screen(found.entry_ids)
+    if keep is None:
+        return found
+    video = found.query_percent is not None
+    return Matches(found.positions[keep], found.entry_ids[keep], found.distances[keep],
+                   found.signal_types[keep], found.query_percent[keep] if video else None,
+                   found.compared_percent[keep] if video else None, disputed[keep])

@@ -13,12 +13,17 @@ class Metrics:
         self._lock = threading.Lock()
         self.batches = self.hashes = self.matches = 0
         self.errors: dict[str, int] = {}
+        self.flood_holds = 0
 
     def count_batch(self, hashes: int, matches: int) -> None:
         with self._lock:
             self.batches += 1
             self.hashes += hashes
             self.matches += matches
+
+    def count_flood_hold(self) -> None:
+        with self._lock:
+            self.flood_holds += 1
 
     def count_error(self, code) -> None:
         with self._lock:
@@ -33,6 +38,8 @@ class Metrics:
                 "# TYPE hashmatch_errors_total counter",
                 *(f'hashmatch_errors_total{{code="{code}"}} {n}'
                   for code, n in sorted(self.errors.items())),
+                "# TYPE hashmatch_flood_holds_total counter",
+                f"hashmatch_flood_holds_total {self.flood_holds}",
             ]
         lines += ["# TYPE hashmatch_list_size gauge",
                   *(f'hashmatch_list_size{{kind="{kind}"}} {n}'

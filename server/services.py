@@ -11,6 +11,7 @@ import grpc
 from hashmatch.server import convert
 from hashmatch.server.errors import LimitExceeded, status_for
 from hashmatch.server.listing import kernel_backend, run_query
+from hashmatch.server.outcomes import refuse_suppressed
 from hashmatch.server.streaming import match_stream
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -52,6 +53,8 @@ class CasesService(pb_grpc.CasesServicer):
     @rpc_errors
     async def SubmitCase(self, request, context):
         media = convert.media_from_request(request, self.app.config)
+        await self.app.run_case(refuse_suppressed, self.app.store, media,
+                                self.app.config.suppression_threshold)
         case = await self.app.run_case(self.app.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
             "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
@@ -61,7 +64,8 @@ class CasesService(pb_grpc.CasesServicer):
     async def GetCaseStatus(self, request, context):
         convert.check_decoded(request)
         status = await self.app.run_case(self.app.keeper.case_status, request.case_id, request.pin)
-        return convert.status_response(status)
+        outcomes = await self.app.run_case(self.app.store.case_outcomes, request.case_id)
+        return convert.outcome_status_response(status, outcomes)
 
     @rpc_errors
     async def WithdrawCase(self, request, context):
@@ -83,6 +87,7 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.app.limits.charge(platform, len(query.hashes))
         list_sequence = self.app.state.sequence
         matches = run_query(self.app.state, query)
+        self.app.flood.observe_batch(query.hashes, matches)
         if len(matches) > self.app.config.max_matches_per_batch:
             raise LimitExceeded(f"batch found {len(matches)} matches, over max_matches_per_batch "
                                 f"({self.app.config.max_matches_per_batch}); lower the threshold "
