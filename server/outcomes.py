@@ -196,7 +196,7 @@ class OutcomeStore(ReplicaStore):
         """(sequence, decision, by, at, note) of an entry's review decisions, oldest first."""
         with self._db.transaction(write=False) as tx:
             return [tuple(r) for r in tx.execute(
-                "SELECT seq, decision, by, at, note FROM decisions WHERE entry=? ORDER BY seq",
+                "SELECT seq, decision, decided_by, at, note FROM decisions WHERE entry=? ORDER BY seq",
                 (entry,)).fetchall()]
 
     # ------------------------------------------------------------ suppression list
@@ -208,7 +208,7 @@ class OutcomeStore(ReplicaStore):
         now = int(time.time())
         hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, 32)
         with self._db.transaction(write=True) as tx:
-            tx.executemany("INSERT INTO suppressed (hash, by, at, note) VALUES (?,?,?,?)",
+            tx.executemany("INSERT INTO suppressed (hash, added_by, at, note) VALUES (?,?,?,?)",
                            [(h.tobytes(), by, now, note) for h in hashes])
             seq = self._hold(tx, entries, SUPPRESSED, "within the threshold of a "
                              f"suppression-list hash added by {by}")

@@ -95,9 +95,9 @@ MIGRATIONS = [
         seq {bigint} NOT NULL, at {bigint} NOT NULL, detail TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS decisions (
         seq {bigint} PRIMARY KEY, entry {bigint} NOT NULL, decision TEXT NOT NULL,
-        by TEXT NOT NULL, at {bigint} NOT NULL, note TEXT NOT NULL);
+        decided_by TEXT NOT NULL, at {bigint} NOT NULL, note TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS suppressed (
-        id {serial}, hash {blob} NOT NULL, by TEXT NOT NULL, at {bigint} NOT NULL,
+        id {serial}, hash {blob} NOT NULL, added_by TEXT NOT NULL, at {bigint} NOT NULL,
         note TEXT NOT NULL);
     """,
 ]

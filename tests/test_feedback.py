@@ -156,8 +156,8 @@ def test_the_person_sees_counts_and_nothing_else(live_server):
         "under_review"}
 
 
-def test_a_flood_holds_the_entry_on_another_server(start_server, tmp_path):
-    db = str(tmp_path / "shared.db")
+def test_a_flood_holds_the_entry_on_another_server(start_server, any_db):
+    db = any_db
     one = start_server(db_path=db, flood_limit=5, flood_window_s=60)
     two = start_server(db_path=db, flood_limit=5, flood_window_s=60)
     case, pdq = submit_photo(one.channel(), 5)
@@ -207,8 +207,8 @@ def submit_photo_with(channel, pdq: bytes) -> pb.SubmitCaseResponse:
         pb.MediaHashes(image=pb.ImageHashes(pdq=pdq, quality=90))]))
 
 
-def test_review_reinstates_and_removes_with_who_and_when(start_server):
-    server = start_server(dispute_platforms=1, disputed_entries="hold")
+def test_review_reinstates_and_removes_with_who_and_when(start_server, any_db):
+    server = start_server(db_path=any_db, dispute_platforms=1, disputed_entries="hold")
     channel = server.channel()
     (kept, kept_pdq), (gone, gone_pdq) = submit_photo(channel, 8), submit_photo(channel, 9)
     reporter = platform_key(server.db_path, "site")
