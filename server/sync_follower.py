@@ -10,7 +10,7 @@ import threading
 import time
 
 from hashmatch.server.listing import ListState
-from hashmatch.server.sync_client import SyncClient, removed_of
+from hashmatch.server.sync_client import SyncClient, log_of, removed_of
 
 log = logging.getLogger("hashmatch.server")
 
@@ -50,6 +50,7 @@ class SyncFollower:
     def apply(self, batch, added) -> None:
         with self.lock:
             self.state.apply(added, removed_of(batch))
+            self.state.holds.apply(log_of(batch))
             self._token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
             self._note_lag()
 

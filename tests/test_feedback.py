@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
+from hashmatch.clients.mirror import ListMirror
 from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -251,3 +252,27 @@ def test_review_reinstates_and_removes_with_who_and_when(start_server, any_db):
     again = start_server(db_path=server.db_path, disputed_entries="hold")
     assert len(matches(again.channel(), reporter, kept_pdq)) == 1
     assert matches(again.channel(), reporter, gone_pdq) == []
+
+
+def test_holds_and_disputes_reach_copies_through_sync(start_server, tmp_path):
+    primary = start_server(flood_limit=3, dispute_platforms=1)
+    channel = primary.channel()
+    (flooded, pdq), (disputed, disputed_pdq) = submit_photo(channel, 10), submit_photo(channel, 11)
+    reporter = platform_key(primary.db_path, "site")
+    pb_grpc.FeedbackStub(channel).ReportAction(report(
+        disputed.entry_ids[0], disputed_pdq, pb.ACTION_NOT_VIOLATING), metadata=reporter)
+    (_, copier), = platform_key(primary.db_path, "copier", ("replicate",))
+    with ListMirror(primary.target, copier) as mirror:
+        follower = start_server(db_path=str(tmp_path / "follower.db"), follow=primary.target,
+                                follow_api_key=copier)
+        follower_key = [("x-api-key", follower.api_key)]
+        # The snapshot carries the dispute.
+        assert mirror.match(np.frombuffer(disputed_pdq, np.uint8)).disputed.tolist() == [True]
+        assert [m.disputed for m in matches(follower.channel(), follower_key,
+                                            disputed_pdq)] == [True]
+        assert len(mirror.match(np.frombuffer(pdq, np.uint8))) == 1
+        for i in range(4):      # the fourth distinct upload trips the breaker on the primary
+            matches(channel, reporter, near(pdq, 4, seed=i))
+        assert matches(channel, reporter, pdq) == []
+        wait_for(lambda: len(mirror.match(np.frombuffer(pdq, np.uint8))) == 0, 1.0)
+        wait_for(lambda: matches(follower.channel(), follower_key, pdq) == [], 1.0)
