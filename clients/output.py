@@ -160,10 +160,15 @@ def hit(hit) -> dict:
     elif hit.kind == "vpdq":
         found["query_match_percent"] = round(hit.query_match_percent, 2)
         found["compared_match_percent"] = round(hit.compared_match_percent, 2)
+    if hit.disputed:
+        found["disputed"] = True
     return found
 
 
 def _hit_text(found: dict) -> str:
+    if found.get("disputed"):
+        return (_hit_text({k: v for k, v in found.items() if k != "disputed"})
+                + " [disputed: platforms disagree about this entry]")
     if found.get("video_frame"):
         return (f"entry {found['entry_id']} (a frame of this listed video, pdq distance "
                 f"{found['distance']})")
