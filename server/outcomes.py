@@ -232,8 +232,9 @@ def refuse_suppressed(store: OutcomeStore, media, threshold: int) -> None:
     for i, pdq in photos:
         distances = np.unpackbits(np.frombuffer(pdq, np.uint8) ^ listed, axis=1).sum(axis=1)
         if distances.min() <= threshold:
+            bits = int(distances.min())
             raise InvalidRequest(
-                f"media {i}: this photo's PDQ hash is {int(distances.min())} bits from a hash "
+                f"media {i}: this photo's PDQ hash is {bits} bit{'s' * (bits != 1)} from a hash "
                 f"of a known harmless image (suppression list, threshold {threshold}); it would "
                 "match innocent pictures, so it cannot be listed")
 
