@@ -28,7 +28,7 @@ async def _caller(app, context, role: str):
 
 
 def _report(app, platform: str, request) -> pb.ReportAck:
-    """Stores one report (on a case thread) and applies the dispute it may cause."""
+    """Stores one report (on a worker thread) and applies the dispute it may cause."""
     ack = app.store.report_action(platform, convert.report_from_request(request),
                                   app.config.dispute_platforms)
     if ack.sequence:
@@ -46,7 +46,7 @@ class FeedbackService(pb_grpc.FeedbackServicer):
     @rpc_errors
     async def ReportAction(self, request, context):
         caller = await _caller(self.app, context, "feedback")
-        return await self.app.run_case(_report, self.app, caller.name, request)
+        return await self.app.run(_report, self.app, caller.name, request)
 
     @rpc_errors
     async def ReportActions(self, request_iterator, context):
@@ -56,7 +56,7 @@ class FeedbackService(pb_grpc.FeedbackServicer):
                 request = await context.read()
                 if request is grpc.aio.EOF:
                     return
-                await context.write(await self.app.run_case(_report, self.app, caller.name,
+                await context.write(await self.app.run(_report, self.app, caller.name,
                                                             request))
             raise LimitExceeded(f"{MAX_REPORTS_PER_STREAM} reports on one stream is the most; "
                                 "open another")
@@ -75,7 +75,7 @@ class ReviewService(pb_grpc.ReviewServicer):
     async def Decide(self, request, context):
         caller = await _caller(self.app, context, "admin")
         decision = convert.decision_from_request(request)
-        sequence = await self.app.run_case(self.app.store.decide, request.entry_id, decision,
+        sequence = await self.app.run(self.app.store.decide, request.entry_id, decision,
                                            caller.name, request.note)
         log.info("review decision", extra={"fields": {
             "entry": request.entry_id, "decision": decision, "by": caller.name,
@@ -89,7 +89,7 @@ class ReviewService(pb_grpc.ReviewServicer):
         hashes = convert.suppressed_from_request(request, self.app.config)
         found = await self.app.run(self.app.state.match_pdq, hashes,
                                    self.app.config.suppression_threshold, True)
-        added, sequence = await self.app.run_case(self.app.store.suppress, hashes, caller.name,
+        added, sequence = await self.app.run(self.app.store.suppress, hashes, caller.name,
                                                   request.note, found.entry_ids.tolist())
         log.info("suppression list extended", extra={"fields": {
             "hashes": added, "held": len(set(found.entry_ids.tolist())), "by": caller.name}})

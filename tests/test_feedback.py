@@ -80,7 +80,8 @@ def test_feedback_needs_the_feedback_role(live_server):
     assert status(channel, case).total.copies_found == 0
 
 
-def test_same_report_id_counts_once_and_bad_reports_are_refused(live_server):
+def test_same_report_id_counts_once_and_bad_reports_are_refused(start_server, any_db):
+    live_server = start_server(db_path=any_db)
     channel = live_server.channel()
     case, pdq = submit_photo(channel, 2)
     entry = case.entry_ids[0]
