@@ -506,8 +506,11 @@ def cmd_feedback(args, reporter: output.Reporter) -> None:
 def cmd_review(args, reporter: output.Reporter) -> None:
     with HashmatchClient(args.server, api_key=_api_key(args), timeout=args.timeout) as client:
         if args.review_command == "list":
-            for entry in client.held_entries():
+            held = client.held_entries()
+            for entry in held:
                 reporter.emit(*output.held_entry(entry))
+            if not held:
+                reporter.note("no entry is held or disputed")
         elif args.review_command == "suppress":
             try:
                 hashes = [bytes.fromhex(h) for h in args.hashes]

@@ -48,6 +48,8 @@ def test_feedback_review_and_status_commands(live_server, capsys, tmp_path):
     code, out, _ = run(capsys, "review", "reinstate", other.entry_ids[0], "--api-key", admin,
                        *server)
     assert code == 0 and "matches again" in out
+    code, out, err = run(capsys, "review", "list", "--api-key", admin, *server)
+    assert code == 0 and out == "" and "no entry is held or disputed" in err
     code, _, err = run(capsys, "review", "list", "--api-key", reporter, *server)
     assert code == 1 and "PERMISSION_DENIED" in err
 
