@@ -511,6 +511,12 @@ def cmd_review(args, reporter: output.Reporter) -> None:
                 reporter.emit(*output.held_entry(entry))
             if not held:
                 reporter.note("no entry is held or disputed")
+        elif args.review_command == "history":
+            decisions = client.review_history(args.entry_id)
+            for entry in decisions:
+                reporter.emit(*output.decision(entry))
+            if not decisions:
+                reporter.note(f"no review decision about entry {args.entry_id}")
         elif args.review_command == "suppress":
             try:
                 hashes = [bytes.fromhex(h) for h in args.hashes]
@@ -694,14 +700,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("list", "list held and disputed entries"),
                             ("reinstate", "let a held or disputed entry match again"),
                             ("remove", "remove a held or disputed entry from the list"),
-                            ("suppress", "add known benign PDQ hashes that must never match")):
+                            ("suppress", "add known benign PDQ hashes that must never match"),
+                            ("history", "the review decisions about an entry: who, when, what")):
         sub = reviews.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(handler=cmd_review)
-        if name in ("reinstate", "remove"):
+        if name in ("reinstate", "remove", "history"):
             sub.add_argument("entry_id", type=int, metavar="ENTRY_ID")
         if name == "suppress":
             sub.add_argument("hashes", nargs="+", metavar="PDQ_HEX")
-        if name != "list":
+        if name in ("reinstate", "remove", "suppress"):
             sub.add_argument("--note", default="", help="kept with the decision")
         sub.add_argument("--api-key", help="API key with the 'admin' role "
                                            "(default: $HASHMATCH_API_KEY)")

@@ -202,6 +202,17 @@ class ReportAck:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision about an entry: what, who (the admin key's platform), when."""
+    entry_id: int
+    decision: str            # "reinstate" or "remove"
+    decided_by: str
+    decided_unix: int
+    note: str
+    sequence: int            # change-log sequence of the decision
+
+
+@dataclass(frozen=True)
 class HeldEntry:
     """An entry held back from matching or disputed, for a reviewer."""
     entry_id: int
@@ -457,6 +468,14 @@ class HashmatchClient:
         return self._call(self._review.Decide, pb.DecideRequest(
             entry_id=entry_id, decision=decisions[decision], note=note),
             self._platform_metadata).sequence
+
+    def review_history(self, entry_id: int) -> list[Decision]:
+        """The review decisions about an entry, oldest first (needs the 'admin' role)."""
+        response = self._call(self._review.History, pb.HistoryRequest(entry_id=entry_id),
+                              self._platform_metadata)
+        names = {pb.DECISION_REINSTATE: "reinstate", pb.DECISION_REMOVE: "remove"}
+        return [Decision(entry_id, names.get(d.decision, "unknown"), d.decided_by,
+                         d.decided_unix, d.note, d.sequence) for d in response.decisions]
 
     def suppress(self, pdq_hashes, note: str = "") -> list[int]:
         """Adds known benign PDQ hashes to the suppression list; returns the listed entries

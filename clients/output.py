@@ -272,6 +272,13 @@ def review_decision(entry_id: int, decision: str, sequence: int) -> tuple[dict, 
     return record, f"entry {entry_id} {done} (change-log sequence {sequence})"
 
 
+def decision(entry) -> tuple[dict, str]:
+    return dataclasses.asdict(entry), (
+        f"entry {entry.entry_id}: {entry.decision} by {entry.decided_by} "
+        f"{_when(entry.decided_unix)} (sequence {entry.sequence})"
+        + (f": {entry.note}" if entry.note else ""))
+
+
 def suppressed(count: int, held: list[int]) -> tuple[dict, str]:
     record = {"added": count, "held_entries": held}
     text = f"{count} hash(es) added to the suppression list"

@@ -277,6 +277,13 @@ def decision_from_request(req: pb.DecideRequest) -> str:
     return decisions[req.decision]
 
 
+def history_response(decisions) -> pb.HistoryResponse:
+    wire = {REINSTATE: pb.DECISION_REINSTATE, REMOVE: pb.DECISION_REMOVE}
+    return pb.HistoryResponse(decisions=[pb.DecisionRecord(
+        sequence=seq, decision=wire[decision], decided_by=by, decided_unix=at, note=note)
+        for seq, decision, by, at, note in decisions])
+
+
 def suppressed_from_request(req: pb.SuppressRequest, config: ServerConfig) -> np.ndarray:
     check_decoded(req)
     n = _packed_count(req.pdq_hashes, PDQ_BYTES, "pdq_hashes", "hashes", config.max_batch_hashes,

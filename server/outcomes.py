@@ -260,6 +260,8 @@ def summary(outcomes: list[Outcome]) -> str:
                  f"{_day(total.last_removed)}. " if total.removed
                  else "No removal has been reported yet. ")
         text += "Your hashes stay on the list and keep being checked."
+    text += (" Only platforms that take part in this list check for copies; other sites are "
+             "not covered.")
     if total.under_review:
         text += (" Some of your items are under review by the people who run this list; they "
                  "stay yours, and this page will show when the review is done.")

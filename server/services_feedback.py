@@ -99,6 +99,14 @@ class ReviewService(pb_grpc.ReviewServicer):
                                    held_entries=sorted(set(found.entry_ids.tolist())))
 
 
+    @rpc_errors
+    async def History(self, request, context):
+        await _caller(self.app, context, "admin")
+        convert.check_decoded(request)
+        return convert.history_response(await self.app.run(self.app.store.decisions,
+                                                           request.entry_id))
+
+
 def flood_tripped(app, entry: int, count: int) -> None:
     """The flood breaker's trip (on the matching thread that saw it): hold the entry on every
     server through the change log, tell the operator, count it."""

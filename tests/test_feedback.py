@@ -240,6 +240,10 @@ def test_review_reinstates_and_removes_with_who_and_when(start_server, any_db):
                                        decision=pb.DECISION_REMOVE), metadata=admin)
     assert nothing.value.code() == grpc.StatusCode.NOT_FOUND
     assert not status(channel, kept).items[0].under_review
+    history = review.History(pb.HistoryRequest(entry_id=kept.entry_ids[0]),
+                             metadata=admin).decisions
+    assert [(d.decision, d.decided_by, d.note) for d in history] == [
+        (pb.DECISION_REINSTATE, "alice", "a real match")]
     store = open_outcome_store(server.db_path)
     try:
         (seq, decision, by, at, note), = store.decisions(kept.entry_ids[0])

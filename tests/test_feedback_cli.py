@@ -19,7 +19,7 @@ def run(capsys, *argv):
 def test_feedback_review_and_status_commands(live_server, capsys, tmp_path):
     channel = live_server.channel()
     (case, pdq), (other, other_pdq) = submit_photo(channel, 20), submit_photo(channel, 21)
-    (_, reporter), = platform_key(live_server.db_path, "site")
+    (_, reporter), = platform_key(live_server.db_path, "acme-uploads")
     (_, admin), = platform_key(live_server.db_path, "alice", ("admin",))
     server = ("--server", live_server.target)
     code, acks, _ = run(capsys, "feedback", case.entry_ids[0], pdq.hex(), "--action", "removed",
@@ -35,7 +35,7 @@ def test_feedback_review_and_status_commands(live_server, capsys, tmp_path):
                         *server)
     assert [a["duplicate"] for a in acks] == [True, False]
     code, out, _ = run(capsys, "status", case.case_id, "--pin", case.pin, *server)
-    assert code == 0 and "copies found 2, removed 1" in out and "site" not in out
+    assert code == 0 and "copies found 2, removed 1" in out and "acme" not in out
     assert "Platforms have found copies of your photos or videos 2 times" in " ".join(out.split())
     code, out, _ = run(capsys, "review", "suppress", near(other_pdq, 2).hex(), "--note",
                        "test card", "--api-key", admin, *server)
@@ -50,6 +50,9 @@ def test_feedback_review_and_status_commands(live_server, capsys, tmp_path):
     assert code == 0 and "matches again" in out
     code, out, err = run(capsys, "review", "list", "--api-key", admin, *server)
     assert code == 0 and out == "" and "no entry is held or disputed" in err
+    code, history, _ = run(capsys, "review", "history", other.entry_ids[0], "--api-key", admin,
+                           "--json", *server)
+    assert [(d["decision"], d["decided_by"]) for d in history] == [("reinstate", "alice")]
     code, _, err = run(capsys, "review", "list", "--api-key", reporter, *server)
     assert code == 1 and "PERMISSION_DENIED" in err
 

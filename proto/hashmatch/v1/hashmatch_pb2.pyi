@@ -484,3 +484,29 @@ class SuppressResponse(_message.Message):
     held_entries: _containers.RepeatedScalarFieldContainer[int]
     sequence: int
     def __init__(self, added: _Optional[int] = ..., held_entries: _Optional[_Iterable[int]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("entry_id",)
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    entry_id: int
+    def __init__(self, entry_id: _Optional[int] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("sequence", "decision", "decided_by", "decided_unix", "note")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    decision: Decision
+    decided_by: str
+    decided_unix: int
+    note: str
+    def __init__(self, sequence: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., decided_by: _Optional[str] = ..., decided_unix: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[DecisionRecord]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[DecisionRecord, _Mapping]]] = ...) -> None: ...

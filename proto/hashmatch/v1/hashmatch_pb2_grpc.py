@@ -683,6 +683,11 @@ class ReviewStub:
                 request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.SerializeToString,
                 response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.FromString,
                 _registered_method=True)
+        self.History = channel.unary_unary(
+                '/hashmatch.v1.Review/History',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServicer:
@@ -710,6 +715,13 @@ class ReviewServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def History(self, request, context):
+        """The review decisions about one entry, oldest first: what, who and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -727,6 +739,11 @@ def add_ReviewServicer_to_server(servicer, server):
                     servicer.Suppress,
                     request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.FromString,
                     response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -813,6 +830,33 @@ class Review:
             '/hashmatch.v1.Review/Suppress',
             hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.SerializeToString,
             hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Review/History',
+            hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
