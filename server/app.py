@@ -28,11 +28,11 @@ from hashmatch.server.follower import Follower
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
+from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
 from hashmatch.server.services_feedback import FeedbackService, ReviewService, flood_tripped
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
-from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.sync_follower import SyncFollower
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc

@@ -180,6 +180,7 @@ def run_query(state: ListState, query) -> Matches:
 
 
 def screen(found: Matches, holds: EntryHolds) -> Matches:
+    """`found` without hits on held entries, with `disputed` set when any entry is disputed."""
     keep, disputed = holds.screen(found.entry_ids)
     if keep is None:
         return found
