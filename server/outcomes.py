@@ -22,6 +22,7 @@ ACTIONS = (REMOVED, NOT_VIOLATING, NEEDS_REVIEW, QUALITY_UNKNOWN)
 # Why an entry is held back (entry_state.held); wire values of HeldReason.
 DISPUTED, FLOOD, SUPPRESSED = 1, 2, 3
 REINSTATE, REMOVE = "reinstate", "remove"
+MAX_HELD_LISTED = 10_000     # entries one ListHeld answer lists (decide on them, then ask again)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +160,12 @@ class OutcomeStore(ReplicaStore):
                        "detail=excluded.detail", (entry, reason, seq, now, detail))
         return seq
 
-    def held_entries(self) -> list[Held]:
+    def held_entries(self, limit: int = MAX_HELD_LISTED) -> list[Held]:
+        """Held and disputed entries, lowest id first, at most `limit` (one answer's worth)."""
         with self._db.transaction(write=False) as tx:
             rows = tx.execute("SELECT entry, held, disputed, seq, at, detail FROM entry_state "
-                              "WHERE held<>0 OR disputed<>0 ORDER BY entry").fetchall()
+                              "WHERE held<>0 OR disputed<>0 ORDER BY entry LIMIT ?",
+                              (limit,)).fetchall()
             return [Held(e, held or DISPUTED, bool(held), seq, at,
                          self._not_violating(tx, e), detail)
                     for e, held, disputed, seq, at, detail in rows]
