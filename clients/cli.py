@@ -12,6 +12,7 @@ Exit codes: 0 all went well, 1 some item failed or the server refused, 2 usage e
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import getpass
 import importlib.metadata
@@ -26,8 +27,8 @@ from pathlib import Path
 
 from hashmatch.clients import output
 from hashmatch.clients.client import (
-    DEFAULT_TARGET, DEFAULT_TIMEOUT_S, HashmatchClient, HashmatchError, MD5_BYTES, PDQ_BYTES,
-    TlsFiles)
+    ACTIONS, DEFAULT_TARGET, DEFAULT_TIMEOUT_S, FeedbackReport, HashmatchClient, HashmatchError,
+    MD5_BYTES, PDQ_BYTES, TlsFiles)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QUALITY_FLOOR = output.QUALITY_FLOOR
@@ -456,6 +457,71 @@ def cmd_info(args, reporter: output.Reporter) -> None:
         reporter.emit(*output.list_info(client.list_info()))
 
 
+# ---------------------------------------------------------------------- feedback
+
+
+def _reports_from(path: str):
+    """FeedbackReports from a file of JSON lines (- = stdin)."""
+    lines = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line)
+                fields["hash"] = bytes.fromhex(fields["hash"])
+                fields["tags"] = tuple(fields.get("tags", ()))
+                yield FeedbackReport(**fields)
+            except (ValueError, KeyError, TypeError) as error:
+                raise HashmatchInputError(f"{path} line {number}: not a report ({error}); "
+                                          "expected JSON with report_id, entry_id, hash (hex), "
+                                          "action") from None
+
+
+def cmd_feedback(args, reporter: output.Reporter) -> None:
+    if args.file:
+        reports = _reports_from(args.file)
+    elif args.entry_id is not None and args.hash and args.action:
+        try:
+            match_hash = bytes.fromhex(args.hash)
+        except ValueError:
+            raise UsageError(f"HASH must be hex, got {_preview(args.hash)!r}") from None
+        reports = [FeedbackReport(args.report_id or f"{args.entry_id}/{args.hash}",
+                                  args.entry_id, match_hash, args.action, args.kind,
+                                  args.reason or "", tuple(args.tag or ()), args.occurred)]
+    else:
+        raise UsageError("give ENTRY_ID HASH --action ACTION, or --file FILE")
+    with _client(args, _api_key(args)) as client:
+        for ack in client.report_actions(reports):
+            reporter.emit(*output.report_ack(ack))
+
+
+def cmd_review(args, reporter: output.Reporter) -> None:
+    with _client(args, _api_key(args)) as client:
+        if args.review_command == "list":
+            held = client.held_entries()
+            for entry in held:
+                reporter.emit(*output.held_entry(entry))
+            if not held:
+                reporter.note("no entry is held or disputed")
+        elif args.review_command == "history":
+            decisions = client.review_history(args.entry_id)
+            for entry in decisions:
+                reporter.emit(*output.decision(entry))
+            if not decisions:
+                reporter.note(f"no review decision about entry {args.entry_id}")
+        elif args.review_command == "suppress":
+            try:
+                hashes = [bytes.fromhex(h) for h in args.hashes]
+            except ValueError:
+                raise UsageError("suppress takes 64-hex-digit PDQ hashes") from None
+            held = client.suppress(hashes, args.note)
+            reporter.emit(*output.suppressed(len(hashes), held))
+        else:
+            sequence = client.review(args.entry_id, args.review_command, args.note)
+            reporter.emit(*output.review_decision(args.entry_id, args.review_command, sequence))
+
+
 # ---------------------------------------------------------------------- command line
 
 
@@ -577,6 +643,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("info", cmd_info, "show the list's size, limits and matching backend")
     sub.add_argument("--api-key", help=api_key_help)
+
+    sub = command("feedback", cmd_feedback,
+                  "platform: report what you did about a match (key role 'feedback')")
+    sub.add_argument("entry_id", type=int, nargs="?", metavar="ENTRY_ID",
+                     help="the entry that matched")
+    sub.add_argument("hash", nargs="?", metavar="HASH", help="your hash that matched, in hex")
+    sub.add_argument("--action", choices=sorted(ACTIONS), help="what you did")
+    sub.add_argument("--report-id", help="your idempotency key (default ENTRY_ID/HASH): the "
+                                         "same report sent again is counted once")
+    sub.add_argument("--kind", default="pdq", choices=("pdq", "md5", "vpdq"),
+                     help="what matched (default pdq)")
+    sub.add_argument("--reason", help="your reason code (at most 64 characters)")
+    sub.add_argument("--tag", action="append", help="a tag (repeatable)")
+    sub.add_argument("--occurred", type=int, default=0, metavar="UNIX",
+                     help="when you acted (default: now)")
+    sub.add_argument("--file", metavar="FILE",
+                     help="many reports, JSON lines with report_id, entry_id, hash (hex), "
+                          "action, optional kind, reason_code, tags, occurred_unix (- = stdin)")
+    sub.add_argument("--api-key", help=api_key_help)
+
+    table.group("review", "admin: entries held back or disputed, and the suppression list (key "
+                          "role 'admin')")
+    for name, help_text in (("list", "list held and disputed entries"),
+                            ("reinstate", "let a held or disputed entry match again"),
+                            ("remove", "remove a held or disputed entry from the list"),
+                            ("suppress", "add known benign PDQ hashes that must never match"),
+                            ("history", "the review decisions about an entry: who, when, what")):
+        sub = table.command(name, cmd_review, help_text, group="review", calls_server=True)
+        if name in ("reinstate", "remove", "history"):
+            sub.add_argument("entry_id", type=int, metavar="ENTRY_ID")
+        if name == "suppress":
+            sub.add_argument("hashes", nargs="+", metavar="PDQ_HEX")
+        if name in ("reinstate", "remove", "suppress"):
+            sub.add_argument("--note", default="", help="kept with the decision")
+        sub.add_argument("--api-key", help="API key with the 'admin' role "
+                                           "(default: $HASHMATCH_API_KEY)")
 
     for entry in importlib.metadata.entry_points(group="hashmatch.cli"):
         entry.load()(table)

@@ -249,6 +249,23 @@ class SubmittedCase:
 
 
 @dataclass(frozen=True)
+class ItemOutcome:
+    """Copies of one submitted item that platforms reported finding and removing (counts
+    only). `entry_id` is 0 for a case's total."""
+    entry_id: int
+    copies_found: int
+    copies_removed: int
+    last_found_unix: int     # 0: never
+    last_removed_unix: int   # 0: never
+    under_review: bool
+
+    @classmethod
+    def from_proto(cls, item: pb.ItemOutcome) -> "ItemOutcome":
+        return cls(item.entry_id, item.copies_found, item.copies_removed, item.last_found_unix,
+                   item.last_removed_unix, item.under_review)
+
+
+@dataclass(frozen=True)
 class CaseStatus:
     case_id: str
     state: str  # "active" or "withdrawn"
@@ -256,6 +273,65 @@ class CaseStatus:
     video_count: int
     created_unix: int
     withdrawn_unix: int  # 0 while active
+    items: tuple[ItemOutcome, ...] = ()   # in the order of the case's entry ids
+    total: ItemOutcome | None = None
+    summary: str = ""                     # the same in plain sentences, for the person
+
+
+ACTIONS = {"removed": pb.ACTION_REMOVED, "not_violating": pb.ACTION_NOT_VIOLATING,
+           "needs_review": pb.ACTION_NEEDS_REVIEW, "quality_unknown": pb.ACTION_QUALITY_UNKNOWN}
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    """What a platform did about one match. `report_id` is the platform's idempotency key:
+    sending the same report again is counted once."""
+    report_id: str
+    entry_id: int
+    hash: bytes              # the platform's hash that matched
+    action: str              # a key of ACTIONS
+    kind: str = "pdq"        # what matched: "pdq", "md5" or "vpdq"
+    reason_code: str = ""
+    tags: tuple[str, ...] = ()
+    occurred_unix: int = 0   # 0: now
+
+    def to_proto(self) -> pb.ActionReport:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {self.action!r}")
+        return pb.ActionReport(
+            report_id=self.report_id, entry_id=self.entry_id,
+            signal_type=signal_type_of(self.kind), hash=bytes(self.hash),
+            action=ACTIONS[self.action], reason_code=self.reason_code, tags=list(self.tags),
+            occurred_unix=self.occurred_unix)
+
+
+@dataclass(frozen=True)
+class ReportAck:
+    report_id: str
+    duplicate: bool          # already stored: counted once
+    disputed: bool           # the entry is disputed now
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision about an entry: what, who (the admin key's platform), when."""
+    entry_id: int
+    decision: str            # "reinstate" or "remove"
+    decided_by: str
+    decided_unix: int
+    note: str
+    sequence: int            # change-log sequence of the decision
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """An entry held back from matching or disputed, for a reviewer."""
+    entry_id: int
+    reason: str              # "disputed", "flood" or "suppressed"
+    matching: bool           # still matches (a disputed entry on a server that flags them)
+    held_unix: int
+    not_violating_platforms: int
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -272,6 +348,7 @@ class MatchHit:
     # The query hash matched more listed entries than the server's max_matches_per_hash: these
     # are its closest (ties by entry id).
     more: bool = False
+    disputed: bool = False  # platforms disagree about this entry: treat the match with care
 
     @classmethod
     def hits_of(cls, response: pb.MatchResponse) -> list["MatchHit"]:
@@ -291,6 +368,7 @@ class MatchHit:
             compared_match_percent=match.compared_match_percent if is_video else None,
             video_frame=match.video_frame,
             more=more,
+            disputed=match.disputed,
         )
 
 
@@ -365,6 +443,8 @@ class HashmatchClient:
         self._cases = pb_grpc.CasesStub(self._channel)
         self._matching = pb_grpc.MatchingStub(self._channel)
         self._list_info = pb_grpc.ListInfoStub(self._channel)
+        self._feedback = pb_grpc.FeedbackStub(self._channel)
+        self._review = pb_grpc.ReviewStub(self._channel)
 
     def for_address(self, address: str) -> "HashmatchClient":
         """A client with these settings on one `address` of this one, over its own channel.
@@ -433,6 +513,9 @@ class HashmatchClient:
             video_count=response.video_count,
             created_unix=response.created_unix,
             withdrawn_unix=response.withdrawn_unix,
+            items=tuple(ItemOutcome.from_proto(item) for item in response.items),
+            total=ItemOutcome.from_proto(response.total),
+            summary=response.summary,
         )
 
     def withdraw(self, case_id: str, pin: str) -> int:
@@ -513,3 +596,63 @@ class HashmatchClient:
             kernel_backend=response.kernel_backend,
             video_frame_count=response.video_frame_count,
         )
+
+    # ------------------------------------------------------------------ feedback (platforms)
+
+    def report_action(self, report: FeedbackReport) -> ReportAck:
+        """Tells the list what the platform did about a match (needs the 'feedback' role).
+        Safe to retry: the same report_id is counted once."""
+        return _ack(self._call(self._feedback.ReportAction, report.to_proto(),
+                               self._platform_metadata))
+
+    def report_actions(self, reports: Iterable[FeedbackReport]) -> Iterator[ReportAck]:
+        """Many reports on one stream; one ack per report, in order."""
+        try:
+            for ack in self._feedback.ReportActions((r.to_proto() for r in reports),
+                                                    metadata=self._platform_metadata):
+                yield _ack(ack)
+        except grpc.RpcError as error:
+            raise HashmatchError.from_rpc_error(error, self.target) from None
+
+    # ------------------------------------------------------------------ review (admins)
+
+    def held_entries(self) -> list[HeldEntry]:
+        """Entries held back from matching, and disputed ones (needs the 'admin' role)."""
+        response = self._call(self._review.ListHeld, pb.ListHeldRequest(),
+                              self._platform_metadata)
+        return [HeldEntry(e.entry_id, _HELD_REASONS.get(e.reason, "unknown"), e.matching,
+                          e.held_unix, e.not_violating_platforms, e.detail)
+                for e in response.entries]
+
+    def review(self, entry_id: int, decision: str, note: str = "") -> int:
+        """Decides on a held or disputed entry: "reinstate" or "remove". Returns the
+        change-log sequence of the decision (recorded with this key's platform name)."""
+        decisions = {"reinstate": pb.DECISION_REINSTATE, "remove": pb.DECISION_REMOVE}
+        if decision not in decisions:
+            raise ValueError(f"decision must be reinstate or remove, got {decision!r}")
+        return self._call(self._review.Decide, pb.DecideRequest(
+            entry_id=entry_id, decision=decisions[decision], note=note),
+            self._platform_metadata).sequence
+
+    def review_history(self, entry_id: int) -> list[Decision]:
+        """The review decisions about an entry, oldest first (needs the 'admin' role)."""
+        response = self._call(self._review.History, pb.HistoryRequest(entry_id=entry_id),
+                              self._platform_metadata)
+        names = {pb.DECISION_REINSTATE: "reinstate", pb.DECISION_REMOVE: "remove"}
+        return [Decision(entry_id, names.get(d.decision, "unknown"), d.decided_by,
+                         d.decided_unix, d.note, d.sequence) for d in response.decisions]
+
+    def suppress(self, pdq_hashes, note: str = "") -> list[int]:
+        """Adds known benign PDQ hashes to the suppression list; returns the listed entries
+        within the threshold, now held back."""
+        return list(self._call(self._review.Suppress, pb.SuppressRequest(
+            pdq_hashes=pack_hashes(pdq_hashes, PDQ_BYTES), note=note),
+            self._platform_metadata).held_entries)
+
+
+_HELD_REASONS = {pb.HELD_REASON_DISPUTED: "disputed", pb.HELD_REASON_FLOOD: "flood",
+                 pb.HELD_REASON_SUPPRESSED: "suppressed"}
+
+
+def _ack(ack: pb.ReportAck) -> ReportAck:
+    return ReportAck(ack.report_id, ack.duplicate, ack.disputed)

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index
+from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest, unpack_rows
 from hashmatch.core.video import FRAME_BITS
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -32,6 +33,7 @@ class MirrorMatches:
     positions: np.ndarray
     entry_ids: np.ndarray
     distances: np.ndarray
+    disputed: np.ndarray | None = None    # bool per hit; None when no entry is disputed
 
     def __len__(self):
         return len(self.entry_ids)
@@ -71,9 +73,12 @@ class _Indexes:
 
 
 class ListMirror:
-    def __init__(self, target: str, api_key: str, threads: int = 0):
+    def __init__(self, target: str, api_key: str, threads: int = 0,
+                 hold_disputed: bool = False):
         """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
-        threads: threads one search may use (0 = all cores)."""
+        threads: threads one search may use (0 = all cores); hold_disputed: disputed entries
+        do not match (else they match with `disputed` set). Held entries never match."""
+        self.holds = EntryHolds(hold_disputed)
         self.target, self._threads = target, threads
         self._metadata = [("x-api-key", api_key)]
         self._channel = grpc.insecure_channel(target, options=[
@@ -132,12 +137,19 @@ class ListMirror:
             hits = index.search(hashes, threshold)
             ids = hits.ids >> np.uint64(FRAME_BITS) if index is self._list.frames else hits.ids
             found.append((hits.positions(), ids, hits.distances))
-        return MirrorMatches(*(np.concatenate(x) for x in zip(*found)))
+        return self._screen(*(np.concatenate(x) for x in zip(*found)))
 
     def match_md5(self, md5s) -> MirrorMatches:
         md5s = np.ascontiguousarray(md5s, np.uint8).reshape(-1, 16)
         hits = self._list.md5.search(md5s)
-        return MirrorMatches(hits.positions(), hits.ids, hits.distances)
+        return self._screen(hits.positions(), hits.ids, hits.distances)
+
+    def _screen(self, positions, entry_ids, distances) -> MirrorMatches:
+        """Drops hits on held entries, marks those on disputed ones (core/holds.py)."""
+        keep, disputed = self.holds.screen(entry_ids)
+        if keep is None:
+            return MirrorMatches(positions, entry_ids, distances)
+        return MirrorMatches(positions[keep], entry_ids[keep], distances[keep], disputed[keep])
 
     def digest(self) -> tuple[int, str]:
         """(rows, SHA-256 hex) of the copy, comparable with the server's list_digest."""
@@ -194,6 +206,8 @@ class ListMirror:
                     raise ValueError(f"the snapshot at {end.sequence} does not match its digest")
                 with self._lock:
                     self._list, self.sequence, self.token = fresh, end.sequence, end.resume_token
+                    self.holds.load(np.frombuffer(end.held_entries, "<u8"),
+                                    np.frombuffer(end.disputed_entries, "<u8"))
                     self.head = max(self.head, end.sequence)
                 fresh = None
                 self._ready.set()
@@ -206,6 +220,7 @@ class ListMirror:
                     self._list.remove(np.frombuffer(batch.removed_entries, "<u8")
                                       .astype(np.uint64))
                     self._list.add(unpack_rows(batch.added))
+                    self.holds.apply(np.frombuffer(batch.log, "<u8").reshape(-1, 4).tolist())
                     self.sequence, self.token = batch.last_sequence, batch.resume_token
                     self.head = max(self.head, batch.last_sequence)
             elif kind == "heartbeat":

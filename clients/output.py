@@ -7,9 +7,11 @@ every input accounted for. Progress bars go to stderr and only to a terminal.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
+import textwrap
 import threading
 from typing import TextIO
 
@@ -156,6 +158,17 @@ def case_status(status) -> tuple[dict, str]:
             f"  submitted {_when(status.created_unix)}")
     if status.withdrawn_unix:
         text += f"\n  withdrawn {_when(status.withdrawn_unix)}"
+    if status.summary:
+        record["items"] = [dataclasses.asdict(item) for item in status.items]
+        record["summary"] = status.summary
+        text += "\n\n" + textwrap.fill(status.summary, 78, initial_indent="  ",
+                                        subsequent_indent="  ")
+        for number, item in enumerate(status.items, 1):
+            text += (f"\n  item {number}: copies found {item.copies_found}, removed "
+                     f"{item.copies_removed}"
+                     + (f", last removed {_when(item.last_removed_unix)}"
+                        if item.last_removed_unix else "")
+                     + (" (under review)" if item.under_review else ""))
     return record, text
 
 
@@ -174,10 +187,15 @@ def hit(hit) -> dict:
     elif hit.kind == "vpdq":
         found["query_match_percent"] = round(hit.query_match_percent, 2)
         found["compared_match_percent"] = round(hit.compared_match_percent, 2)
+    if hit.disputed:
+        found["disputed"] = True
     return found
 
 
 def _hit_text(found: dict) -> str:
+    if found.get("disputed"):
+        return (_hit_text({k: v for k, v in found.items() if k != "disputed"})
+                + " [disputed: platforms disagree about this entry]")
     if found.get("video_frame"):
         return (f"entry {found['entry_id']} (a frame of this listed video, pdq distance "
                 f"{found['distance']})")
@@ -223,4 +241,45 @@ def list_info(info) -> tuple[dict, str]:
             f"threshold: default {info.default_threshold}, max {info.max_threshold}\n"
             f"batches: up to {info.max_batch_hashes} hashes, {info.max_in_flight} in flight "
             f"per stream\nkernel: {info.kernel_backend}")
+    return record, text
+
+
+# ---------------------------------------------------------------------- feedback and review
+
+
+def report_ack(ack) -> tuple[dict, str]:
+    record = dataclasses.asdict(ack)
+    text = (f"report {ack.report_id}: " + ("already stored (counted once)" if ack.duplicate
+                                          else "stored")
+            + ("; the entry is disputed" if ack.disputed else ""))
+    return record, text
+
+
+def held_entry(entry) -> tuple[dict, str]:
+    record = dataclasses.asdict(entry)
+    text = (f"entry {entry.entry_id}: {entry.reason}, "
+            f"{'still matching (flagged)' if entry.matching else 'not matching'}, since "
+            f"{_when(entry.held_unix)}; {entry.not_violating_platforms} platform(s) reported "
+            f"not violating" + (f"; {entry.detail}" if entry.detail else ""))
+    return record, text
+
+
+def review_decision(entry_id: int, decision: str, sequence: int) -> tuple[dict, str]:
+    record = {"entry_id": entry_id, "decision": decision, "sequence": sequence}
+    done = "matches again" if decision == "reinstate" else "is removed from the list"
+    return record, f"entry {entry_id} {done} (change-log sequence {sequence})"
+
+
+def decision(entry) -> tuple[dict, str]:
+    return dataclasses.asdict(entry), (
+        f"entry {entry.entry_id}: {entry.decision} by {entry.decided_by} "
+        f"{_when(entry.decided_unix)} (sequence {entry.sequence})"
+        + (f": {entry.note}" if entry.note else ""))
+
+
+def suppressed(count: int, held: list[int]) -> tuple[dict, str]:
+    record = {"added": count, "held_entries": held}
+    text = f"{count} hash(es) added to the suppression list"
+    if held:
+        text += f"; held for review: entries {', '.join(map(str, held))}"
     return record, text

@@ -24,13 +24,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Iterator
+from typing import Callable, Hashable, Iterable, Iterator
 
 import grpc
 import numpy as np
 
 from hashmatch.clients.client import (
-    HASH_BYTES, HashmatchClient, HashmatchError, InvalidInput, MatchHit, signal_type_of)
+    HASH_BYTES, FeedbackReport, HashmatchClient, HashmatchError, InvalidInput, MatchHit,
+    signal_type_of)
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 DEFAULT_BATCH_SIZE = 4096
@@ -57,6 +58,15 @@ class BatchOutcome:
     item_ids: tuple
     matches: tuple[tuple[Hashable, MatchHit], ...]
     error: HashmatchError | None = None
+
+    def reports(self, action: str, hash_of: Callable[[Hashable], bytes], **fields
+                ) -> list[FeedbackReport]:
+        """One FeedbackReport per hit, for `client.report_actions`: `hash_of(item_id)` gives
+        the item's hash; the report id is "item_id/entry_id", so reporting the same outcome
+        again is counted once. `fields`: reason_code, tags, occurred_unix."""
+        return [FeedbackReport(f"{item_id}/{hit.entry_id}", hit.entry_id, hash_of(item_id),
+                               action, kind=hit.kind, **fields)
+                for item_id, hit in self.matches]
 
 
 @dataclass

@@ -15,7 +15,7 @@ import logging
 import threading
 
 from hashmatch.server import credentials
-from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.buckets import PeerBuckets, TokenBucket, peer_address
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import (LimitExceeded, PermissionDenied, RateLimited,
                                      Unauthenticated)
@@ -93,6 +93,14 @@ class Authenticator:
             raise Unauthenticated("unknown API key" if key else (
                 f"missing {API_KEY_HEADER} metadata: platform calls need a platform API key"))
         caller = self._known[digest] = Caller(*found)
+        return caller
+
+    async def require(self, context, role: str) -> Caller:
+        """The caller of a servicer's call (a grpc.aio context), refused unless its key has
+        `role`: for the services the gate does not check (Replication, Feedback, Review)."""
+        caller = await self.caller(context.invocation_metadata(), peer_address(context.peer()),
+                                   role)
+        require_role(caller, role)
         return caller
 
     def _failed(self, failures, peer: str, method: str, reason: str) -> None:

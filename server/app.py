@@ -26,14 +26,16 @@ from hashmatch.server.abuse import CaseLimits
 from hashmatch.server.access import Authenticator, PlatformLimits, require_role
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.gate import Gate
+from hashmatch.server.flood import FloodBreaker
 from hashmatch.server.follower import Follower
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics
+from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
+from hashmatch.server.services_feedback import FeedbackService, ReviewService, flood_tripped
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
-from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.sync_follower import SyncFollower
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -86,8 +88,13 @@ class App:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = open_replica_store(config.db_path)
-        self.state = ListState(search_threads=config.search_threads)
+        self.store = open_outcome_store(config.db_path)
+        self.state = ListState(search_threads=config.search_threads,
+                               hold_disputed=config.disputed_entries == "hold")
+        # A read-only copy never writes the log: its breaker stays off.
+        self.flood = FloodBreaker(0 if config.follow else config.flood_limit,
+                                  config.flood_window_s,
+                                  lambda entry, count: flood_tripped(self, entry, count))
         if config.follow:   # a read-only copy of another server's list; --db keeps platforms
             self.follower = SyncFollower(config.follow, config.follow_api_key
                                          or os.environ.get("HASHMATCH_API_KEY"), self.state)
@@ -116,6 +123,8 @@ class App:
         else:
             pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
             pb_grpc.add_ReplicationServicer_to_server(ReplicationService(self), self.server)
+            pb_grpc.add_FeedbackServicer_to_server(FeedbackService(self), self.server)
+            pb_grpc.add_ReviewServicer_to_server(ReviewService(self), self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

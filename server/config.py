@@ -108,6 +108,18 @@ class ServerConfig:
     sync_heartbeat_s: float = 5.0
     # A Sync reader whose stream cannot take one message for this long is disconnected.
     sync_stall_s: float = 30.0
+    # Feedback and false positives (docs/FEEDBACK.md). An entry that this many distinct
+    # platforms report NOT_VIOLATING is disputed; disputed entries keep matching with
+    # Match.disputed set ("flag") or stop matching until reviewed ("hold").
+    dispute_platforms: int = 3
+    disputed_entries: str = "flag"
+    # Flood breaker: an entry matching more distinct uploads than flood_limit within
+    # flood_window_s seconds is held back on every server until reviewed (0: off).
+    flood_limit: int = 1000
+    flood_window_s: float = 60.0
+    # A submitted photo within this distance of a suppression-list hash is refused, and the
+    # Review service holds listed entries within it.
+    suppression_threshold: int = 31
 
     def __post_init__(self):
         if not 0 <= self.default_threshold <= self.max_threshold <= 256:
@@ -146,6 +158,18 @@ class ServerConfig:
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca needs tls_cert and tls_key (mTLS is TLS first)")
+        if self.dispute_platforms < 1:
+            raise ValueError(f"dispute_platforms must be >= 1, got {self.dispute_platforms}")
+        if self.disputed_entries not in ("flag", "hold"):
+            raise ValueError("disputed_entries must be 'flag' (keep matching, marked disputed) "
+                             f"or 'hold' (stop matching until reviewed), got "
+                             f"{self.disputed_entries!r}")
+        if self.flood_limit < 0 or self.flood_window_s <= 0:
+            raise ValueError(f"need flood_limit >= 0 and flood_window_s > 0, got "
+                             f"{self.flood_limit} and {self.flood_window_s}")
+        if not 0 <= self.suppression_threshold <= 256:
+            raise ValueError("suppression_threshold must be in 0..256, got "
+                             f"{self.suppression_threshold}")
         if self.max_video_frames >= 1 << 24:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
 
@@ -209,6 +233,14 @@ HELP = {
     "change_retention_s": "seconds the change log (and removal tombstones) is kept for copies",
     "sync_heartbeat_s": "seconds between heartbeats on an idle Sync stream",
     "sync_stall_s": "seconds a Sync reader may leave a message unread before it is cut off",
+    "dispute_platforms": "distinct platforms reporting NOT_VIOLATING that dispute an entry",
+    "disputed_entries": "'flag': disputed entries match with disputed=true; 'hold': they stop "
+                        "matching until reviewed",
+    "flood_limit": "distinct uploads an entry may match per flood window before it is held "
+                   "for review (0 = off)",
+    "flood_window_s": "the flood breaker's sliding window, in seconds",
+    "suppression_threshold": "PDQ distance to a suppression-list hash that refuses a "
+                             "submission and holds a listed entry",
 }
 
 

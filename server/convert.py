@@ -13,6 +13,8 @@ from hashmatch.server.errors import InvalidRequest
 from hashmatch.core.signals import MD5_BYTES, PDQ_BYTES, SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.listing import Matches
 from hashmatch.server.media import Image, Query, Video, hash_count
+from hashmatch.server.outcomes import (ACTIONS, REINSTATE, REMOVE, Ack, Held, Outcome, Report,
+                                       case_total, summary)
 from hashmatch.server.store import CaseStatus, SubmittedCase
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -210,7 +212,8 @@ def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.Ma
         pb.Match(position=p, entry_id=e, distance=d, signal_type=SIGNAL_TO_PB[s],
                  query_match_percent=matches.query_percent[i] if video else 0.0,
                  compared_match_percent=matches.compared_percent[i] if video else 0.0,
-                 video_frame=not video and s == SIGNAL_VPDQ)
+                 video_frame=not video and s == SIGNAL_VPDQ,
+                 disputed=matches.disputed is not None and bool(matches.disputed[i]))
         for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
                                              matches.entry_ids.tolist(),
                                              matches.distances.tolist(),
@@ -241,3 +244,89 @@ def list_info_response(counts: dict[str, int], sequence: int, head: int, config:
     if digest is not None:
         answer.digest_rows, answer.list_digest = digest[1], digest[2]
     return answer
+
+
+# ---------------------------------------------------------------- feedback and review
+
+MAX_REPORT_ID, MAX_REASON, MAX_TAGS, MAX_TAG = 128, 64, 16, 64
+
+
+def report_from_request(req: pb.ActionReport) -> Report:
+    check_decoded(req)
+    if not 0 < len(req.report_id) <= MAX_REPORT_ID:
+        raise InvalidRequest(f"report_id must have 1..{MAX_REPORT_ID} characters, got "
+                             f"{len(req.report_id)}")
+    where = f"report {req.report_id!r}"
+    if req.action not in ACTIONS:
+        raise InvalidRequest(f"{where}: action must be REMOVED, NOT_VIOLATING, NEEDS_REVIEW or "
+                             f"QUALITY_UNKNOWN, got {req.action}")
+    if req.signal_type not in HASH_BYTES:
+        raise InvalidRequest(f"{where}: signal_type must be PDQ, MD5 or VPDQ, got "
+                             f"{req.signal_type}")
+    if req.hash and len(req.hash) != HASH_BYTES[req.signal_type]:
+        raise InvalidRequest(f"{where}: hash must be {HASH_BYTES[req.signal_type]} bytes for "
+                             f"{pb.SignalType.Name(req.signal_type)}, got {len(req.hash)}")
+    if len(req.reason_code) > MAX_REASON:
+        raise InvalidRequest(f"{where}: reason_code has {len(req.reason_code)} characters; at "
+                             f"most {MAX_REASON}")
+    if len(req.tags) > MAX_TAGS or any(not 0 < len(t) <= MAX_TAG or "," in t for t in req.tags):
+        raise InvalidRequest(f"{where}: at most {MAX_TAGS} tags of 1..{MAX_TAG} characters "
+                             "without commas")
+    if req.occurred_unix < 0:
+        raise InvalidRequest(f"{where}: occurred_unix must be >= 0, got {req.occurred_unix}")
+    return Report(req.report_id, req.entry_id, SIGNAL_FROM_PB[req.signal_type], req.hash,
+                  req.action, req.reason_code, tuple(req.tags), req.occurred_unix)
+
+
+def ack_response(ack: Ack) -> pb.ReportAck:
+    return pb.ReportAck(report_id=ack.report_id, duplicate=ack.duplicate,
+                        disputed=ack.disputed, sequence=ack.sequence)
+
+
+def _item_outcome(o: Outcome) -> pb.ItemOutcome:
+    return pb.ItemOutcome(entry_id=o.entry, copies_found=o.found, copies_removed=o.removed,
+                          last_found_unix=o.last_found, last_removed_unix=o.last_removed,
+                          under_review=o.under_review)
+
+
+def outcome_status_response(status: CaseStatus, outcomes: list[Outcome]
+                            ) -> pb.GetCaseStatusResponse:
+    """status_response with what became of each item, and a summary for the person."""
+    response = status_response(status)
+    response.items.extend(_item_outcome(o) for o in outcomes)
+    response.total.CopyFrom(_item_outcome(case_total(outcomes)))
+    response.summary = summary(outcomes)
+    return response
+
+
+def held_response(held: list[Held]) -> pb.ListHeldResponse:
+    return pb.ListHeldResponse(entries=[pb.HeldEntry(
+        entry_id=h.entry, reason=h.reason, matching=not h.held, sequence=h.sequence,
+        held_unix=h.at, not_violating_platforms=h.not_violating, detail=h.detail)
+        for h in held])
+
+
+def decision_from_request(req: pb.DecideRequest) -> str:
+    check_decoded(req)
+    decisions = {pb.DECISION_REINSTATE: REINSTATE, pb.DECISION_REMOVE: REMOVE}
+    if req.decision not in decisions:
+        raise InvalidRequest(f"decision must be REINSTATE or REMOVE, got {req.decision}")
+    return decisions[req.decision]
+
+
+def history_response(decisions) -> pb.HistoryResponse:
+    wire = {REINSTATE: pb.DECISION_REINSTATE, REMOVE: pb.DECISION_REMOVE}
+    return pb.HistoryResponse(decisions=[pb.DecisionRecord(
+        sequence=seq, decision=wire[decision], decided_by=by, decided_unix=at, note=note)
+        for seq, decision, by, at, note in decisions])
+
+
+def suppressed_from_request(req: pb.SuppressRequest, config: ServerConfig) -> np.ndarray:
+    check_decoded(req)
+    n = _packed_count(req.pdq_hashes, PDQ_BYTES, "pdq_hashes", "hashes", config.max_batch_hashes,
+                      "max_batch_hashes")
+    if not n:
+        raise InvalidRequest("pdq_hashes is empty: send n x 32 bytes")
+    if len(req.note) > 500:
+        raise InvalidRequest(f"note has {len(req.note)} characters; at most 500")
+    return np.frombuffer(req.pdq_hashes, np.uint8).reshape(n, PDQ_BYTES)

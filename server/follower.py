@@ -64,6 +64,7 @@ class Follower:
                 self._gap_since = None
                 if batch.changes:
                     self.state.apply(batch.added, batch.removed)
+                    self.state.holds.apply(batch.changes)
                 self._note_lag()
                 if self.state.sequence >= max(batch.head, at_least):
                     return self.state.sequence

@@ -14,6 +14,7 @@ from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
 from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
+from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
@@ -34,6 +35,7 @@ class Matches:
     truncated: np.ndarray        # bool[queries]
     query_percent: np.ndarray | None = None     # float64, video queries only
     compared_percent: np.ndarray | None = None
+    disputed: np.ndarray | None = None          # bool: hits on disputed entries (holds.py)
 
     def __len__(self):
         return len(self.entry_ids)
@@ -55,9 +57,12 @@ def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
 
 
 class ListState:
-    def __init__(self, search_threads: int = 0):
-        """search_threads: threads one search may use (0 = all cores); see ServerConfig."""
+    def __init__(self, search_threads: int = 0, hold_disputed: bool = False):
+        """search_threads: threads one search may use (0 = all cores); see ServerConfig.
+        hold_disputed: disputed entries stop matching (else they match with disputed set)."""
         self._search_threads = search_threads
+        # Held and disputed entries; the follower applies the log's state ops to it.
+        self.holds = EntryHolds(hold_disputed)
         self._empty()
         self.sequence = 0
         self.loaded = False
@@ -102,6 +107,7 @@ class ListState:
         self._images, self._frames, self._md5, self._frame_counts = (
             fresh._images, fresh._frames, fresh._md5, fresh._frame_counts)
         self.sequence = rows.sequence
+        self.holds.load(rows.held_entries, rows.disputed_entries)
         self.loaded = True
 
     def digest(self) -> tuple[int, str]:
@@ -171,14 +177,32 @@ def _closest_per_entry(hits: Hits) -> Hits:
 
 def run_query(state: ListState, query) -> Matches:
     """Dispatches a validated `media.Query` to the matcher for its signal type, with the
-    per-hash cap its batch size allows (see per_hash_cap)."""
-    if query.signal == SIGNAL_VPDQ:
-        return state.match_video(query.hashes, query.frame_qualities, query.threshold,
-                                 query.min_query_percent, query.min_compared_percent,
-                                 max_videos=query.max_per_hash,
-                                 max_per_frame=per_hash_cap(0, query.max_per_batch,
-                                                            len(query.hashes)))
+    per-hash cap its batch size allows (see per_hash_cap), then drops hits on held entries and
+    marks those on disputed ones. The screen runs after the cap: a held entry can take a capped
+    slot from a listed one (see docs/FEEDBACK.md)."""
     cap = per_hash_cap(query.max_per_hash, query.max_per_batch, len(query.hashes))
-    if query.signal == SIGNAL_MD5:
-        return state.match_md5(query.hashes, cap)
-    return state.match_pdq(query.hashes, query.threshold, query.include_video_frames, cap)
+    if query.signal == SIGNAL_VPDQ:
+        found = state.match_video(query.hashes, query.frame_qualities, query.threshold,
+                                  query.min_query_percent, query.min_compared_percent,
+                                  max_videos=query.max_per_hash,
+                                  max_per_frame=per_hash_cap(0, query.max_per_batch,
+                                                             len(query.hashes)))
+    elif query.signal == SIGNAL_MD5:
+        found = state.match_md5(query.hashes, cap)
+    else:
+        found = state.match_pdq(query.hashes, query.threshold, query.include_video_frames, cap)
+    return screen(found, state.holds)
+
+
+def screen(found: Matches, holds: EntryHolds) -> Matches:
+    """`found` without hits on held entries, with `disputed` set when any entry is disputed."""
+    keep, disputed = holds.screen(found.entry_ids)
+    if keep is None:
+        return found
+    video = found.query_percent is not None
+    return dataclasses.replace(
+        found, positions=found.positions[keep], entry_ids=found.entry_ids[keep],
+        distances=found.distances[keep], signal_types=found.signal_types[keep],
+        query_percent=found.query_percent[keep] if video else None,
+        compared_percent=found.compared_percent[keep] if video else None,
+        disputed=disputed[keep])

@@ -61,6 +61,10 @@ class ListRows:
     md5_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
     md5s: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, MD5_BYTES), np.uint8))
     sequence: int = 0
+    # A snapshot's entries held back from matching, and its disputed ones (core/holds.py).
+    held_entries: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))
+    disputed_entries: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.uint64))
 
 
 @dataclasses.dataclass(frozen=True)

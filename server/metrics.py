@@ -21,6 +21,7 @@ class Metrics:
         self.batches = self.hashes = self.matches = self.auth_failures = 0
         self.errors: dict[str, int] = {}
         self.refused: dict[str, int] = {}
+        self.flood_holds = 0
 
     def count_refused(self, limit: str) -> None:
         """An anonymous call refused by `limit` (rate, hash_rate, queue, budget)."""
@@ -36,6 +37,10 @@ class Metrics:
             self.batches += 1
             self.hashes += hashes
             self.matches += matches
+
+    def count_flood_hold(self) -> None:
+        with self._lock:
+            self.flood_holds += 1
 
     def count_error(self, code) -> None:
         with self._lock:
@@ -55,6 +60,8 @@ class Metrics:
                   for limit, n in sorted(self.refused.items())),
                 "# TYPE hashmatch_auth_failures_total counter",
                 f"hashmatch_auth_failures_total {self.auth_failures}",
+                "# TYPE hashmatch_flood_holds_total counter",
+                f"hashmatch_flood_holds_total {self.flood_holds}",
             ]
         lines += ["# TYPE hashmatch_list_size gauge",
                   *(f'hashmatch_list_size{{kind="{kind}"}} {n}'

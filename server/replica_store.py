@@ -133,9 +133,11 @@ class ReplicaStore(Store):
                    (top + 1, top))
 
     @staticmethod
-    def _remove_entry(tx, entry: int) -> None:
-        """Deletes an entry's rows, splitting the run of photos it sits in if need be."""
-        tx.execute("DELETE FROM entries WHERE id=?", (entry,))
+    def _remove_entry(tx, entry: int, keep_entry_row: bool = False) -> None:
+        """Deletes an entry's rows, splitting the run of photos it sits in if need be
+        (keep_entry_row: all but its `entries` row, which its case still counts)."""
+        if not keep_entry_row:
+            tx.execute("DELETE FROM entries WHERE id=?", (entry,))
         row = tx.execute("SELECT first_entry, entry_count, video, hashes FROM hash_blocks "
                          "WHERE first_entry <= ? ORDER BY first_entry DESC LIMIT 1",
                          (entry,)).fetchone()

@@ -87,7 +87,8 @@ def only(rows: ListRows, mask: int) -> ListRows:
                                                  "video_frame_counts")),
                                   (SIGNAL_MD5, ("md5_ids", "md5s")))
             for name in names}
-    return ListRows(**keep, sequence=rows.sequence)
+    return ListRows(**keep, sequence=rows.sequence, held_entries=rows.held_entries,
+                    disputed_entries=rows.disputed_entries)
 
 
 def snapshot(store: ReplicaStore, mask: int):
@@ -106,7 +107,8 @@ def snapshot(store: ReplicaStore, mask: int):
             yield pb.SyncResponse(snapshot_chunk=pb.SnapshotChunk(rows=pb.ListRows(**part)))
         yield pb.SyncResponse(snapshot_end=pb.SnapshotEnd(
             sequence=rows.sequence, digest_rows=count, list_digest=digest,
-            resume_token=at.token()))
+            resume_token=at.token(), held_entries=rows.held_entries.astype("<u8").tobytes(),
+            disputed_entries=rows.disputed_entries.astype("<u8").tobytes()))
     return at, messages()
 
 

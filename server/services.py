@@ -16,6 +16,7 @@ from hashmatch.server.errors import abort, status_for
 from hashmatch.server.listing import kernel_backend, run_query
 from hashmatch.server.media import hash_count
 from hashmatch.server.metrics import list_hashes
+from hashmatch.server.outcomes import refuse_suppressed
 from hashmatch.server.streaming import match_stream
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -57,6 +58,8 @@ class CasesService(pb_grpc.CasesServicer):
         # Validating up to max_case_hashes frames is numpy work: a case thread, not the loop.
         media = await self.app.run_case(convert.media_from_request, request, self.app.config)
         self.app.case_limits.charge_submission(hash_count(media), list_hashes(self.app.state))
+        await self.app.run_case(refuse_suppressed, self.app.store, media,
+                                self.app.config.suppression_threshold)
         case = await self.app.run_case(self.app.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
             "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
@@ -66,7 +69,8 @@ class CasesService(pb_grpc.CasesServicer):
     async def GetCaseStatus(self, request, context):
         convert.check_decoded(request)
         status = await self.app.run_case(self.app.keeper.case_status, request.case_id, request.pin)
-        return convert.status_response(status)
+        outcomes = await self.app.run_case(self.app.store.case_outcomes, request.case_id)
+        return convert.outcome_status_response(status, outcomes)
 
     @rpc_errors
     async def WithdrawCase(self, request, context):
@@ -88,6 +92,7 @@ class MatchingService(pb_grpc.MatchingServicer):
         self.app.limits.charge(platform, len(query.hashes))
         list_sequence = self.app.state.sequence
         matches = run_query(self.app.state, query)
+        self.app.flood.observe_batch(query.hashes, matches)
         self.app.metrics.count_batch(len(query.hashes), len(matches))
         return convert.match_response(request.sequence, matches, list_sequence)
 

@@ -9,8 +9,6 @@ import asyncio
 import time
 
 from hashmatch.server import replication
-from hashmatch.server.access import require_role
-from hashmatch.server.buckets import peer_address
 from hashmatch.server.convert import check_decoded
 from hashmatch.server.errors import InvalidRequest, ReadOnlyMirror, ResyncRequired, SlowReader
 from hashmatch.server.services import rpc_errors
@@ -26,9 +24,7 @@ class ReplicationService(pb_grpc.ReplicationServicer):
         self.app = app
 
     async def _caller(self, request, context):
-        caller = await self.app.auth.caller(context.invocation_metadata(),
-                                            peer_address(context.peer()), "Replication")
-        require_role(caller, "replicate")
+        caller = await self.app.auth.require(context, "replicate")
         check_decoded(request)
         return caller
 

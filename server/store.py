@@ -88,6 +88,26 @@ MIGRATIONS = [
         name TEXT PRIMARY KEY, source TEXT NOT NULL, token {blob} NOT NULL,
         sequence {bigint} NOT NULL, updated {bigint} NOT NULL);
     """,
+    # Feedback and review (outcomes.py): platforms' reports (one per platform and report id),
+    # entries held back or disputed (what the log's state ops left), reviewers' decisions and
+    # the suppression list.
+    """
+    CREATE TABLE IF NOT EXISTS reports (
+        platform TEXT NOT NULL, report_id TEXT NOT NULL, entry {bigint} NOT NULL,
+        signal {bigint} NOT NULL, hash {blob}, action {bigint} NOT NULL, reason TEXT NOT NULL,
+        tags TEXT NOT NULL, occurred {bigint} NOT NULL, received {bigint} NOT NULL,
+        PRIMARY KEY (platform, report_id));
+    CREATE INDEX IF NOT EXISTS reports_by_entry ON reports(entry);
+    CREATE TABLE IF NOT EXISTS entry_state (
+        entry {bigint} PRIMARY KEY, held {bigint} NOT NULL, disputed {bigint} NOT NULL,
+        seq {bigint} NOT NULL, at {bigint} NOT NULL, detail TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS decisions (
+        seq {bigint} PRIMARY KEY, entry {bigint} NOT NULL, decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL, at {bigint} NOT NULL, note TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS suppressed (
+        id {serial}, hash {blob} NOT NULL, added_by TEXT NOT NULL, at {bigint} NOT NULL,
+        note TEXT NOT NULL);
+    """,
 ]
 
 # What a platform API key may do. 'match': Matching and ListInfo; 'replicate': Replication
@@ -365,7 +385,11 @@ class Store:
                                 "FROM hash_blocks ORDER BY first_entry").fetchall()
             md5_rows = tx.execute("SELECT id, md5 FROM entries WHERE md5 IS NOT NULL "
                                   "ORDER BY id").fetchall()
-        return _rows(blocks, md5_rows, sequence)
+            states = tx.execute("SELECT entry, held, disputed FROM entry_state").fetchall()
+        rows = _rows(blocks, md5_rows, sequence)
+        rows.held_entries = np.asarray([e for e, h, _ in states if h], np.uint64)
+        rows.disputed_entries = np.asarray([e for e, _, d in states if d], np.uint64)
+        return rows
 
     def changes_after(self, sequence: int) -> LogBatch:
         """The next changes after `sequence` (at most CHANGES_PER_READ rows and about

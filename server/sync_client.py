@@ -40,6 +40,11 @@ def removed_of(batch) -> np.ndarray:
     return np.frombuffer(batch.removed_entries, "<u8").astype(np.uint64)
 
 
+def entries_of(packed: bytes) -> np.ndarray:
+    """n x uint64 little-endian (SnapshotEnd.held_entries, ...)."""
+    return np.frombuffer(packed, "<u8").astype(np.uint64)
+
+
 def log_of(batch) -> list[tuple[int, int, int, int]]:
     return [tuple(r) for r in np.frombuffer(batch.log, "<u8").reshape(-1, 4).tolist()]
 
@@ -109,6 +114,8 @@ class SyncClient:
             elif kind == "snapshot_end":
                 end = message.snapshot_end
                 rows = concat_rows(parts, end.sequence)
+                rows.held_entries = entries_of(end.held_entries)
+                rows.disputed_entries = entries_of(end.disputed_entries)
                 parts = []
                 if rows_digest(rows) != (end.digest_rows, end.list_digest):
                     raise CopyBroken(f"snapshot at {end.sequence} does not match its digest")

@@ -10,7 +10,7 @@ import threading
 
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
-from hashmatch.server.sync_client import SyncClient, removed_of
+from hashmatch.server.sync_client import SyncClient, log_of, removed_of
 
 log = logging.getLogger("hashmatch.server")
 
@@ -47,6 +47,7 @@ class SyncFollower(Follower):
     def apply(self, batch, added) -> None:
         with self.lock:
             self.state.apply(added, removed_of(batch))
+            self.state.holds.apply(log_of(batch))
             self.token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
             self._note_lag()
 

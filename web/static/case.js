@@ -19,7 +19,7 @@ function show() {
   const state = CASE_STATES[last.state] === 'withdrawn'
     ? t('stateWithdrawn', { date: date(last.withdrawn_unix) }) : t('stateActive');
   $('answer').textContent = `${state} ${t('counts', { images: last.image_count,
-    videos: last.video_count, date: date(last.created_unix) })}`;
+    videos: last.video_count, date: date(last.created_unix) })} ${last.summary || ''}`.trim();
 }
 
 async function send(event) {

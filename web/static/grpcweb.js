@@ -9,8 +9,9 @@ const FIELDS = {
   VideoHashes: { md5: 1, frame_pdqs: 2, frame_qualities: 3 },
   SubmitCaseResponse: { case_id: 1, pin: 2, entry_ids: 3, sequence: 4 },
   GetCaseStatusRequest: { case_id: 1, pin: 2 },
+  // items and total are messages the page does not read: summary says the same in words.
   GetCaseStatusResponse: { case_id: 1, state: 2, image_count: 3, video_count: 4,
-    created_unix: 5, withdrawn_unix: 6 },
+    created_unix: 5, withdrawn_unix: 6, items: 7, total: 8, summary: 9 },
   WithdrawCaseRequest: { case_id: 1, pin: 2 },
   WithdrawCaseResponse: { sequence: 1 },
 };

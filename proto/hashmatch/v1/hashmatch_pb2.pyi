@@ -20,6 +20,27 @@ class CaseState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CASE_STATE_UNSPECIFIED: _ClassVar[CaseState]
     CASE_STATE_ACTIVE: _ClassVar[CaseState]
     CASE_STATE_WITHDRAWN: _ClassVar[CaseState]
+
+class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTION_UNSPECIFIED: _ClassVar[Action]
+    ACTION_REMOVED: _ClassVar[Action]
+    ACTION_NOT_VIOLATING: _ClassVar[Action]
+    ACTION_NEEDS_REVIEW: _ClassVar[Action]
+    ACTION_QUALITY_UNKNOWN: _ClassVar[Action]
+
+class HeldReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HELD_REASON_UNSPECIFIED: _ClassVar[HeldReason]
+    HELD_REASON_DISPUTED: _ClassVar[HeldReason]
+    HELD_REASON_FLOOD: _ClassVar[HeldReason]
+    HELD_REASON_SUPPRESSED: _ClassVar[HeldReason]
+
+class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_UNSPECIFIED: _ClassVar[Decision]
+    DECISION_REINSTATE: _ClassVar[Decision]
+    DECISION_REMOVE: _ClassVar[Decision]
 SIGNAL_TYPE_UNSPECIFIED: SignalType
 SIGNAL_TYPE_PDQ: SignalType
 SIGNAL_TYPE_MD5: SignalType
@@ -27,6 +48,18 @@ SIGNAL_TYPE_VPDQ: SignalType
 CASE_STATE_UNSPECIFIED: CaseState
 CASE_STATE_ACTIVE: CaseState
 CASE_STATE_WITHDRAWN: CaseState
+ACTION_UNSPECIFIED: Action
+ACTION_REMOVED: Action
+ACTION_NOT_VIOLATING: Action
+ACTION_NEEDS_REVIEW: Action
+ACTION_QUALITY_UNKNOWN: Action
+HELD_REASON_UNSPECIFIED: HeldReason
+HELD_REASON_DISPUTED: HeldReason
+HELD_REASON_FLOOD: HeldReason
+HELD_REASON_SUPPRESSED: HeldReason
+DECISION_UNSPECIFIED: Decision
+DECISION_REINSTATE: Decision
+DECISION_REMOVE: Decision
 
 class ImageHashes(_message.Message):
     __slots__ = ("md5", "pdq", "quality")
@@ -83,20 +116,42 @@ class GetCaseStatusRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
 
 class GetCaseStatusResponse(_message.Message):
-    __slots__ = ("case_id", "state", "image_count", "video_count", "created_unix", "withdrawn_unix")
+    __slots__ = ("case_id", "state", "image_count", "video_count", "created_unix", "withdrawn_unix", "items", "total", "summary")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     VIDEO_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     WITHDRAWN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     state: CaseState
     image_count: int
     video_count: int
     created_unix: int
     withdrawn_unix: int
-    def __init__(self, case_id: _Optional[str] = ..., state: _Optional[_Union[CaseState, str]] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., created_unix: _Optional[int] = ..., withdrawn_unix: _Optional[int] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[ItemOutcome]
+    total: ItemOutcome
+    summary: str
+    def __init__(self, case_id: _Optional[str] = ..., state: _Optional[_Union[CaseState, str]] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., created_unix: _Optional[int] = ..., withdrawn_unix: _Optional[int] = ..., items: _Optional[_Iterable[_Union[ItemOutcome, _Mapping]]] = ..., total: _Optional[_Union[ItemOutcome, _Mapping]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class ItemOutcome(_message.Message):
+    __slots__ = ("entry_id", "copies_found", "copies_removed", "last_found_unix", "last_removed_unix", "under_review")
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    COPIES_FOUND_FIELD_NUMBER: _ClassVar[int]
+    COPIES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LAST_FOUND_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_REMOVED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    entry_id: int
+    copies_found: int
+    copies_removed: int
+    last_found_unix: int
+    last_removed_unix: int
+    under_review: bool
+    def __init__(self, entry_id: _Optional[int] = ..., copies_found: _Optional[int] = ..., copies_removed: _Optional[int] = ..., last_found_unix: _Optional[int] = ..., last_removed_unix: _Optional[int] = ..., under_review: _Optional[bool] = ...) -> None: ...
 
 class WithdrawCaseRequest(_message.Message):
     __slots__ = ("case_id", "pin")
@@ -139,7 +194,7 @@ class MatchRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., hashes: _Optional[bytes] = ..., threshold: _Optional[int] = ..., video: _Optional[_Union[VideoMatchOptions, _Mapping]] = ..., include_video_frames: _Optional[bool] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent", "video_frame")
+    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent", "video_frame", "disputed")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +202,7 @@ class Match(_message.Message):
     QUERY_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
     COMPARED_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FRAME_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
     position: int
     entry_id: int
     distance: int
@@ -154,7 +210,8 @@ class Match(_message.Message):
     query_match_percent: float
     compared_match_percent: float
     video_frame: bool
-    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ...) -> None: ...
+    disputed: bool
+    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ..., disputed: _Optional[bool] = ...) -> None: ...
 
 class MatchResponse(_message.Message):
     __slots__ = ("sequence", "matches", "error", "list_sequence", "truncated_positions")
@@ -257,16 +314,20 @@ class SnapshotChunk(_message.Message):
     def __init__(self, rows: _Optional[_Union[ListRows, _Mapping]] = ...) -> None: ...
 
 class SnapshotEnd(_message.Message):
-    __slots__ = ("sequence", "digest_rows", "list_digest", "resume_token")
+    __slots__ = ("sequence", "digest_rows", "list_digest", "resume_token", "held_entries", "disputed_entries")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DIGEST_ROWS_FIELD_NUMBER: _ClassVar[int]
     LIST_DIGEST_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HELD_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     digest_rows: int
     list_digest: str
     resume_token: bytes
-    def __init__(self, sequence: _Optional[int] = ..., digest_rows: _Optional[int] = ..., list_digest: _Optional[str] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+    held_entries: bytes
+    disputed_entries: bytes
+    def __init__(self, sequence: _Optional[int] = ..., digest_rows: _Optional[int] = ..., list_digest: _Optional[str] = ..., resume_token: _Optional[bytes] = ..., held_entries: _Optional[bytes] = ..., disputed_entries: _Optional[bytes] = ...) -> None: ...
 
 class ChangeBatch(_message.Message):
     __slots__ = ("first_sequence", "last_sequence", "added", "removed_entries", "resume_token", "log")
@@ -331,3 +392,123 @@ class VerifyCopyResponse(_message.Message):
     digest_rows: int
     same_sequence: bool
     def __init__(self, exact: _Optional[bool] = ..., sequence: _Optional[int] = ..., list_digest: _Optional[str] = ..., digest_rows: _Optional[int] = ..., same_sequence: _Optional[bool] = ...) -> None: ...
+
+class ActionReport(_message.Message):
+    __slots__ = ("report_id", "entry_id", "signal_type", "hash", "action", "reason_code", "tags", "occurred_unix")
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    report_id: str
+    entry_id: int
+    signal_type: SignalType
+    hash: bytes
+    action: Action
+    reason_code: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    occurred_unix: int
+    def __init__(self, report_id: _Optional[str] = ..., entry_id: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., hash: _Optional[bytes] = ..., action: _Optional[_Union[Action, str]] = ..., reason_code: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., occurred_unix: _Optional[int] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("report_id", "duplicate", "disputed", "sequence")
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    report_id: str
+    duplicate: bool
+    disputed: bool
+    sequence: int
+    def __init__(self, report_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., disputed: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class HeldEntry(_message.Message):
+    __slots__ = ("entry_id", "reason", "matching", "sequence", "held_unix", "not_violating_platforms", "detail")
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HELD_UNIX_FIELD_NUMBER: _ClassVar[int]
+    NOT_VIOLATING_PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    entry_id: int
+    reason: HeldReason
+    matching: bool
+    sequence: int
+    held_unix: int
+    not_violating_platforms: int
+    detail: str
+    def __init__(self, entry_id: _Optional[int] = ..., reason: _Optional[_Union[HeldReason, str]] = ..., matching: _Optional[bool] = ..., sequence: _Optional[int] = ..., held_unix: _Optional[int] = ..., not_violating_platforms: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ListHeldRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHeldResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[HeldEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[HeldEntry, _Mapping]]] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("entry_id", "decision", "note")
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    entry_id: int
+    decision: Decision
+    note: str
+    def __init__(self, entry_id: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class SuppressRequest(_message.Message):
+    __slots__ = ("pdq_hashes", "note")
+    PDQ_HASHES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    pdq_hashes: bytes
+    note: str
+    def __init__(self, pdq_hashes: _Optional[bytes] = ..., note: _Optional[str] = ...) -> None: ...
+
+class SuppressResponse(_message.Message):
+    __slots__ = ("added", "held_entries", "sequence")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    HELD_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    held_entries: _containers.RepeatedScalarFieldContainer[int]
+    sequence: int
+    def __init__(self, added: _Optional[int] = ..., held_entries: _Optional[_Iterable[int]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("entry_id",)
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    entry_id: int
+    def __init__(self, entry_id: _Optional[int] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("sequence", "decision", "decided_by", "decided_unix", "note")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    decision: Decision
+    decided_by: str
+    decided_unix: int
+    note: str
+    def __init__(self, sequence: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., decided_by: _Optional[str] = ..., decided_unix: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[DecisionRecord]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[DecisionRecord, _Mapping]]] = ...) -> None: ...

@@ -541,3 +541,340 @@ class Replication:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FeedbackStub:
+    """---------------------------------------------------------------- feedback (platforms)
+
+    What a platform did about a match. Needs a key with the 'feedback' role.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ReportAction = channel.unary_unary(
+                '/hashmatch.v1.Feedback/ReportAction',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.FromString,
+                _registered_method=True)
+        self.ReportActions = channel.stream_stream(
+                '/hashmatch.v1.Feedback/ReportActions',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.FromString,
+                _registered_method=True)
+
+
+class FeedbackServicer:
+    """---------------------------------------------------------------- feedback (platforms)
+
+    What a platform did about a match. Needs a key with the 'feedback' role.
+    """
+
+    def ReportAction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportActions(self, request_iterator, context):
+        """Many reports on one stream; one ack per report, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FeedbackServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ReportAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAction,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.SerializeToString,
+            ),
+            'ReportActions': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReportActions,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'hashmatch.v1.Feedback', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('hashmatch.v1.Feedback', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Feedback:
+    """---------------------------------------------------------------- feedback (platforms)
+
+    What a platform did about a match. Needs a key with the 'feedback' role.
+    """
+
+    @staticmethod
+    def ReportAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Feedback/ReportAction',
+            hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportActions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hashmatch.v1.Feedback/ReportActions',
+            hashmatch_dot_v1_dot_hashmatch__pb2.ActionReport.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ReviewStub:
+    """---------------------------------------------------------------- review (operators)
+
+    Entries held back from matching, and the decisions about them. Needs the 'admin' role.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListHeld = channel.unary_unary(
+                '/hashmatch.v1.Review/ListHeld',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldResponse.FromString,
+                _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/hashmatch.v1.Review/Decide',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.DecideRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.DecideResponse.FromString,
+                _registered_method=True)
+        self.Suppress = channel.unary_unary(
+                '/hashmatch.v1.Review/Suppress',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/hashmatch.v1.Review/History',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+
+
+class ReviewServicer:
+    """---------------------------------------------------------------- review (operators)
+
+    Entries held back from matching, and the decisions about them. Needs the 'admin' role.
+    """
+
+    def ListHeld(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Decide(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Suppress(self, request, context):
+        """Adds known benign hashes that must never match (the suppression list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """The review decisions about one entry, oldest first: what, who and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReviewServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListHeld': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHeld,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldResponse.SerializeToString,
+            ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.DecideRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.DecideResponse.SerializeToString,
+            ),
+            'Suppress': grpc.unary_unary_rpc_method_handler(
+                    servicer.Suppress,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'hashmatch.v1.Review', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('hashmatch.v1.Review', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Review:
+    """---------------------------------------------------------------- review (operators)
+
+    Entries held back from matching, and the decisions about them. Needs the 'admin' role.
+    """
+
+    @staticmethod
+    def ListHeld(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Review/ListHeld',
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListHeldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Review/Decide',
+            hashmatch_dot_v1_dot_hashmatch__pb2.DecideRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Suppress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Review/Suppress',
+            hashmatch_dot_v1_dot_hashmatch__pb2.SuppressRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.SuppressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Review/History',
+            hashmatch_dot_v1_dot_hashmatch__pb2.HistoryRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

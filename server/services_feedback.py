@@ -1,0 +1,119 @@
+"""The Feedback servicer (platforms report what they did) and the Review servicer (admins).
+
+Thin, like services.py: outcomes.py stores and decides, convert.py translates; every change of an
+entry's matching state is a change-log row, which this server's follower applies before the call
+answers (others within their poll interval). Also the flood breaker's trip: the server that sees
+the flood writes the hold, logs it and counts it.
+"""
+import logging
+
+import grpc
+
+from hashmatch.server import convert
+from hashmatch.server.errors import LimitExceeded, StoreUnavailable
+from hashmatch.server.outcomes import FLOOD
+from hashmatch.server.services import rpc_errors
+from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("hashmatch.server")
+MAX_REPORTS_PER_STREAM = 1_000_000   # one ReportActions stream; open another for more
+
+
+def _report(app, platform: str, request) -> pb.ReportAck:
+    """Stores one report (on a worker thread) and applies the dispute it may cause."""
+    ack = app.store.report_action(platform, convert.report_from_request(request),
+                                  app.config.dispute_platforms)
+    if ack.sequence:
+        log.warning("entry disputed", extra={"fields": {
+            "entry": request.entry_id, "sequence": ack.sequence,
+            "platforms": app.config.dispute_platforms}})
+        app.follower.catch_up(ack.sequence)
+    return convert.ack_response(ack)
+
+
+class FeedbackService(pb_grpc.FeedbackServicer):
+    def __init__(self, app):
+        self.app = app
+
+    @rpc_errors
+    async def ReportAction(self, request, context):
+        caller = await self.app.auth.require(context, "feedback")
+        return await self.app.run(_report, self.app, caller.name, request)
+
+    @rpc_errors
+    async def ReportActions(self, request_iterator, context):
+        caller = await self.app.auth.require(context, "feedback")
+        with self.app.limits.stream(caller.name):
+            for _ in range(MAX_REPORTS_PER_STREAM):
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    return
+                await context.write(await self.app.run(_report, self.app, caller.name,
+                                                            request))
+            raise LimitExceeded(f"{MAX_REPORTS_PER_STREAM} reports on one stream is the most; "
+                                "open another")
+
+
+class ReviewService(pb_grpc.ReviewServicer):
+    def __init__(self, app):
+        self.app = app
+
+    @rpc_errors
+    async def ListHeld(self, request, context):
+        await self.app.auth.require(context, "admin")
+        return convert.held_response(await self.app.run(self.app.store.held_entries))
+
+    @rpc_errors
+    async def Decide(self, request, context):
+        caller = await self.app.auth.require(context, "admin")
+        decision = convert.decision_from_request(request)
+        sequence = await self.app.run(self.app.store.decide, request.entry_id, decision,
+                                           caller.name, request.note)
+        log.info("review decision", extra={"fields": {
+            "entry": request.entry_id, "decision": decision, "by": caller.name,
+            "sequence": sequence}})
+        await self.app.run(self.app.follower.catch_up, sequence)
+        return pb.DecideResponse(sequence=sequence)
+
+    @rpc_errors
+    async def Suppress(self, request, context):
+        caller = await self.app.auth.require(context, "admin")
+        hashes = convert.suppressed_from_request(request, self.app.config)
+        found = await self.app.run(self.app.state.match_pdq, hashes,
+                                   self.app.config.suppression_threshold, True)
+        added, sequence = await self.app.run(self.app.store.suppress, hashes, caller.name,
+                                                  request.note, found.entry_ids.tolist())
+        log.info("suppression list extended", extra={"fields": {
+            "hashes": added, "held": len(set(found.entry_ids.tolist())), "by": caller.name}})
+        if sequence:
+            await self.app.run(self.app.follower.catch_up, sequence)
+        return pb.SuppressResponse(added=added, sequence=sequence,
+                                   held_entries=sorted(set(found.entry_ids.tolist())))
+
+
+    @rpc_errors
+    async def History(self, request, context):
+        await self.app.auth.require(context, "admin")
+        convert.check_decoded(request)
+        return convert.history_response(await self.app.run(self.app.store.decisions,
+                                                           request.entry_id))
+
+
+def flood_tripped(app, entry: int, count: int) -> None:
+    """The flood breaker's trip (on the matching thread that saw it): hold the entry on every
+    server through the change log, tell the operator, count it."""
+    detail = (f"matched {count} distinct uploads within {app.config.flood_window_s:g} s "
+              f"(flood_limit {app.config.flood_limit})")
+    try:
+        sequence = app.store.hold([entry], FLOOD, detail)
+    except StoreUnavailable as exc:
+        log.error("flood breaker could not hold an entry", extra={"fields": {
+            "entry": entry, "error": str(exc)}})
+        return
+    app.metrics.count_flood_hold()
+    log.warning("flood breaker held an entry for review", extra={"fields": {
+        "entry": entry, "uploads": count, "window_s": app.config.flood_window_s,
+        "sequence": sequence}})
+    if sequence:
+        app.follower.catch_up(sequence)
