@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 web=()
 [ -n "${HASHMATCH_WEB_LISTEN:-}" ] && web=(--web-listen "$HASHMATCH_WEB_LISTEN")
+echo "hashmatch is installed in .venv. In another terminal, from this folder:
+  source .venv/bin/activate                              # puts 'hashmatch' on your PATH
+  hashmatch platform add examplesite --db hashmatch.db   # a platform's API key
+  hashmatch submit PHOTO.jpg                             # a person's case (docs/WALKTHROUGH.md)" >&2
 exec .venv/bin/hashmatch serve "${web[@]}" "$@"

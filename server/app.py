@@ -187,7 +187,7 @@ class App:
     async def _load(self) -> None:
         started = time.monotonic()
         try:
-            hashes = await self.run(self.keeper.load)
+            await self.run(self.keeper.load)
         except Exception:
             log.exception("loading the list failed; staying NOT_SERVING")
             raise
@@ -201,8 +201,9 @@ class App:
             with open(tmp, "w") as f:
                 f.write(f"{self.port}\n")
             os.replace(tmp, self.config.port_file)
+        # One count per list kind (pdq photos, md5s, vpdq videos, their frames), nothing summed.
         log.info("serving", extra={"fields": {
-            "pdq_hashes": hashes, "sequence": self.state.sequence,
+            "sequence": self.state.sequence,
             "load_s": round(time.monotonic() - started, 3),
             "index_bytes": self.state.index_memory_bytes(), **self.state.counts()}})
 
