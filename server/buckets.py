@@ -50,6 +50,28 @@ def peer_address(peer: str | None) -> str:
     return kind
 
 
+# Set by the web page's bridge (web.py) to the browser's address; believed only from loopback.
+FORWARDED_PEER_HEADER = "x-hashmatch-forwarded-for"
+
+
+def caller_address(peer: str | None, metadata=()) -> str:
+    """The limit key of a call: its peer's, or for a loopback peer (the web bridge) the address
+    the bridge forwarded, so that people using the page are limited one by one."""
+    kind, _, rest = (peer or "").partition(":")
+    host = rest.rpartition(":")[0].strip("[]").split("%")[0] if kind in ("ipv4", "ipv6") else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        for key, value in metadata or ():
+            if key == FORWARDED_PEER_HEADER and value:
+                forwarded = value if isinstance(value, str) else value.decode(errors="replace")
+                return peer_address(("ipv6:[%s]:0" if ":" in forwarded else "ipv4:%s:0")
+                                    % forwarded)
+    return peer_address(peer)
+
+
 class PeerBuckets:
     """One token bucket per peer, at most MAX_PEERS of them (least recently used dropped).
 

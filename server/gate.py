@@ -13,7 +13,7 @@ import logging
 import grpc
 
 from hashmatch.server.access import PLATFORM
-from hashmatch.server.buckets import peer_address
+from hashmatch.server.buckets import caller_address
 from hashmatch.server.errors import InvalidRequest, abort, status_for
 
 log = logging.getLogger("hashmatch.server")
@@ -43,7 +43,7 @@ class Gate(grpc.aio.ServerInterceptor):
 def _gated(handler, method: str, metadata, check, count_error):
     async def admitted(context) -> bool:
         try:
-            platform = await check(method, metadata, peer_address(context.peer()))
+            platform = await check(method, metadata, caller_address(context.peer(), metadata))
         except Exception as exc:  # noqa: BLE001 - every refusal must become a status
             if status_for(exc) is None:
                 log.exception("internal error in the gate", extra={"fields": {"method": method}})

@@ -21,6 +21,7 @@ import importlib.resources
 import grpc
 from aiohttp import web
 
+from hashmatch.server.buckets import FORWARDED_PEER_HEADER
 from hashmatch.server.errors import InvalidRequest, RequestError, status_for
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -139,7 +140,11 @@ class WebBridge:
         body = await request.read()
         try:
             message = unwrap_request(body)
-            answer = await self.calls[method](message, timeout=CALL_TIMEOUT_S)
+            # The browser's address, so the per-address limits count each person on their own
+            # (the gate believes it only from loopback, where this bridge calls from).
+            answer = await self.calls[method](
+                message, timeout=CALL_TIMEOUT_S,
+                metadata=((FORWARDED_PEER_HEADER, request.remote or "unknown"),))
             payload = grpc_web_frame(0, answer) + trailers(grpc.StatusCode.OK)
         except RequestError as e:
             payload = trailers(*status_for(e))

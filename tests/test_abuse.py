@@ -208,3 +208,22 @@ def test_boolean_settings_parse_from_flags():
     assert from_args(["--reflection", "off"]).reflection is False
     with pytest.raises(SystemExit):
         from_args(["--reflection", "maybe"])
+
+
+def test_web_bridge_callers_are_limited_one_by_one(start_server, connect):
+    """The page's bridge calls from loopback and forwards the browser's address: each person
+    has their own per-address bucket, and the header counts for nothing from another address."""
+    from hashmatch.server.buckets import FORWARDED_PEER_HEADER, caller_address
+
+    stubs = connect(start_server(**{**RATES_OFF, "submit_rate_per_peer": 0.01,
+                                    "submit_burst_per_peer": 1}))
+
+    def submit(browser: str):
+        return stubs.cases.SubmitCase(md5_case(), metadata=[(FORWARDED_PEER_HEADER, browser)])
+
+    assert submit("203.0.113.7").case_id and submit("203.0.113.8").case_id
+    assert refused(lambda: submit("203.0.113.7")).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caller_address("ipv4:198.51.100.1:4000", [(FORWARDED_PEER_HEADER, "1.2.3.4")]) \
+        == "198.51.100.1"
+    assert caller_address("ipv6:[::1]:4000", [(FORWARDED_PEER_HEADER, "2001:db8::5")]) \
+        == "2001:db8::/64"
