@@ -234,12 +234,6 @@ class Store:
             raise InvalidRequest(f"platform {name!r} already exists") from None
         return key
 
-    def platform_for_key(self, api_key: str) -> str | None:
-        with self._db.transaction(write=False) as tx:
-            row = tx.execute("SELECT name FROM platforms WHERE key_sha256=?",
-                             (credentials.key_digest(api_key),)).fetchone()
-        return row[0] if row else None
-
     def platform_roles_for_key(self, api_key: str) -> tuple[str, frozenset[str]] | None:
         """(name, roles) of the platform with this API key, or None."""
         with self._db.transaction(write=False) as tx:

@@ -184,8 +184,8 @@ def test_withdrawn_hash_bytes_leave_the_sqlite_files(tmp_path):
 
 def test_platform_names_are_unique(store):
     key = store.add_platform("a")
-    assert store.platform_for_key(key) == "a"
-    assert store.platform_for_key(key + "x") is None
+    assert store.platform_roles_for_key(key) == ("a", frozenset({"match"}))
+    assert store.platform_roles_for_key(key + "x") is None
     with pytest.raises(InvalidRequest, match="already exists"):
         store.add_platform("a")
 
