@@ -422,7 +422,6 @@ class HashmatchClient:
         self.target = channel_target(self.addresses)
         self._tls = tls
         self.timeout = timeout
-        self._api_key = api_key
         self._platform_metadata = (("x-api-key", api_key),) if api_key else ()
         self._options = list(options)
         self._connect()
@@ -612,7 +611,7 @@ class HashmatchClient:
                                                     metadata=self._platform_metadata):
                 yield _ack(ack)
         except grpc.RpcError as error:
-            raise HashmatchError.from_rpc_error(error, self.target) from None
+            raise HashmatchError.from_rpc_error(error, self.servers) from None
 
     # ------------------------------------------------------------------ review (admins)
 

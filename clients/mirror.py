@@ -18,7 +18,8 @@ import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index
 from hashmatch.core.holds import EntryHolds
-from hashmatch.core.replica import list_digest, unpack_rows
+from hashmatch.core.replica import frame_ids, list_digest, unpack_rows
+from hashmatch.clients.client import MAX_MESSAGE_BYTES, open_channel
 from hashmatch.core.video import FRAME_BITS
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -65,11 +66,9 @@ class _Indexes:
             return
         self.images.remove(entries)
         self.md5.remove(entries)
-        for entry in entries.tolist():
-            count = self.videos.pop(entry, 0)
-            if count:
-                self.frames.remove((np.uint64(entry) << np.uint64(FRAME_BITS))
-                                   | np.arange(count, dtype=np.uint64))
+        counts = np.asarray([self.videos.pop(e, 0) for e in entries.tolist()], np.int64)
+        if counts.any():    # one index change for all the videos, not one per video
+            self.frames.remove(frame_ids(entries[counts > 0], counts[counts > 0]))
 
 
 class ListMirror:
@@ -81,8 +80,8 @@ class ListMirror:
         self.holds = EntryHolds(hold_disputed)
         self.target, self._threads = target, threads
         self._metadata = [("x-api-key", api_key)]
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self._channel = open_channel(target, [("grpc.max_receive_message_length",
+                                                MAX_MESSAGE_BYTES)])
         self._stub = pb_grpc.ReplicationStub(self._channel)
         self._lock = threading.Lock()           # held while a batch is applied
         self._list = _Indexes(threads)
