@@ -45,10 +45,6 @@ class Hits:
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
-    def queries(self) -> int:
-        return len(self.offsets) - 1
-
     def positions(self) -> np.ndarray:
         """int64[m]: the query each hit belongs to."""
         return positions_of(self.offsets)
@@ -61,11 +57,6 @@ class Hits:
         ids = self.ids if ids is None else ids
         return Hits(kept[self.offsets], ids[keep], self.distances[keep], self.truncated,
                     None if self.part is None else self.part[keep])
-
-    @classmethod
-    def empty(cls, queries: int) -> Hits:
-        return cls(np.zeros(queries + 1, np.int64), np.zeros(0, np.uint64),
-                   np.zeros(0, np.int32), np.zeros(queries, bool))
 
     @classmethod
     def merge(cls, parts: Sequence[Hits], max_per_query: int = 0) -> Hits:

@@ -54,9 +54,6 @@ class EntryHolds:
         self.held, self.disputed = frozenset(held), frozenset(disputed)
         self._blocked, self._flagged = _sorted(blocked), _sorted(flagged)
 
-    def blocks(self, entry: int) -> bool:
-        return entry in self.held or (self.hold_disputed and entry in self.disputed)
-
     def screen(self, entry_ids: np.ndarray):
         """(keep, disputed): boolean masks over `entry_ids`, or (None, None) when nothing is
         held or disputed."""

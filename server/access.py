@@ -129,8 +129,10 @@ class PlatformLimits:
         if self._rate <= 0:
             return
         with self._lock:
-            bucket = self._buckets.setdefault(
-                platform, TokenBucket(self._rate, max(self._rate, self._burst)))
+            bucket = self._buckets.get(platform)
+            if bucket is None:  # made once per platform, not once per batch
+                bucket = self._buckets[platform] = TokenBucket(self._rate,
+                                                               max(self._rate, self._burst))
             if not bucket.take(hashes):
                 raise LimitExceeded(f"rate limit: rate_limit_hashes_per_s is {self._rate:g} per "
                                     "platform; slow down and retry")

@@ -101,10 +101,9 @@ def cmd_mirror(args, reporter) -> None:
     def progress(p) -> None:
         if p.event != "heartbeat" or time.monotonic() - shown[0] >= args.every:
             shown[0] = time.monotonic()
-            lag = max(0, p.head - p.sequence)
-            reporter.emit({"event": p.event, "sequence": p.sequence, "head": p.head, "lag": lag,
+            reporter.emit({"event": p.event, "sequence": p.sequence, "head": p.head, "lag": p.lag,
                            "rows": p.rows, "rows_per_s": round(p.rows_per_s, 1)},
-                          f"{p.event}: at sequence {p.sequence} of {p.head} (lag {lag}), "
+                          f"{p.event}: at sequence {p.sequence} of {p.head} (lag {p.lag}), "
                           f"{p.rows} rows copied, {p.rows_per_s:,.0f} rows/s")
     try:
         mirror = Mirror(store, args.source, args.api_key or os.environ.get("HASHMATCH_API_KEY"),

@@ -84,12 +84,13 @@ class ReviewService(pb_grpc.ReviewServicer):
                                    self.app.config.suppression_threshold, True)
         added, sequence = await self.app.run(self.app.store.suppress, hashes, caller.name,
                                                   request.note, found.entry_ids.tolist())
+        held = sorted(set(found.entry_ids.tolist()))
         log.info("suppression list extended", extra={"fields": {
-            "hashes": added, "held": len(set(found.entry_ids.tolist())), "by": caller.name}})
+            "hashes": added, "held": len(held), "by": caller.name}})
         if sequence:
             await self.app.run(self.app.follower.catch_up, sequence)
         return pb.SuppressResponse(added=added, sequence=sequence,
-                                   held_entries=sorted(set(found.entry_ids.tolist())))
+                                   held_entries=held)
 
 
     @rpc_errors
