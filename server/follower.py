@@ -14,7 +14,7 @@ import time
 
 from hashmatch.server.errors import StoreUnavailable
 from hashmatch.server.listing import ListState
-from hashmatch.server.store import Store
+from hashmatch.server.store import Store, follows
 
 log = logging.getLogger("hashmatch.server")
 POLL_S = 0.25       # the fallback timer
@@ -76,12 +76,7 @@ class Follower:
         last change read is a hole too)."""
         if not batch.changes:
             return self.state.sequence >= batch.head
-        expected = self.state.sequence + 1
-        for seq, count, _op, _first in batch.changes:
-            if seq != expected:
-                return False
-            expected = seq + count
-        return True
+        return follows(batch.changes, self.state.sequence)
 
     def _note_lag(self) -> None:
         if self.state.sequence >= self.head:

@@ -20,7 +20,7 @@ from hashmatch.server.errors import InvalidRequest, ResyncRequired
 from hashmatch.server.listing import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.server.media import ListRows, entry_of_frame
 from hashmatch.server.replica_store import ReplicaStore
-from hashmatch.server.store import OP_ADD, OP_REMOVE
+from hashmatch.server.store import OP_ADD, OP_REMOVE, follows
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 TOKEN = struct.Struct(">BqqB")      # version, epoch, sequence, signal mask
@@ -147,11 +147,8 @@ def changes(store: ReplicaStore, at: Position, max_bytes: int):
     batch = store.changes_after(at.sequence)
     if not batch.changes:
         return [], batch.head
-    expected = at.sequence + 1
-    for seq, count, _op, _first in batch.changes:
-        if seq != expected:
-            return [], -1
-        expected = seq + count
+    if not follows(batch.changes, at.sequence):
+        return [], -1
     added, messages, first = only(batch.added, at.mask), [], at.sequence + 1
     for group in _groups(batch.changes, max(1, max_bytes // ROW_BYTES)):
         last = group[-1][0] + group[-1][1] - 1

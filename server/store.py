@@ -146,6 +146,16 @@ class CaseStatus:
     withdrawn_unix: int
 
 
+def follows(changes, after: int) -> bool:
+    """Whether (seq, count, ...) change rows continue sequence `after` without a hole."""
+    expected = after + 1
+    for seq, count, *_rest in changes:
+        if seq != expected:
+            return False
+        expected = seq + count
+    return True
+
+
 @dataclasses.dataclass(frozen=True)
 class LogBatch:
     """Changes `first..last` of the log read in one snapshot, with what they need to apply.

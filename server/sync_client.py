@@ -37,7 +37,7 @@ def concat_rows(parts: list[ListRows], sequence: int) -> ListRows:
 
 
 def removed_of(batch) -> np.ndarray:
-    return np.frombuffer(batch.removed_entries, "<u8").astype(np.uint64)
+    return entries_of(batch.removed_entries)
 
 
 def entries_of(packed: bytes) -> np.ndarray:
