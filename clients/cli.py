@@ -460,9 +460,14 @@ def cmd_info(args, reporter: output.Reporter) -> None:
 # ---------------------------------------------------------------------- feedback
 
 
-def _reports_from(path: str):
-    """FeedbackReports from a file of JSON lines (- = stdin)."""
-    lines = sys.stdin if path == "-" else open(path, encoding="utf-8")
+def _reports_from(path: str) -> list:
+    """FeedbackReports from a file of JSON lines (- = stdin), read whole before any call: a bad
+    line raised inside gRPC's request iterator would reach the user as a bare UNKNOWN."""
+    try:
+        lines = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as error:
+        raise HashmatchInputError(f"{path}: cannot read it ({error.strerror or error})") from None
+    reports = []
     with lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -471,11 +476,12 @@ def _reports_from(path: str):
                 fields = json.loads(line)
                 fields["hash"] = bytes.fromhex(fields["hash"])
                 fields["tags"] = tuple(fields.get("tags", ()))
-                yield FeedbackReport(**fields)
+                reports.append(FeedbackReport(**fields))
             except (ValueError, KeyError, TypeError) as error:
                 raise HashmatchInputError(f"{path} line {number}: not a report ({error}); "
                                           "expected JSON with report_id, entry_id, hash (hex), "
                                           "action") from None
+    return reports
 
 
 def cmd_feedback(args, reporter: output.Reporter) -> None:

@@ -73,3 +73,16 @@ def test_streaming_outcomes_report_back(live_server):
         status = client.case_status(case.case_id, case.pin)
     assert (status.items[0].copies_found, status.items[0].copies_removed) == (1, 1)
     assert status.total.copies_removed == 1
+
+
+def test_a_bad_feedback_file_is_named_before_anything_is_sent(capsys, tmp_path):
+    """Read whole before the stream opens: the line (or the missing file) is reported, not a
+    bare UNKNOWN from gRPC's request iterator. No server listens on port 1: nothing is sent."""
+    bad = tmp_path / "reports.jsonl"
+    bad.write_text(json.dumps({"report_id": "r1", "entry_id": 1, "hash": "00" * 32,
+                               "action": "REMOVED"}) + "\n{not json\n")
+    common = ("--server", "127.0.0.1:1", "--api-key", "k")
+    code, _, err = run(capsys, "feedback", "--file", bad, *common)
+    assert code == 1 and f"{bad} line 2: not a report" in err
+    code, _, err = run(capsys, "feedback", "--file", tmp_path / "missing.jsonl", *common)
+    assert code == 1 and "missing.jsonl: cannot read it" in err
