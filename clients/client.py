@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from hashmatch.core.signals import HASH_BYTES, MD5_BYTES, PDQ_BYTES, SIGNAL_NAMES  # noqa: F401
+from hashmatch.v1 import RETRY_AFTER_KEY
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -30,7 +31,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # a long-lived match stream without being mistaken for abuse.
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
-RETRY_AFTER_KEY = "retry-after-s"  # trailing metadata of a rate-limited call: whole seconds
 
 _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.Cases", "GetCaseStatus"),
