@@ -19,14 +19,10 @@ class SyncFollower(Follower):
     """Inherits digest(), lag_s() and the lag bookkeeping; reads no store."""
 
     def __init__(self, target: str, api_key: str | None, state: ListState):
-        # Not Follower.__init__: there is no store; these are the attributes its methods use.
-        self.state, self.target = state, target
-        self.lock = threading.Lock()
-        self.head = 0
-        self.behind_since: float | None = None
+        super().__init__(None, state)   # no store: every method that reads one is replaced
+        self.target = target
         self.token: bytes | None = None
         self._client = SyncClient(target, api_key, self)
-        self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
 
     # ------------------------------------------------------------ SyncClient's copy
