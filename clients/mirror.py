@@ -70,6 +70,9 @@ class _Indexes:
 
 
 class ListMirror:
+    """A copy of a server's list in this process, kept in step by a thread reading Sync;
+    `match` and `match_md5` search it without a call to the server."""
+
     def __init__(self, target: str, api_key: str, threads: int = 0,
                  hold_disputed: bool = False):
         """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
@@ -101,11 +104,13 @@ class ListMirror:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
+        """Waits for the first snapshot; TimeoutError (naming the last error) when none came."""
         if not self._sync.snapshotted.wait(timeout):
             raise TimeoutError(f"no snapshot from {self.target} within {timeout:g} s"
                                + (f": {self.error.details()}" if self.error else ""))
 
     def stop(self) -> None:
+        """Stops copying (the copy stays readable as it is)."""
         self._sync.stop()
         if self._thread is not None:
             self._thread.join(10)
@@ -138,6 +143,7 @@ class ListMirror:
         return self._screen(*(np.concatenate(x) for x in zip(*found)))
 
     def match_md5(self, md5s) -> MirrorMatches:
+        """MD5s (uint8[n, 16]) against the copy: exact hits (distance 0)."""
         md5s = np.ascontiguousarray(md5s, np.uint8).reshape(-1, 16)
         hits = self._list.md5.search(md5s)
         return self._screen(hits.positions(), hits.ids, hits.distances)
@@ -184,5 +190,6 @@ class ListMirror:
             self.head = max(self.head, batch.last_sequence)
 
     def heartbeat(self, message) -> None:
+        """Notes the server's head and a newer token (called by the Sync reader)."""
         self.head = max(self.head, message.head_sequence)
         self.token = message.resume_token

@@ -124,6 +124,7 @@ class SyncClient:
                 return
 
     def stop(self) -> None:
+        """Ends `run()` (the stream is cancelled) and closes the channel."""
         self._stop.set()
         if self._call is not None:
             self._call.cancel()

@@ -1,5 +1,6 @@
 """Keeps the layers honest: walks every module's imports with `ast` and checks the seams of
-docs/ARCHITECTURE.md (core is a plain library, servicers use no kernels, clients use no server)."""
+docs/ARCHITECTURE.md (core is a plain library, servicers use no kernels and get their
+collaborators, clients use no server); and that the client library documents its public names."""
 import ast
 import pathlib
 
@@ -75,3 +76,18 @@ def test_servicers_get_collaborators_not_the_app():
 def test_clients_import_no_server():
     assert (ROOT / "clients" / "cli.py").exists()
     assert violations("clients", ("hashmatch.server",)) == []
+
+
+def test_the_client_library_documents_every_public_name():
+    """Every public class, function and method of the library modules platforms import has a
+    docstring (dataclass fields and dunders aside)."""
+    missing = []
+    for name in ("client", "streaming", "mirror", "sync_client", "hashing", "video"):
+        tree = ast.parse((ROOT / "clients" / f"{name}.py").read_text())
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name[0] == "_":
+                continue
+            inner = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and m.name[0] != "_"] if isinstance(node, ast.ClassDef) else []
+            missing += [f"{name}.py {n.name}" for n in (node, *inner) if not ast.get_docstring(n)]
+    assert missing == []
