@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from hashmatch.core.signals import HASH_BYTES, MD5_BYTES, PDQ_BYTES, SIGNAL_NAMES  # noqa: F401
+from hashmatch.v1 import RETRY_AFTER_KEY
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -30,7 +31,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # a long-lived match stream without being mistaken for abuse.
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
-RETRY_AFTER_KEY = "retry-after-s"  # trailing metadata of a rate-limited call: whole seconds
 
 _IDEMPOTENT_METHODS = [
     ("hashmatch.v1.Cases", "GetCaseStatus"),
@@ -79,6 +79,8 @@ class HashmatchError(Exception):
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError, target: str = "") -> "HashmatchError":
+        """The error a failed call raised, as a HashmatchError with its code and message
+        (UNAVAILABLE names `target`, the server that could not be reached)."""
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         message = error.details() if hasattr(error, "details") else str(error)
         if code == grpc.StatusCode.UNAVAILABLE and target:
@@ -212,6 +214,7 @@ class TlsFiles:
             raise ValueError("a client certificate needs both cert and key files")
 
     def credentials(self) -> grpc.ChannelCredentials:
+        """gRPC channel credentials from these files (read now; a client cert makes it mTLS)."""
         def read(path):
             if path is None:
                 return None
@@ -261,12 +264,15 @@ class ItemOutcome:
 
     @classmethod
     def from_proto(cls, item: pb.ItemOutcome) -> "ItemOutcome":
+        """The outcome of one item as the server sent it."""
         return cls(item.entry_id, item.copies_found, item.copies_removed, item.last_found_unix,
                    item.last_removed_unix, item.under_review)
 
 
 @dataclass(frozen=True)
 class CaseStatus:
+    """A case as `case_status` returns it: its state, what it holds and what platforms did."""
+
     case_id: str
     state: str  # "active" or "withdrawn"
     image_count: int
@@ -296,6 +302,7 @@ class FeedbackReport:
     occurred_unix: int = 0   # 0: now
 
     def to_proto(self) -> pb.ActionReport:
+        """The report as sent; ValueError when `action` is not one of ACTIONS."""
         if self.action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {self.action!r}")
         return pb.ActionReport(
@@ -307,6 +314,8 @@ class FeedbackReport:
 
 @dataclass(frozen=True)
 class ReportAck:
+    """The server's answer to one report."""
+
     report_id: str
     duplicate: bool          # already stored: counted once
     disputed: bool           # the entry is disputed now
@@ -358,6 +367,7 @@ class MatchHit:
 
     @classmethod
     def from_proto(cls, match: pb.Match, more: bool = False) -> "MatchHit":
+        """One hit as the server sent it (`more`: the server cut this query's hits short)."""
         is_video = match.signal_type == pb.SIGNAL_TYPE_VPDQ and not match.video_frame
         return cls(
             position=match.position,
@@ -374,6 +384,8 @@ class MatchHit:
 
 @dataclass(frozen=True)
 class ListInfo:
+    """What `list_info` returns: the list's size and sequence, and the server's settings."""
+
     counts: dict[str, int]  # "pdq" / "md5" / "vpdq" -> number listed
     last_sequence: int
     default_threshold: int

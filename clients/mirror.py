@@ -1,8 +1,8 @@
 """ListMirror: an in-process copy of the list, for platforms that match inside their own services.
 
 It keeps core indexes (photo PDQ, video-frame PDQ, MD5) in step with a server through the
-Replication Sync stream: a snapshot (its digest checked before it replaces the copy), then
-change batches applied in order. A broken stream resumes from the last token; a refused token
+Replication Sync stream, read by sync_client.SyncClient (the reader every copy shares): a
+snapshot (its digest checked before it replaces the copy), then change batches applied in order. A broken stream resumes from the last token; a refused token
 (FAILED_PRECONDITION: the list was restored, or the copy was offline past the retention) takes
 a snapshot again. `digest()` uses core.replica's canonical form, the one the server reports.
 
@@ -16,16 +16,14 @@ import threading
 import grpc
 import numpy as np
 
+from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.core import HashIndex, Md5Index
 from hashmatch.core.holds import EntryHolds
-from hashmatch.core.replica import frame_ids, list_digest, unpack_rows
-from hashmatch.clients.client import MAX_MESSAGE_BYTES, open_channel
+from hashmatch.core.replica import frame_ids, list_digest
 from hashmatch.core.video import FRAME_BITS
 from hashmatch.v1 import hashmatch_pb2 as pb
-from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hashmatch.clients")
-RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +70,9 @@ class _Indexes:
 
 
 class ListMirror:
+    """A copy of a server's list in this process, kept in step by a thread reading Sync;
+    `match` and `match_md5` search it without a call to the server."""
+
     def __init__(self, target: str, api_key: str, threads: int = 0,
                  hold_disputed: bool = False):
         """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
@@ -79,20 +80,18 @@ class ListMirror:
         do not match (else they match with `disputed` set). Held entries never match."""
         self.holds = EntryHolds(hold_disputed)
         self.target, self._threads = target, threads
-        self._metadata = [("x-api-key", api_key)]
-        self._channel = open_channel(target, [("grpc.max_receive_message_length",
-                                                MAX_MESSAGE_BYTES)])
-        self._stub = pb_grpc.ReplicationStub(self._channel)
         self._lock = threading.Lock()           # held while a batch is applied
         self._list = _Indexes(threads)
         self.sequence = 0
         self.head = 0
         self.token: bytes | None = None
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._call = None
+        self._sync = SyncClient(target, api_key, self)
         self._thread: threading.Thread | None = None
-        self.error: grpc.RpcError | None = None
+
+    @property
+    def error(self) -> grpc.RpcError | None:
+        """The last error a Sync stream ended with (None while none has)."""
+        return self._sync.error
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,23 +104,28 @@ class ListMirror:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        if not self._ready.wait(timeout):
+        """Waits for the first snapshot; TimeoutError (naming the last error) when none came."""
+        if not self._sync.snapshotted.wait(timeout):
             raise TimeoutError(f"no snapshot from {self.target} within {timeout:g} s"
                                + (f": {self.error.details()}" if self.error else ""))
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._call is not None:
-            self._call.cancel()
+        """Stops copying (the copy stays readable as it is)."""
+        self._sync.stop()
         if self._thread is not None:
             self._thread.join(10)
-        self._channel.close()
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
+
+    def _run(self) -> None:
+        try:
+            self._sync.run()
+        except grpc.RpcError as exc:    # a refused key: wait_ready reports it
+            log.error("the server refused to replicate: %s", exc.details())
 
     # ------------------------------------------------------------ reading
 
@@ -139,6 +143,7 @@ class ListMirror:
         return self._screen(*(np.concatenate(x) for x in zip(*found)))
 
     def match_md5(self, md5s) -> MirrorMatches:
+        """MD5s (uint8[n, 16]) against the copy: exact hits (distance 0)."""
         md5s = np.ascontiguousarray(md5s, np.uint8).reshape(-1, 16)
         hits = self._list.md5.search(md5s)
         return self._screen(hits.positions(), hits.ids, hits.distances)
@@ -160,70 +165,31 @@ class ListMirror:
         while the two are at different sequences (wait for a heartbeat, then ask again)."""
         with self._lock:
             token, (rows, digest) = self.token, self._list.digest()
-        return self._stub.VerifyCopy(pb.VerifyCopyRequest(
-            resume_token=token, list_digest=digest, digest_rows=rows), metadata=self._metadata)
+        return self._sync.stub.VerifyCopy(pb.VerifyCopyRequest(
+            resume_token=token, list_digest=digest, digest_rows=rows),
+            metadata=self._sync.metadata)
 
-    # ------------------------------------------------------------ the stream
+    # ------------------------------------------------------------ SyncClient's copy
 
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self._read()
-                failures = 0
-            except grpc.RpcError as exc:
-                if self._stop.is_set():
-                    return
-                self.error = exc
-                if exc.code() in (grpc.StatusCode.PERMISSION_DENIED,
-                                  grpc.StatusCode.UNAUTHENTICATED):
-                    log.error("the server refused to replicate: %s", exc.details())
-                    return
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    log.warning("resume token refused, taking a snapshot again: %s",
-                                exc.details())
-                    self.token = None
-                    continue
-            except ValueError as exc:       # a batch that does not follow on, a bad digest
-                log.warning("Sync sent what cannot be applied (%s); reconnecting", exc)
-            self._stop.wait(RETRY_S[min(failures, len(RETRY_S) - 1)])
-            failures += 1
+    def snapshot(self, rows: dict, end) -> None:
+        """Replaces the copy with a snapshot (called by the Sync reader)."""
+        fresh = _Indexes(self._threads)
+        fresh.add(rows)
+        with self._lock:
+            self._list, self.sequence, self.token = fresh, end.sequence, end.resume_token
+            self.holds.load(rows["held_entries"], rows["disputed_entries"])
+            self.head = max(self.head, end.sequence)
 
-    def _read(self) -> None:
-        self._call = self._stub.Sync(pb.SyncRequest(resume_token=self.token or b""),
-                                     metadata=self._metadata)
-        fresh = None
-        for message in self._call:
-            kind = message.WhichOneof("message")
-            if kind == "snapshot_begin":
-                fresh = _Indexes(self._threads)
-            elif kind == "snapshot_chunk":
-                fresh.add(unpack_rows(message.snapshot_chunk.rows))
-            elif kind == "snapshot_end":
-                end = message.snapshot_end
-                if fresh.digest() != (end.digest_rows, end.list_digest):
-                    raise ValueError(f"the snapshot at {end.sequence} does not match its digest")
-                with self._lock:
-                    self._list, self.sequence, self.token = fresh, end.sequence, end.resume_token
-                    self.holds.load(np.frombuffer(end.held_entries, "<u8"),
-                                    np.frombuffer(end.disputed_entries, "<u8"))
-                    self.head = max(self.head, end.sequence)
-                fresh = None
-                self._ready.set()
-            elif kind == "changes":
-                batch = message.changes
-                if batch.first_sequence != self.sequence + 1:
-                    raise ValueError(f"a batch from {batch.first_sequence}, the copy is at "
-                                     f"{self.sequence}")
-                with self._lock:
-                    self._list.remove(np.frombuffer(batch.removed_entries, "<u8")
-                                      .astype(np.uint64))
-                    self._list.add(unpack_rows(batch.added))
-                    self.holds.apply(np.frombuffer(batch.log, "<u8").reshape(-1, 4).tolist())
-                    self.sequence, self.token = batch.last_sequence, batch.resume_token
-                    self.head = max(self.head, batch.last_sequence)
-            elif kind == "heartbeat":
-                self.head = max(self.head, message.heartbeat.head_sequence)
-                self.token = message.heartbeat.resume_token
-            if self._stop.is_set():
-                return
+    def apply(self, batch, added: dict) -> None:
+        """Applies one change batch (called by the Sync reader)."""
+        with self._lock:
+            self._list.remove(entries_of(batch.removed_entries))
+            self._list.add(added)
+            self.holds.apply(log_of(batch))
+            self.sequence, self.token = batch.last_sequence, batch.resume_token
+            self.head = max(self.head, batch.last_sequence)
+
+    def heartbeat(self, message) -> None:
+        """Notes the server's head and a newer token (called by the Sync reader)."""
+        self.head = max(self.head, message.head_sequence)
+        self.token = message.resume_token

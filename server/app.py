@@ -9,6 +9,7 @@ same server on a private event loop in a thread, for tests and for embedding.
 """
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import resource
@@ -91,10 +92,6 @@ class App:
         self.store = open_outcome_store(config.db_path)
         self.state = ListState(search_threads=config.search_threads,
                                hold_disputed=config.disputed_entries == "hold")
-        # A read-only copy never writes the log: its breaker stays off.
-        self.flood = FloodBreaker(0 if config.follow else config.flood_limit,
-                                  config.flood_window_s,
-                                  lambda entry, count: flood_tripped(self, entry, count))
         if config.follow:   # a read-only copy of another server's list; --db keeps platforms
             self.follower = SyncFollower(config.follow, config.follow_api_key
                                          or os.environ.get("HASHMATCH_API_KEY"), self.state)
@@ -102,6 +99,11 @@ class App:
             self.follower = Follower(self.store, self.state, config.follow_interval_s)
         self.keeper = ListKeeper(self.store, self.state, self.follower)
         self.metrics = Metrics(self.state, self.follower, config.max_list_hashes)
+        # A read-only copy never writes the log: its breaker stays off.
+        self.flood = FloodBreaker(0 if config.follow else config.flood_limit,
+                                  config.flood_window_s,
+                                  functools.partial(flood_tripped, config, self.store,
+                                                    self.follower, self.metrics))
         self.auth = Authenticator(self.store, config, self.metrics)
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
                                      config.max_streams_per_platform)
@@ -118,15 +120,7 @@ class App:
         self.server = grpc.aio.server(interceptors=[gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
-        if config.follow:
-            pb_grpc.add_CasesServicer_to_server(MirrorCasesService(self), self.server)
-        else:
-            pb_grpc.add_CasesServicer_to_server(CasesService(self), self.server)
-            pb_grpc.add_ReplicationServicer_to_server(ReplicationService(self), self.server)
-            pb_grpc.add_FeedbackServicer_to_server(FeedbackService(self), self.server)
-            pb_grpc.add_ReviewServicer_to_server(ReviewService(self), self.server)
-        pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
-        pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
+        self._add_servicers(config)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if config.reflection:
             reflection.enable_server_reflection(
@@ -145,6 +139,30 @@ class App:
         self._metrics_server = None
         self.metrics_port = 0
         self.web = None
+
+    def _add_servicers(self, config: ServerConfig) -> None:
+        """Each servicer gets the collaborators it uses, here and nowhere else."""
+        shared = dict(config=config, metrics=self.metrics)
+        lists = dict(store=self.store, state=self.state, follower=self.follower)
+        server = self.server
+        if config.follow:
+            pb_grpc.add_CasesServicer_to_server(
+                MirrorCasesService(source=config.follow, metrics=self.metrics), server)
+        else:
+            pb_grpc.add_CasesServicer_to_server(CasesService(
+                **shared, store=self.store, state=self.state, keeper=self.keeper,
+                case_limits=self.case_limits, run_case=self.run_case), server)
+            pb_grpc.add_ReplicationServicer_to_server(ReplicationService(
+                **shared, **lists, auth=self.auth, limits=self.limits, run=self.run), server)
+            pb_grpc.add_FeedbackServicer_to_server(FeedbackService(
+                **shared, store=self.store, follower=self.follower, auth=self.auth,
+                limits=self.limits, run=self.run), server)
+            pb_grpc.add_ReviewServicer_to_server(ReviewService(
+                **shared, **lists, auth=self.auth, run=self.run), server)
+        pb_grpc.add_MatchingServicer_to_server(MatchingService(
+            **shared, state=self.state, limits=self.limits, flood=self.flood, run=self.run), server)
+        pb_grpc.add_ListInfoServicer_to_server(ListInfoService(**shared, **lists, run=self.run),
+                                               server)
 
     async def run(self, fn, *args):
         """Runs blocking matching work on a worker thread."""

@@ -7,7 +7,7 @@ import math
 
 import grpc
 
-RETRY_AFTER_KEY = "retry-after-s"
+from hashmatch.v1 import RETRY_AFTER_KEY
 
 
 class RequestError(Exception):

@@ -22,7 +22,7 @@ GAP_WAIT_S = 2.0    # how long a gap may stay open before the snapshot is read a
 
 
 class Follower:
-    def __init__(self, store: Store, state: ListState, poll_s: float = POLL_S):
+    def __init__(self, store: Store | None, state: ListState, poll_s: float = POLL_S):
         self.store, self.state, self.poll_s = store, state, poll_s
         self.lock = threading.Lock()
         self.head = 0                   # the log's last sequence, as last read

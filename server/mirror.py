@@ -11,11 +11,11 @@ import dataclasses
 import threading
 import time
 
+from hashmatch.clients.sync_client import CopyBroken, SyncClient, entries_of, log_of
 from hashmatch.core.replica import rows_digest
 from hashmatch.server.media import ListRows
 from hashmatch.server.replica_store import ReplicaStore
 from hashmatch.server.store import IMPORT_BLOCK
-from hashmatch.server.sync_client import CopyBroken, SyncClient, log_of, removed_of
 
 SNAPSHOT_TRANSACTION = 4 * IMPORT_BLOCK    # photos per transaction while a snapshot is written
 
@@ -58,7 +58,8 @@ class Mirror:
     def sequence(self) -> int:
         return self.progress.sequence
 
-    def snapshot(self, rows: ListRows, end) -> None:
+    def snapshot(self, rows: dict, end) -> None:
+        rows = ListRows(**rows, sequence=end.sequence)
         self.store.replica_begin_snapshot()
         count = len(rows.image_ids)
         for a in range(0, count, SNAPSHOT_TRANSACTION):
@@ -72,9 +73,10 @@ class Mirror:
         self.token = end.resume_token
         self._step("snapshot", end.sequence, end.sequence, end.digest_rows)
 
-    def apply(self, batch, added: ListRows) -> None:
-        self.store.replica_apply(self.source, log_of(batch), added, removed_of(batch),
-                                 batch.resume_token)
+    def apply(self, batch, added: dict) -> None:
+        added = ListRows(**added, sequence=batch.last_sequence)
+        self.store.replica_apply(self.source, log_of(batch), added,
+                                 entries_of(batch.removed_entries), batch.resume_token)
         self.token = batch.resume_token
         rows = len(added.image_ids) + len(added.frame_ids) + len(added.md5_ids)
         self._step("changes", batch.last_sequence, max(self.progress.head, batch.last_sequence),

@@ -43,11 +43,13 @@ class ReplicaStore(Store):
         return epoch
 
     def bounds(self) -> tuple[int, int, int]:
-        """(epoch, floor, head): a token at a sequence in floor..head of this epoch can resume."""
-        epoch = self.epoch()
+        """(epoch, floor, head): a token at a sequence in floor..head of this epoch can resume.
+        One read (a Sync stream asks on every poll); the very first call makes the epoch."""
         with self._db.transaction(write=False) as tx:
-            floor = tx.execute("SELECT value FROM meta WHERE key='floor_seq'").fetchone()[0]
-            return epoch, floor, self._head(tx)
+            meta = dict(tx.execute("SELECT key, value FROM meta WHERE key IN "
+                                   "('epoch', 'floor_seq')").fetchall())
+            head = self._head(tx)
+        return meta.get("epoch") or self.epoch(), meta["floor_seq"], head
 
     def prune_changes(self, before_unix: float) -> int:
         """Deletes change-log rows written before `before_unix` (tombstones included); returns

@@ -113,23 +113,24 @@ def snapshot(store: ReplicaStore, mask: int):
 
 
 def _chunks(rows: ListRows):
-    """Packed pieces of about CHUNK_ROWS rows each (a video is never split)."""
+    """Packed pieces (core.replica.pack_rows) of about CHUNK_ROWS rows each; a video is never
+    split."""
     for a in range(0, len(rows.image_ids), CHUNK_ROWS):
-        yield {"image_ids": rows.image_ids[a:a + CHUNK_ROWS].astype("<u8").tobytes(),
-               "image_hashes": rows.image_hashes[a:a + CHUNK_ROWS].tobytes()}
+        yield pack_rows(ListRows(image_ids=rows.image_ids[a:a + CHUNK_ROWS],
+                                 image_hashes=rows.image_hashes[a:a + CHUNK_ROWS]))
     ends = np.cumsum(rows.video_frame_counts)
     start = 0
     while start < len(rows.video_entries):
         stop = max(start + 1, int(np.searchsorted(ends, ends[start] - rows.video_frame_counts[
             start] + CHUNK_ROWS, "right")))
         first = int(ends[start] - rows.video_frame_counts[start])
-        yield {"video_entries": rows.video_entries[start:stop].astype("<u8").tobytes(),
-               "video_frame_counts": rows.video_frame_counts[start:stop].astype("<i8").tobytes(),
-               "frame_hashes": rows.frame_hashes[first:int(ends[stop - 1])].tobytes()}
+        yield pack_rows(ListRows(video_entries=rows.video_entries[start:stop],
+                                 video_frame_counts=rows.video_frame_counts[start:stop],
+                                 frame_hashes=rows.frame_hashes[first:int(ends[stop - 1])]))
         start = stop
     for a in range(0, len(rows.md5_ids), CHUNK_ROWS):
-        yield {"md5_ids": rows.md5_ids[a:a + CHUNK_ROWS].astype("<u8").tobytes(),
-               "md5s": rows.md5s[a:a + CHUNK_ROWS].tobytes()}
+        yield pack_rows(ListRows(md5_ids=rows.md5_ids[a:a + CHUNK_ROWS],
+                                 md5s=rows.md5s[a:a + CHUNK_ROWS]))
 
 
 def changes(store: ReplicaStore, at: Position, max_bytes: int):

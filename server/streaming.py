@@ -16,20 +16,22 @@ from hashmatch.server.errors import status_for
 log = logging.getLogger("hashmatch.server")
 
 
-async def match_stream(app, answer, platform: str, context) -> None:
-    """Runs one stream to its end; `answer(platform, request)` is called on a worker thread."""
-    slots = asyncio.Semaphore(app.config.max_in_flight)
+async def match_stream(run, answer, platform: str, context, max_in_flight: int,
+                       count_error) -> None:
+    """Runs one stream to its end; `answer(platform, request)` is called on a worker thread
+    through `await run(answer, platform, request)`; `count_error(code)` counts a failed batch."""
+    slots = asyncio.Semaphore(max_in_flight)
     answers: asyncio.Queue = asyncio.Queue()
     running: set[asyncio.Task] = set()
 
     async def answer_one(request):
         try:
-            response = await app.run(answer, platform, request)
+            response = await run(answer, platform, request)
         except Exception as exc:  # noqa: BLE001 - a bad batch must not end the stream
             code, message = status_for(exc) or (grpc.StatusCode.INTERNAL, "internal error")
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("internal error in stream batch")
-            app.metrics.count_error(code)
+            count_error(code)
             response = convert.error_response(request.sequence, code, message)
         await answers.put(response)
 

@@ -8,9 +8,10 @@ ListState.load/apply. The copy lives in memory: a restart takes a snapshot again
 import logging
 import threading
 
+from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
-from hashmatch.server.sync_client import SyncClient, log_of, removed_of
+from hashmatch.server.media import ListRows
 
 log = logging.getLogger("hashmatch.server")
 
@@ -19,14 +20,10 @@ class SyncFollower(Follower):
     """Inherits digest(), lag_s() and the lag bookkeeping; reads no store."""
 
     def __init__(self, target: str, api_key: str | None, state: ListState):
-        # Not Follower.__init__: there is no store; these are the attributes its methods use.
-        self.state, self.target = state, target
-        self.lock = threading.Lock()
-        self.head = 0
-        self.behind_since: float | None = None
+        super().__init__(None, state)   # no store: every method that reads one is replaced
+        self.target = target
         self.token: bytes | None = None
         self._client = SyncClient(target, api_key, self)
-        self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
 
     # ------------------------------------------------------------ SyncClient's copy
@@ -35,18 +32,19 @@ class SyncFollower(Follower):
     def sequence(self) -> int:
         return self.state.sequence
 
-    def snapshot(self, rows, end) -> None:
+    def snapshot(self, rows: dict, end) -> None:
         with self.lock:
-            self.state.load(rows)
+            self.state.load(ListRows(**rows, sequence=end.sequence))
             self.token, self.head = end.resume_token, max(self.head, end.sequence)
             self._note_lag()
         log.info("snapshot applied", extra={"fields": {"source": self.target,
                                                        "sequence": end.sequence,
                                                        "rows": end.digest_rows}})
 
-    def apply(self, batch, added) -> None:
+    def apply(self, batch, added: dict) -> None:
         with self.lock:
-            self.state.apply(added, removed_of(batch))
+            self.state.apply(ListRows(**added, sequence=batch.last_sequence),
+                             entries_of(batch.removed_entries))
             self.state.holds.apply(log_of(batch))
             self.token, self.head = batch.resume_token, max(self.head, batch.last_sequence)
             self._note_lag()

@@ -219,6 +219,28 @@ def test_the_server_prunes_the_log_past_change_retention_s(start_server):
     assert _first_token(primary.target, key)[1] == sequence + 1     # a snapshot still serves
 
 
+def test_bounds_is_one_read_and_names_the_epoch_floor_and_head(tmp_path):
+    """A Sync stream asks bounds() on every poll: one read transaction (the very first call on
+    a new list also writes its epoch)."""
+    store = open_replica_store(str(tmp_path / "list.db"))
+    try:
+        first = store.bounds()
+        assert first == (store.epoch(), 0, store.head_sequence()) and first[0] > 0
+        opened = store._db.transaction
+
+        def counted(write):
+            seen.append(write)
+            return opened(write)
+        seen, store._db.transaction = [], counted
+        floor = store.prune_changes(time.time() + 1)
+        head = store.head_sequence()
+        seen.clear()
+        assert store.bounds() == (first[0], floor, head)
+        assert seen == [False]
+    finally:
+        store.close()
+
+
 def test_bad_requests_get_invalid_argument_and_the_server_goes_on(live_server):
     key = replicate_key(live_server.db_path)
     raw = live_server.channel().unary_stream(

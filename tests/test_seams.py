@@ -1,9 +1,13 @@
 """Keeps the layers honest: walks every module's imports with `ast` and checks the seams of
-docs/ARCHITECTURE.md (core is a plain library, servicers use no kernels, clients use no server)."""
+docs/ARCHITECTURE.md (core is a plain library, servicers use no kernels and get their
+collaborators, clients use no server); and that the client library documents its public names."""
 import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+SYNC_READER = {"hashmatch.clients.sync_client", "hashmatch.clients.sync_client.SyncClient",
+               "hashmatch.clients.sync_client.CopyBroken",
+               "hashmatch.clients.sync_client.entries_of", "hashmatch.clients.sync_client.log_of"}
 
 
 def imported_modules(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
@@ -38,14 +42,17 @@ def test_core_is_a_plain_library():
 
 def test_server_hashes_no_media():
     assert violations("server", ("PIL", "av")) == []
-    # The operator commands share the CLI's plumbing (usage errors, the hex-line reader) and
-    # nothing else of the clients.
-    assert violations("server", ("hashmatch.clients",), skip=("commands.py",)) == []
-    clients_used = {n for n in imported_modules(ROOT / "server" / "commands.py")
-                    if n.startswith("hashmatch.clients")}
-    assert clients_used <= {"hashmatch.clients.cli", "hashmatch.clients.cli.UsageError",
-                            "hashmatch.clients.cli.read_hash_lines", "hashmatch.clients.client",
-                            "hashmatch.clients.client.HashmatchError"}
+    # The operator commands share the CLI's plumbing (usage errors, the hex-line reader), the
+    # server's copies of another server's list the Sync reader, and nothing else of the clients.
+    allowed = {
+        "commands.py": {"hashmatch.clients.cli", "hashmatch.clients.cli.UsageError",
+                        "hashmatch.clients.cli.read_hash_lines", "hashmatch.clients.client",
+                        "hashmatch.clients.client.HashmatchError"},
+        "mirror.py": SYNC_READER, "sync_follower.py": SYNC_READER}
+    used = {p.name: {n for n in imported_modules(p) if n.startswith("hashmatch.clients")}
+            for p in (ROOT / "server").glob("*.py")}
+    assert {name: names - allowed.get(name, set()) for name, names in used.items()
+            if names - allowed.get(name, set())} == {}
 
 
 def test_servicers_call_no_kernels_directly():
@@ -56,6 +63,31 @@ def test_servicers_call_no_kernels_directly():
     assert bad == []
 
 
+def test_servicers_get_collaborators_not_the_app():
+    """Servicers are given what they use (app.py wires it), never the whole App to reach into."""
+    servicers = [p for p in (ROOT / "server").glob("*.py") if p.name.startswith("servic")]
+    reaching = [f"{p.name}:{node.lineno}" for p in servicers
+                for node in ast.walk(ast.parse(p.read_text()))
+                if (isinstance(node, ast.Name) and node.id == "app")
+                or (isinstance(node, ast.Attribute) and node.attr == "app")]
+    assert reaching == []
+
+
 def test_clients_import_no_server():
     assert (ROOT / "clients" / "cli.py").exists()
     assert violations("clients", ("hashmatch.server",)) == []
+
+
+def test_the_client_library_documents_every_public_name():
+    """Every public class, function and method of the library modules platforms import has a
+    docstring (dataclass fields and dunders aside)."""
+    missing = []
+    for name in ("client", "streaming", "mirror", "sync_client", "hashing", "video"):
+        tree = ast.parse((ROOT / "clients" / f"{name}.py").read_text())
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name[0] == "_":
+                continue
+            inner = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and m.name[0] != "_"] if isinstance(node, ast.ClassDef) else []
+            missing += [f"{name}.py {n.name}" for n in (node, *inner) if not ast.get_docstring(n)]
+    assert missing == []

@@ -447,14 +447,19 @@ class ReplicationServicer:
         after it. A token from another epoch of the list, or older than the change log the server
         keeps (GetListInfoResponse.resume_floor_sequence), fails with FAILED_PRECONDITION ("take a
         snapshot again"); a reader that stops reading for too long gets RESOURCE_EXHAUSTED and
-        resumes from its last token.
+        resumes from its last token. UNAUTHENTICATED: missing or unknown x-api-key;
+        PERMISSION_DENIED: a key without the 'replicate' role; INVALID_ARGUMENT: a token this
+        server did not issue, an unknown signal type; RESOURCE_EXHAUSTED: too many open streams for
+        the platform too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VerifyCopy(self, request, context):
-        """Whether a copy at `resume_token` with `list_digest` is exact.
+        """Whether a copy at `resume_token` with `list_digest` is exact. UNAUTHENTICATED and
+        PERMISSION_DENIED as Sync; INVALID_ARGUMENT: a token this server did not issue, or one for
+        some signal types only; FAILED_PRECONDITION: a token from another epoch of the list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -574,13 +579,18 @@ class FeedbackServicer:
     """
 
     def ReportAction(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """UNAUTHENTICATED: missing or unknown x-api-key; PERMISSION_DENIED: a key without the
+        'feedback' role; INVALID_ARGUMENT: a bad report_id or action; NOT_FOUND: an entry_id that is
+        not on the list; UNAVAILABLE: the store cannot be written (retry later).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportActions(self, request_iterator, context):
-        """Many reports on one stream; one ack per report, in order.
+        """Many reports on one stream; one ack per report, in order. A report refused as ReportAction
+        would refuse it ends the stream with that status; RESOURCE_EXHAUSTED: too many open streams
+        for the platform, or more reports than one stream may carry (open another).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -709,19 +719,25 @@ class ReviewServicer:
     """
 
     def ListHeld(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every call: UNAUTHENTICATED without a known x-api-key, PERMISSION_DENIED for a key without
+        the 'admin' role, UNAVAILABLE when the store cannot be read or written.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Decide(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: a decision other than REINSTATE or REMOVE, a note over 500 characters;
+        NOT_FOUND: an entry that is neither held nor disputed.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Suppress(self, request, context):
-        """Adds known benign hashes that must never match (the suppression list).
+        """Adds known benign hashes that must never match (the suppression list). INVALID_ARGUMENT:
+        no hashes, more than max_batch_hashes, a length not a multiple of 32 bytes, a note over
+        500 characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
