@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hashmatch.server import credentials
-from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
+from hashmatch.server.errors import InvalidRequest, LimitExceeded, NotFound, PermissionDenied
 from hashmatch.server.media import Image, Video, entry_of_frame
 from hashmatch.server import store as store_module
 from hashmatch.server.follower import Follower
@@ -60,26 +60,73 @@ def test_change_log_numbers_every_add_and_remove(store):
     a = store.submit_case([image(1, md5=b"a" * 16), video(3, 2)])
     b = store.submit_case([image(3)])
     assert (a.sequence, b.sequence) == (2, 3)
-    assert a.entry_ids == [1, 2] and b.entry_ids == [3]
+    (a_photo, a_video), (b_photo,) = a.entry_ids, b.entry_ids
     added = store.changes_after(0).added
-    assert added.image_ids.tolist() == [1, 3] and added.md5_ids.tolist() == [1]
-    assert entry_of_frame(added.frame_ids).tolist() == [2, 2, 2]
+    assert added.image_ids.tolist() == sorted([a_photo, b_photo])
+    assert added.md5_ids.tolist() == [a_photo]
+    assert entry_of_frame(added.frame_ids).tolist() == [a_video] * 3
     assert store.import_pdq_hashes(np.zeros((5, 32), np.uint8)) == 5
     sequence = store.remove_case(a.case_id)
     assert sequence == 3 + 5 + 2 == store.head_sequence()
     assert store.remove_case(a.case_id) == sequence, "a second withdrawal logs nothing"
     batch = store.changes_after(3)
     assert batch.head == 10
-    assert batch.changes == [(4, 5, OP_ADD, 4), (9, 1, OP_REMOVE, 1), (10, 1, OP_REMOVE, 2)]
-    assert batch.removed.tolist() == [1, 2]
-    assert batch.added.image_ids.tolist() == [4, 5, 6, 7, 8] and batch.added.sequence == 10
+    assert batch.changes == [(4, 5, OP_ADD, 1), (9, 1, OP_REMOVE, a_photo),
+                             (10, 1, OP_REMOVE, a_video)], "imports count from 1, cases apart"
+    assert batch.removed.tolist() == [a_photo, a_video]
+    assert batch.added.image_ids.tolist() == [1, 2, 3, 4, 5] and batch.added.sequence == 10
     replayed = store.changes_after(0)
-    assert replayed.added.image_ids.tolist() == [3, 4, 5, 6, 7, 8], "withdrawn rows are gone"
+    assert replayed.added.image_ids.tolist() == [1, 2, 3, 4, 5, b_photo], "withdrawn rows gone"
     assert len(replayed.added.frame_ids) == 0 and len(replayed.added.md5_ids) == 0
     rows = store.load_all()
     assert rows.sequence == 10
-    assert sorted(rows.image_ids.tolist()) == [3, 4, 5, 6, 7, 8]
+    assert rows.image_ids.tolist() == [1, 2, 3, 4, 5, b_photo]
     assert len(rows.frame_ids) == 0 and len(rows.md5_ids) == 0
+
+
+def test_case_entry_ids_are_random_while_imports_count_up(store):
+    """A platform that sees two entry ids must not learn that they came from one case, nor the
+    order cases arrived in: ids are drawn from [CASE_ENTRY_FIRST, ENTRY_LIMIT) at random."""
+    cases = [store.submit_case([image(3 * i), image(3 * i + 1), video(2, 3 * i + 2)])
+             for i in range(20)]
+    ids = [e for case in cases for e in case.entry_ids]
+    span = store_module.ENTRY_LIMIT - store_module.CASE_ENTRY_FIRST
+    assert len(set(ids)) == 60
+    assert all(store_module.CASE_ENTRY_FIRST <= e < store_module.ENTRY_LIMIT for e in ids)
+    # Each false with probability below 1e-15 for uniform draws; certain for a counter.
+    assert max(ids) - min(ids) > span // 2, "60 ids spread over the range"
+    assert all(abs(x - y) > 1 for case in cases for x in case.entry_ids for y in case.entry_ids
+               if x != y), "no two ids of one case are neighbours"
+    firsts = [case.entry_ids[0] for case in cases]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    assert store.import_pdq_hashes(np.zeros((4, 32), np.uint8)) == 4
+    assert store.load_all().image_ids.tolist()[:4] == [1, 2, 3, 4], "imports keep a counter"
+    assert store.case_status(cases[0].case_id, cases[0].pin).image_count == 2
+
+
+def test_an_import_that_would_reach_case_ids_is_refused_whole(store):
+    first = store_module.CASE_ENTRY_FIRST
+    with store._db.transaction(write=True) as tx:      # a list with almost 2**31 imported ids
+        tx.execute("UPDATE meta SET value=? WHERE key='next_entry'", (first - 3,))
+    head = store.head_sequence()
+    with pytest.raises(LimitExceeded, match=f"must stay below {first}.* 3 more can be imported"):
+        store.import_pdq_hashes(np.zeros((5, 32), np.uint8))
+    assert store.head_sequence() == head and not len(store.load_all().image_ids)
+    assert store.import_pdq_hashes(np.ones((3, 32), np.uint8)) == 3
+    assert store.load_all().image_ids.tolist() == [first - 3, first - 2, first - 1]
+    with pytest.raises(LimitExceeded, match="0 more can be imported"):
+        store.import_pdq_hashes(np.zeros((1, 32), np.uint8))
+    (entry,) = store.submit_case([image(1)]).entry_ids
+    assert entry >= first, "cases still get ids of their own"
+
+
+def test_a_drawn_entry_id_that_is_taken_is_drawn_again():
+    taken = set(range(100, 105))      # half the range: most runs draw a taken id at least once
+    for _ in range(20):
+        drawn = store_module.draw_entries(2, taken.__contains__, 100, 110)
+        assert len(set(drawn)) == 2 and set(drawn) <= set(range(105, 110)), drawn
+    with pytest.raises(LimitExceeded, match=r"no free entry id .*\[100, 110\)"):
+        store_module.draw_entries(6, taken.__contains__, 100, 110)
 
 
 def test_rows_read_from_the_log_equal_loaded_rows(store, any_db):
