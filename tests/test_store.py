@@ -364,3 +364,25 @@ def test_a_missing_tail_of_the_log_is_a_gap_too(store, monkeypatch):
     state = ListState()
     assert Follower(store, state, poll_s=0.05).catch_up() == 2
     assert state.digest()[0] == 2
+
+
+def test_reading_the_log_costs_the_same_however_big_the_list(tmp_path):
+    """changes_after finds the rows a few changes add by key: its SQLite work (VM steps) does
+    not grow with the rows already stored. Reading them as an id range would: case ids are
+    random, so the range of 20 cases' ids spans most of the table."""
+    def steps_to_read_20_cases(stored: int) -> int:
+        store = open_store(tmp_path / f"{stored}.db")
+        store.submit_case([image(i, md5=bytes([i % 256]) * 16) for i in range(stored)])
+        after = store.head_sequence()
+        cases = [store.submit_case([image(10_000 + i, md5=b"z" * 16)]) for i in range(20)]
+        steps = []
+        store._db._con.set_progress_handler(lambda: steps.append(1), 1)
+        batch = store.changes_after(after)
+        store._db._con.set_progress_handler(None, 1)
+        store.close()
+        entries = sorted(e for case in cases for e in case.entry_ids)
+        assert batch.added.image_ids.tolist() == batch.added.md5_ids.tolist() == entries
+        return len(steps)
+
+    small, big = steps_to_read_20_cases(1), steps_to_read_20_cases(5000)
+    assert big <= small * 1.2, (small, big)
