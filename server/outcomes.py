@@ -169,10 +169,11 @@ class OutcomeStore(ReplicaStore):
         return seq
 
     def held_entries(self, limit: int = MAX_HELD_LISTED) -> list[Held]:
-        """Held and disputed entries, lowest id first, at most `limit` (one answer's worth)."""
+        """Held and disputed entries, the longest waiting first (by the sequence that held or
+        disputed them; entry ids are random, so their order says nothing), at most `limit`."""
         with self._db.transaction(write=False) as tx:
             rows = tx.execute("SELECT entry, held, disputed, seq, at, detail FROM entry_state "
-                              "WHERE held<>0 OR disputed<>0 ORDER BY entry LIMIT ?",
+                              "WHERE held<>0 OR disputed<>0 ORDER BY seq LIMIT ?",
                               (limit,)).fetchall()
             return [Held(e, held or DISPUTED, bool(held), seq, at,
                          self._not_violating(tx, e), detail)
