@@ -9,10 +9,12 @@ import pytest
 
 from hashmatch.server import credentials
 from hashmatch.server.errors import InvalidRequest, LimitExceeded, NotFound, PermissionDenied
-from hashmatch.server.media import Image, Video, entry_of_frame
+from hashmatch.server.media import Image, ListRows, Video, entry_of_frame
 from hashmatch.server import store as store_module
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
+from hashmatch.server.outcomes import open_outcome_store
+from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.store import OP_ADD, OP_REMOVE, open_store
 
 
@@ -386,3 +388,33 @@ def test_reading_the_log_costs_the_same_however_big_the_list(tmp_path):
 
     small, big = steps_to_read_20_cases(1), steps_to_read_20_cases(5000)
     assert big <= small * 1.2, (small, big)
+
+
+def test_a_copys_case_ids_stay_taken_and_leave_the_import_counter_alone(any_db):
+    """A mirror's copy holds the source's ids: its imported ones move the import counter (a
+    copy served as a list can import after them), its cases' random ones do not, and a case
+    drawn on the copy can never take an id a copied hash block covers."""
+    copy = open_replica_store(any_db)
+    photo, clip = store_module.CASE_ENTRY_FIRST + 7, store_module.CASE_ENTRY_FIRST + 99
+    copy.replica_begin_snapshot()
+    copy.replica_add_rows(ListRows(
+        image_ids=np.array([5, 6, photo], np.uint64), image_hashes=np.ones((3, 32), np.uint8),
+        video_entries=np.array([clip], np.uint64), video_frame_counts=np.array([2]),
+        frame_hashes=np.ones((2, 32), np.uint8), sequence=3))
+    assert copy.import_pdq_hashes(np.ones((1, 32), np.uint8)) == 1
+    assert copy.load_all().image_ids.tolist() == [5, 6, 7, photo]
+    with copy._db.transaction(write=False) as tx:
+        taken = [e for e in (4, 5, 6, 7, 8, photo, photo + 1, clip)
+                 if store_module._entry_taken(tx, e)]
+    assert taken == [5, 6, 7, photo, clip]
+    copy.close()
+
+
+def test_a_cases_outcomes_and_removals_follow_the_order_it_was_submitted_in(any_db):
+    """Ids are random, so 'by id' is not the order the person gave their items in."""
+    store = open_outcome_store(any_db)
+    case = store.submit_case([image(i) for i in range(6)])
+    assert [o.entry for o in store.case_outcomes(case.case_id)] == case.entry_ids
+    store.remove_case(case.case_id)
+    assert store.changes_after(6).removed.tolist() == case.entry_ids
+    store.close()
