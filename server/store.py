@@ -60,6 +60,12 @@ OP_ADD, OP_REMOVE = 1, 2
 CASE_ENTRY_FIRST = 1 << 31
 ENTRY_LIMIT = 1 << 32
 ENTRY_DRAWS = 32
+# The rows the ADDs among changes seq ? to ? name, found from those change rows with one key
+# lookup each: never an id range, which random case ids would widen to the whole table.
+_ADDED = "IN (SELECT first_entry FROM changes WHERE seq BETWEEN ? AND ? AND op = ?)"
+ADDED_BLOCKS = ("SELECT first_entry, entry_count, video, hashes FROM hash_blocks "
+                f"WHERE first_entry {_ADDED} ORDER BY first_entry")
+ADDED_MD5S = f"SELECT id, md5 FROM entries WHERE id {_ADDED} AND md5 IS NOT NULL ORDER BY id"
 
 # MIGRATIONS[i] takes a database from schema i to i + 1. Append only: a release that changes the
 # schema adds one entry; open_store applies the missing ones in order.
@@ -425,16 +431,9 @@ class Store:
                                                            "right")))] if changes else []
             blocks, md5_rows = [], []
             if any(op == OP_ADD for _, _, op, _ in changes):
-                # Rows whose id an ADD of these changes names, found from the change rows (by
-                # seq) with one key lookup each: ids are not a range (cases draw them at random).
-                added = ("IN (SELECT first_entry FROM changes WHERE seq BETWEEN ? AND ? "
-                         "AND op = ?)")
                 span = (changes[0][0], changes[-1][0], OP_ADD)
-                blocks = tx.execute("SELECT first_entry, entry_count, video, hashes FROM "
-                                    f"hash_blocks WHERE first_entry {added} ORDER BY first_entry",
-                                    span).fetchall()
-                md5_rows = tx.execute(f"SELECT id, md5 FROM entries WHERE id {added} AND md5 IS "
-                                      "NOT NULL ORDER BY id", span).fetchall()
+                blocks = tx.execute(ADDED_BLOCKS, span).fetchall()
+                md5_rows = tx.execute(ADDED_MD5S, span).fetchall()
         removed = np.asarray([first for _, _, op, first in changes if op == OP_REMOVE], np.uint64)
         last = changes[-1][0] + changes[-1][1] - 1 if changes else sequence
         return LogBatch(head, [tuple(c) for c in changes], _rows(blocks, md5_rows, last), removed)

@@ -418,3 +418,23 @@ def test_a_cases_outcomes_and_removals_follow_the_order_it_was_submitted_in(any_
     store.remove_case(case.case_id)
     assert store.changes_after(6).removed.tolist() == case.entry_ids
     store.close()
+
+
+def test_the_rows_a_log_read_adds_are_found_by_key_on_both_stores(store, any_db):
+    """The query plans changes_after runs: key lookups in hash_blocks and entries driven by
+    the change rows, never a scan of either table (5,000 rows stored, 20 read)."""
+    store.submit_case([image(i, md5=bytes([i % 256]) * 16) for i in range(5000)])
+    after = store.head_sequence()
+    for i in range(20):
+        store.submit_case([image(10_000 + i, md5=b"z" * 16)])
+    postgres = any_db.startswith("postgres")
+    with store._db.transaction(write=False) as tx:
+        for sql, table in ((store_module.ADDED_BLOCKS, "hash_blocks"),
+                           (store_module.ADDED_MD5S, "entries")):
+            rows = tx.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + sql,
+                              (after + 1, after + 20, OP_ADD)).fetchall()
+            plan = "\n".join(str(row[0] if postgres else row[-1]) for row in rows)
+            lookup = (f"Index Scan using {table}_pkey on {table}" if postgres
+                      else f"SEARCH {table} USING INTEGER PRIMARY KEY")
+            assert lookup in plan and f"Seq Scan on {table}" not in plan, plan
+            assert f"SCAN {table}" not in plan, plan
