@@ -284,7 +284,7 @@ class Store:
         with self._db.transaction(write=True) as tx:
             seq0 = self._take(tx, "next_seq", len(media))
             # The next_seq row lock orders every writer, so no one takes these ids meanwhile.
-            entries = draw_entries(len(media), lambda entry: _entry_taken(tx, entry))
+            entries = draw_entries(len(media), lambda ids: _entries_taken(tx, ids))
             tx.execute("INSERT INTO cases (id, pin_salt, pin_hash, created) VALUES (?,?,?,?)",
                        (case_id, salt, digest, now))
             for i, (entry, item) in enumerate(zip(entries, media)):
@@ -442,29 +442,38 @@ class Store:
 def draw_entries(n: int, taken, first: int = CASE_ENTRY_FIRST,
                  limit: int = ENTRY_LIMIT) -> list[int]:
     """n distinct ids drawn uniformly at random (secrets) from [first, limit), in draw order,
-    none of which `taken(id)` says is in use; a taken or repeated draw is drawn again.
-    LimitExceeded when ENTRY_DRAWS rounds leave some unfound (the range is all but full)."""
+    none of those `taken(ids)` returns (the ones already in use); a taken or repeated draw is
+    drawn again. LimitExceeded when ENTRY_DRAWS rounds leave some unfound (the range is full)."""
     entries: list[int] = []
     drawn: set[int] = set()
     for _ in range(ENTRY_DRAWS):
+        fresh = []
         for _ in range(n - len(entries)):
             entry = first + secrets.randbelow(limit - first)
-            if entry not in drawn and not taken(entry):
-                entries.append(entry)
+            if entry not in drawn:
                 drawn.add(entry)
+                fresh.append(entry)
+        used = taken(fresh) if fresh else set()
+        entries += [entry for entry in fresh if entry not in used]
         if len(entries) == n:
             return entries
     raise LimitExceeded(f"no free entry id for a new case in [{first}, {limit}) after "
                         f"{ENTRY_DRAWS} random draws; the list's case id range is full")
 
 
-def _entry_taken(tx, entry: int) -> bool:
-    """Whether an entry row or a hash block (a run of ids, in a mirror's copy) holds `entry`."""
-    if tx.execute("SELECT 1 FROM entries WHERE id=?", (entry,)).fetchone():
-        return True
-    block = tx.execute("SELECT first_entry + entry_count FROM hash_blocks WHERE first_entry <= ?"
-                       " ORDER BY first_entry DESC LIMIT 1", (entry,)).fetchone()
-    return bool(block) and block[0] > entry
+def _entries_taken(tx, entries: list[int]) -> set[int]:
+    """Those of `entries` an entry row or a hash block (a run of ids, in a mirror's copy)
+    holds: a statement per 1,000 ids, each id a key lookup or two."""
+    taken = set()
+    for at in range(0, len(entries), 1000):
+        part = entries[at:at + 1000]
+        values = ",".join(["(CAST(? AS {bigint}))"] * len(part))
+        taken.update(e for (e,) in tx.execute(
+            f"WITH drawn(id) AS (VALUES {values}) SELECT id FROM drawn WHERE EXISTS (SELECT 1 "
+            "FROM entries WHERE entries.id = drawn.id) OR (SELECT first_entry + entry_count "
+            "FROM hash_blocks WHERE first_entry <= drawn.id ORDER BY first_entry DESC LIMIT 1)"
+            " > drawn.id", part))
+    return taken
 
 
 def _check_import_room(tx, count: int) -> None:

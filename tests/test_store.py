@@ -125,10 +125,10 @@ def test_an_import_that_would_reach_case_ids_is_refused_whole(store):
 def test_a_drawn_entry_id_that_is_taken_is_drawn_again():
     taken = set(range(100, 105))      # half the range: most runs draw a taken id at least once
     for _ in range(20):
-        drawn = store_module.draw_entries(2, taken.__contains__, 100, 110)
+        drawn = store_module.draw_entries(2, taken.intersection, 100, 110)
         assert len(set(drawn)) == 2 and set(drawn) <= set(range(105, 110)), drawn
     with pytest.raises(LimitExceeded, match=r"no free entry id .*\[100, 110\)"):
-        store_module.draw_entries(6, taken.__contains__, 100, 110)
+        store_module.draw_entries(6, taken.intersection, 100, 110)
 
 
 def test_rows_read_from_the_log_equal_loaded_rows(store, any_db):
@@ -404,9 +404,8 @@ def test_a_copys_case_ids_stay_taken_and_leave_the_import_counter_alone(any_db):
     assert copy.import_pdq_hashes(np.ones((1, 32), np.uint8)) == 1
     assert copy.load_all().image_ids.tolist() == [5, 6, 7, photo]
     with copy._db.transaction(write=False) as tx:
-        taken = [e for e in (4, 5, 6, 7, 8, photo, photo + 1, clip)
-                 if store_module._entry_taken(tx, e)]
-    assert taken == [5, 6, 7, photo, clip]
+        taken = store_module._entries_taken(tx, [4, 5, 6, 7, 8, photo, photo + 1, clip])
+    assert taken == {5, 6, 7, photo, clip}
     copy.close()
 
 
@@ -417,6 +416,8 @@ def test_a_cases_outcomes_and_removals_follow_the_order_it_was_submitted_in(any_
     assert [o.entry for o in store.case_outcomes(case.case_id)] == case.entry_ids
     store.remove_case(case.case_id)
     assert store.changes_after(6).removed.tolist() == case.entry_ids
+    with store._db.transaction(write=False) as tx:      # hashes gone, ids never drawn again
+        assert store_module._entries_taken(tx, case.entry_ids) == set(case.entry_ids)
     store.close()
 
 
