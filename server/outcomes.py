@@ -109,9 +109,13 @@ class OutcomeStore(ReplicaStore):
             (entry, NOT_VIOLATING, entry)).fetchone()[0]
 
     def _require_entry(self, tx, entry: int) -> None:
+        """NotFound unless `entry` is a submitted entry or an id an import has taken."""
         (next_entry,) = tx.execute("SELECT value FROM meta WHERE key='next_entry'").fetchone()
-        if not 0 < entry < next_entry:
-            raise NotFound(f"entry_id {entry} is not on the list (entries run 1..{next_entry - 1})")
+        if not (0 < entry < next_entry
+                or tx.execute("SELECT 1 FROM entries WHERE id=?", (entry,)).fetchone()):
+            imported = f"1..{next_entry - 1}" if next_entry > 1 else "none"
+            raise NotFound(f"entry_id {entry} is not on the list: no case submitted it and it "
+                           f"is not an imported id (imported: {imported})")
 
     def _log_state(self, tx, entry: int, op: int, now: int) -> int:
         seq = self._take(tx, "next_seq", 1)
@@ -121,23 +125,26 @@ class OutcomeStore(ReplicaStore):
     # ------------------------------------------------------------ what the person sees
 
     def case_outcomes(self, case_id: str) -> list[Outcome]:
-        """One Outcome per entry of the case, in entry order (call after check_pin)."""
+        """One Outcome per entry of the case, in the order it was submitted (call after
+        check_pin)."""
         with self._db.transaction(write=False) as tx:
             entries = [e for (e,) in tx.execute(
-                "SELECT id FROM entries WHERE case_id=? ORDER BY id", (case_id,)).fetchall()]
+                "SELECT id FROM entries WHERE case_id=? ORDER BY added_seq",
+                (case_id,)).fetchall()]
             if not entries:
                 return []
-            low, high = entries[0], entries[-1]
+            # The case's ids are scattered (drawn at random): join on its entries, not a range.
             counts = {row[0]: row[1:] for row in tx.execute(
                 "SELECT entry, sum(CASE WHEN action<>? THEN 1 ELSE 0 END), "
                 "sum(CASE WHEN action=? THEN 1 ELSE 0 END), "
                 "max(CASE WHEN action<>? THEN occurred ELSE 0 END), "
                 "max(CASE WHEN action=? THEN occurred ELSE 0 END) "
-                "FROM reports WHERE entry BETWEEN ? AND ? GROUP BY entry",
-                (NOT_VIOLATING, REMOVED, NOT_VIOLATING, REMOVED, low, high)).fetchall()}
+                "FROM reports WHERE entry IN (SELECT id FROM entries WHERE case_id=?) "
+                "GROUP BY entry",
+                (NOT_VIOLATING, REMOVED, NOT_VIOLATING, REMOVED, case_id)).fetchall()}
             review = {e for (e,) in tx.execute(
-                "SELECT entry FROM entry_state WHERE entry BETWEEN ? AND ? AND "
-                "(held<>0 OR disputed<>0)", (low, high)).fetchall()}
+                "SELECT entry FROM entry_state WHERE entry IN (SELECT id FROM entries WHERE "
+                "case_id=?) AND (held<>0 OR disputed<>0)", (case_id,)).fetchall()}
         return [Outcome(e, *(int(v or 0) for v in counts.get(e, (0, 0, 0, 0))),
                         under_review=e in review) for e in entries]
 
@@ -162,10 +169,11 @@ class OutcomeStore(ReplicaStore):
         return seq
 
     def held_entries(self, limit: int = MAX_HELD_LISTED) -> list[Held]:
-        """Held and disputed entries, lowest id first, at most `limit` (one answer's worth)."""
+        """Held and disputed entries, the longest waiting first (by the sequence that held or
+        disputed them; entry ids are random, so their order says nothing), at most `limit`."""
         with self._db.transaction(write=False) as tx:
             rows = tx.execute("SELECT entry, held, disputed, seq, at, detail FROM entry_state "
-                              "WHERE held<>0 OR disputed<>0 ORDER BY entry LIMIT ?",
+                              "WHERE held<>0 OR disputed<>0 ORDER BY seq LIMIT ?",
                               (limit,)).fetchall()
             return [Held(e, held or DISPUTED, bool(held), seq, at,
                          self._not_violating(tx, e), detail)

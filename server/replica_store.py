@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from hashmatch.server.media import KIND_IMAGE, KIND_VIDEO, PDQ_BYTES, ListRows
-from hashmatch.server.store import IMPORT_BLOCK, Store
+from hashmatch.server.store import CASE_ENTRY_FIRST, IMPORT_BLOCK, Store
 
 REPLICA_CASE = "(replica)"    # the case a mirror's entries belong to (their cases are elsewhere)
 
@@ -130,7 +130,10 @@ class ReplicaStore(Store):
                        [(int(e), REPLICA_CASE, KIND_VIDEO if int(e) in videos else KIND_IMAGE,
                          md5.tobytes(), videos.get(int(e), 0), sequence)
                         for e, md5 in zip(rows.md5_ids, rows.md5s)])
-        top = max([0, *ids[-1:].tolist(), *videos, *rows.md5_ids[-1:].tolist()])
+        # The import counter passes the source's imported ids, not its cases' (drawn above it).
+        every = np.concatenate([rows.image_ids, rows.video_entries, rows.md5_ids])
+        imported = every[every < CASE_ENTRY_FIRST]
+        top = int(imported.max()) if len(imported) else 0
         tx.execute("UPDATE meta SET value=? WHERE key='next_entry' AND value <= ?",
                    (top + 1, top))
 

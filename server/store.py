@@ -15,6 +15,11 @@ Layout, chosen so that 10M hashes import and load in seconds:
   and one row per block of up to 65,536 imported photos. Loading reads a few large BLOBs.
 - `entries` has a row per submitted photo/video (kind, md5, case). Imported photos are entries
   without a case and without an `entries` row: their ids are the range a block covers.
+- Entry ids: an import takes consecutive ids from the `next_entry` counter, below
+  CASE_ENTRY_FIRST (an operator's bulk list, not one person's); a submitted photo or video gets
+  an id drawn at random from [CASE_ENTRY_FIRST, ENTRY_LIMIT), so a platform that sees two ids
+  cannot tell that they came from one case, nor how fast the list grows. Databases written
+  before this keep their (consecutive) ids; only new cases get random ones.
 - `changes` is the change log. A row covers `count` consecutive sequence numbers applied to as
   many consecutive entry ids (count is 1 for case media, the block size for imports), so every
   add and remove of an entry has its own sequence number.
@@ -25,13 +30,14 @@ Layout, chosen so that 10M hashes import and load in seconds:
   the missing ones in order, in one transaction.
 """
 import dataclasses
+import secrets
 import time
 
 import numpy as np
 
 from hashmatch.server import credentials
 from hashmatch.server.dialect import open_dialect
-from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
+from hashmatch.server.errors import InvalidRequest, LimitExceeded, NotFound, PermissionDenied
 from hashmatch.server.media import (KIND_IMAGE, KIND_VIDEO, MD5_BYTES, PDQ_BYTES, Image,
                                     ListRows, Video, frame_ids)
 
@@ -47,6 +53,19 @@ FREE_PIN_FAILURES = 5
 PIN_BACKOFF_S = 1.0
 PIN_BACKOFF_MAX_S = 86400.0
 OP_ADD, OP_REMOVE = 1, 2
+# Entry ids: imports below CASE_ENTRY_FIRST, cases drawn from [CASE_ENTRY_FIRST, ENTRY_LIMIT).
+# Both below 2**32, so HashIndex and Md5Index keep 4-byte ids (core/live.py narrow_ids) and
+# frame ids (entry << FRAME_BITS | frame) fit 64 bits; 2**31 values leave a drawn id free on
+# the first try unless the list holds billions of case entries (ENTRY_DRAWS rounds at most).
+CASE_ENTRY_FIRST = 1 << 31
+ENTRY_LIMIT = 1 << 32
+ENTRY_DRAWS = 32
+# The rows the ADDs among changes seq ? to ? name, found from those change rows with one key
+# lookup each: never an id range, which random case ids would widen to the whole table.
+_ADDED = "IN (SELECT first_entry FROM changes WHERE seq BETWEEN ? AND ? AND op = ?)"
+ADDED_BLOCKS = ("SELECT first_entry, entry_count, video, hashes FROM hash_blocks "
+                f"WHERE first_entry {_ADDED} ORDER BY first_entry")
+ADDED_MD5S = f"SELECT id, md5 FROM entries WHERE id {_ADDED} AND md5 IS NOT NULL ORDER BY id"
 
 # MIGRATIONS[i] takes a database from schema i to i + 1. Append only: a release that changes the
 # schema adds one entry; open_store applies the missing ones in order.
@@ -264,11 +283,12 @@ class Store:
         now = int(time.time())
         with self._db.transaction(write=True) as tx:
             seq0 = self._take(tx, "next_seq", len(media))
-            entry0 = self._take(tx, "next_entry", len(media))
+            # The next_seq row lock orders every writer, so no one takes these ids meanwhile.
+            entries = draw_entries(len(media), lambda ids: _entries_taken(tx, ids))
             tx.execute("INSERT INTO cases (id, pin_salt, pin_hash, created) VALUES (?,?,?,?)",
                        (case_id, salt, digest, now))
-            for i, item in enumerate(media):
-                entry, video = entry0 + i, isinstance(item, Video)
+            for i, (entry, item) in enumerate(zip(entries, media)):
+                video = isinstance(item, Video)
                 frames = len(item.frames) if video else int(item.pdq is not None)
                 tx.execute("INSERT INTO entries (id, case_id, kind, md5, frame_count, added_seq)"
                            " VALUES (?,?,?,?,?,?)",
@@ -281,8 +301,7 @@ class Store:
                                (entry, int(video), hashes, qualities))
                 tx.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
                            (seq0 + i, OP_ADD, entry, now))
-        return SubmittedCase(case_id, pin, list(range(entry0, entry0 + len(media))),
-                             seq0 + len(media) - 1)
+        return SubmittedCase(case_id, pin, entries, seq0 + len(media) - 1)
 
     def check_pin(self, case_id: str, pin: str) -> None:
         """Counts the attempt (and locks the case for its back-off) before checking it, so
@@ -331,7 +350,8 @@ class Store:
         now = int(time.time())
         with self._db.transaction(write=True) as tx:
             entries = [e for (e,) in tx.execute(
-                "SELECT id FROM entries WHERE case_id=? AND removed_seq IS NULL ORDER BY id",
+                "SELECT id FROM entries WHERE case_id=? AND removed_seq IS NULL "
+                "ORDER BY added_seq",
                 (case_id,)).fetchall()]
             if not entries:
                 (seq,) = tx.execute("SELECT coalesce(max(removed_seq), 0) FROM entries "
@@ -357,15 +377,19 @@ class Store:
 
         Big transactions of IMPORT_TRANSACTION hashes; `progress(done, total)` is called after
         each commit. Returns the number of hashes imported. Running servers follow the log, so
-        they pick the import up without a restart.
+        they pick the import up without a restart. Imports take consecutive ids below
+        CASE_ENTRY_FIRST; LimitExceeded, before anything is written, when this one would not fit.
         """
         hashes = np.ascontiguousarray(hashes, dtype=np.uint8)
         if hashes.ndim != 2 or hashes.shape[1] != PDQ_BYTES:
             raise InvalidRequest(f"hashes must have shape (n, {PDQ_BYTES}), got {hashes.shape}")
         total, now = len(hashes), int(time.time())
+        with self._db.transaction(write=False) as tx:
+            _check_import_room(tx, total)
         for start in range(0, total, IMPORT_TRANSACTION):
             chunk = hashes[start:start + IMPORT_TRANSACTION]
             with self._db.transaction(write=True) as tx:
+                _check_import_room(tx, len(chunk))     # another import may have run meanwhile
                 seq0 = self._take(tx, "next_seq", len(chunk))
                 entry0 = self._take(tx, "next_entry", len(chunk))
                 blocks = [(o, chunk[o:o + IMPORT_BLOCK])
@@ -405,20 +429,61 @@ class Store:
             added_count = np.cumsum([c[1] if c[2] == OP_ADD else 0 for c in changes])
             changes = changes[:max(1, int(np.searchsorted(added_count, HASHES_PER_READ,
                                                            "right")))] if changes else []
-            adds = {first for _, _, op, first in changes if op == OP_ADD}
             blocks, md5_rows = [], []
-            if adds:
-                low, high = min(adds), max(adds)
-                blocks = [b for b in tx.execute(
-                    "SELECT first_entry, entry_count, video, hashes FROM hash_blocks "
-                    "WHERE first_entry BETWEEN ? AND ? ORDER BY first_entry", (low, high))
-                    if b[0] in adds]
-                md5_rows = [r for r in tx.execute(
-                    "SELECT id, md5 FROM entries WHERE id BETWEEN ? AND ? AND md5 IS NOT NULL "
-                    "ORDER BY id", (low, high)) if r[0] in adds]
+            if any(op == OP_ADD for _, _, op, _ in changes):
+                span = (changes[0][0], changes[-1][0], OP_ADD)
+                blocks = tx.execute(ADDED_BLOCKS, span).fetchall()
+                md5_rows = tx.execute(ADDED_MD5S, span).fetchall()
         removed = np.asarray([first for _, _, op, first in changes if op == OP_REMOVE], np.uint64)
         last = changes[-1][0] + changes[-1][1] - 1 if changes else sequence
         return LogBatch(head, [tuple(c) for c in changes], _rows(blocks, md5_rows, last), removed)
+
+
+def draw_entries(n: int, taken, first: int = CASE_ENTRY_FIRST,
+                 limit: int = ENTRY_LIMIT) -> list[int]:
+    """n distinct ids drawn uniformly at random (secrets) from [first, limit), in draw order,
+    none of those `taken(ids)` returns (the ones already in use); a taken or repeated draw is
+    drawn again. LimitExceeded when ENTRY_DRAWS rounds leave some unfound (the range is full)."""
+    entries: list[int] = []
+    drawn: set[int] = set()
+    for _ in range(ENTRY_DRAWS):
+        fresh = []
+        for _ in range(n - len(entries)):
+            entry = first + secrets.randbelow(limit - first)
+            if entry not in drawn:
+                drawn.add(entry)
+                fresh.append(entry)
+        used = taken(fresh) if fresh else set()
+        entries += [entry for entry in fresh if entry not in used]
+        if len(entries) == n:
+            return entries
+    raise LimitExceeded(f"no free entry id for a new case in [{first}, {limit}) after "
+                        f"{ENTRY_DRAWS} random draws; the list's case id range is full")
+
+
+def _entries_taken(tx, entries: list[int]) -> set[int]:
+    """Those of `entries` an entry row or a hash block (a run of ids, in a mirror's copy)
+    holds: a statement per 1,000 ids, each id a key lookup or two."""
+    taken = set()
+    for at in range(0, len(entries), 1000):
+        part = entries[at:at + 1000]
+        values = ",".join(["(CAST(? AS {bigint}))"] * len(part))
+        taken.update(e for (e,) in tx.execute(
+            f"WITH drawn(id) AS (VALUES {values}) SELECT id FROM drawn WHERE EXISTS (SELECT 1 "
+            "FROM entries WHERE entries.id = drawn.id) OR (SELECT first_entry + entry_count "
+            "FROM hash_blocks WHERE first_entry <= drawn.id ORDER BY first_entry DESC LIMIT 1)"
+            " > drawn.id", part))
+    return taken
+
+
+def _check_import_room(tx, count: int) -> None:
+    """LimitExceeded when `count` more imported ids would reach CASE_ENTRY_FIRST."""
+    (next_entry,) = tx.execute("SELECT value FROM meta WHERE key='next_entry'").fetchone()
+    if next_entry + count > CASE_ENTRY_FIRST:
+        raise LimitExceeded(
+            f"importing {count} hashes would take entry ids up to {next_entry + count - 1}, but "
+            f"imported ids must stay below {CASE_ENTRY_FIRST} (ids above are drawn for cases); "
+            f"{max(0, CASE_ENTRY_FIRST - next_entry)} more can be imported into this list")
 
 
 def check_roles(roles) -> tuple[str, ...]:

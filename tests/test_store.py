@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from hashmatch.server import credentials
-from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
-from hashmatch.server.media import Image, Video, entry_of_frame
+from hashmatch.server.errors import InvalidRequest, LimitExceeded, NotFound, PermissionDenied
+from hashmatch.server.media import Image, ListRows, Video, entry_of_frame
 from hashmatch.server import store as store_module
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
+from hashmatch.server.outcomes import open_outcome_store
+from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.store import OP_ADD, OP_REMOVE, open_store
 
 
@@ -60,26 +62,73 @@ def test_change_log_numbers_every_add_and_remove(store):
     a = store.submit_case([image(1, md5=b"a" * 16), video(3, 2)])
     b = store.submit_case([image(3)])
     assert (a.sequence, b.sequence) == (2, 3)
-    assert a.entry_ids == [1, 2] and b.entry_ids == [3]
+    (a_photo, a_video), (b_photo,) = a.entry_ids, b.entry_ids
     added = store.changes_after(0).added
-    assert added.image_ids.tolist() == [1, 3] and added.md5_ids.tolist() == [1]
-    assert entry_of_frame(added.frame_ids).tolist() == [2, 2, 2]
+    assert added.image_ids.tolist() == sorted([a_photo, b_photo])
+    assert added.md5_ids.tolist() == [a_photo]
+    assert entry_of_frame(added.frame_ids).tolist() == [a_video] * 3
     assert store.import_pdq_hashes(np.zeros((5, 32), np.uint8)) == 5
     sequence = store.remove_case(a.case_id)
     assert sequence == 3 + 5 + 2 == store.head_sequence()
     assert store.remove_case(a.case_id) == sequence, "a second withdrawal logs nothing"
     batch = store.changes_after(3)
     assert batch.head == 10
-    assert batch.changes == [(4, 5, OP_ADD, 4), (9, 1, OP_REMOVE, 1), (10, 1, OP_REMOVE, 2)]
-    assert batch.removed.tolist() == [1, 2]
-    assert batch.added.image_ids.tolist() == [4, 5, 6, 7, 8] and batch.added.sequence == 10
+    assert batch.changes == [(4, 5, OP_ADD, 1), (9, 1, OP_REMOVE, a_photo),
+                             (10, 1, OP_REMOVE, a_video)], "imports count from 1, cases apart"
+    assert batch.removed.tolist() == [a_photo, a_video]
+    assert batch.added.image_ids.tolist() == [1, 2, 3, 4, 5] and batch.added.sequence == 10
     replayed = store.changes_after(0)
-    assert replayed.added.image_ids.tolist() == [3, 4, 5, 6, 7, 8], "withdrawn rows are gone"
+    assert replayed.added.image_ids.tolist() == [1, 2, 3, 4, 5, b_photo], "withdrawn rows gone"
     assert len(replayed.added.frame_ids) == 0 and len(replayed.added.md5_ids) == 0
     rows = store.load_all()
     assert rows.sequence == 10
-    assert sorted(rows.image_ids.tolist()) == [3, 4, 5, 6, 7, 8]
+    assert rows.image_ids.tolist() == [1, 2, 3, 4, 5, b_photo]
     assert len(rows.frame_ids) == 0 and len(rows.md5_ids) == 0
+
+
+def test_case_entry_ids_are_random_while_imports_count_up(store):
+    """A platform that sees two entry ids must not learn that they came from one case, nor the
+    order cases arrived in: ids are drawn from [CASE_ENTRY_FIRST, ENTRY_LIMIT) at random."""
+    cases = [store.submit_case([image(3 * i), image(3 * i + 1), video(2, 3 * i + 2)])
+             for i in range(20)]
+    ids = [e for case in cases for e in case.entry_ids]
+    span = store_module.ENTRY_LIMIT - store_module.CASE_ENTRY_FIRST
+    assert len(set(ids)) == 60
+    assert all(store_module.CASE_ENTRY_FIRST <= e < store_module.ENTRY_LIMIT for e in ids)
+    # Each false with probability below 1e-15 for uniform draws; certain for a counter.
+    assert max(ids) - min(ids) > span // 2, "60 ids spread over the range"
+    assert all(abs(x - y) > 1 for case in cases for x in case.entry_ids for y in case.entry_ids
+               if x != y), "no two ids of one case are neighbours"
+    firsts = [case.entry_ids[0] for case in cases]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    assert store.import_pdq_hashes(np.zeros((4, 32), np.uint8)) == 4
+    assert store.load_all().image_ids.tolist()[:4] == [1, 2, 3, 4], "imports keep a counter"
+    assert store.case_status(cases[0].case_id, cases[0].pin).image_count == 2
+
+
+def test_an_import_that_would_reach_case_ids_is_refused_whole(store):
+    first = store_module.CASE_ENTRY_FIRST
+    with store._db.transaction(write=True) as tx:      # a list with almost 2**31 imported ids
+        tx.execute("UPDATE meta SET value=? WHERE key='next_entry'", (first - 3,))
+    head = store.head_sequence()
+    with pytest.raises(LimitExceeded, match=f"must stay below {first}.* 3 more can be imported"):
+        store.import_pdq_hashes(np.zeros((5, 32), np.uint8))
+    assert store.head_sequence() == head and not len(store.load_all().image_ids)
+    assert store.import_pdq_hashes(np.ones((3, 32), np.uint8)) == 3
+    assert store.load_all().image_ids.tolist() == [first - 3, first - 2, first - 1]
+    with pytest.raises(LimitExceeded, match="0 more can be imported"):
+        store.import_pdq_hashes(np.zeros((1, 32), np.uint8))
+    (entry,) = store.submit_case([image(1)]).entry_ids
+    assert entry >= first, "cases still get ids of their own"
+
+
+def test_a_drawn_entry_id_that_is_taken_is_drawn_again():
+    taken = set(range(100, 105))      # half the range: most runs draw a taken id at least once
+    for _ in range(20):
+        drawn = store_module.draw_entries(2, taken.intersection, 100, 110)
+        assert len(set(drawn)) == 2 and set(drawn) <= set(range(105, 110)), drawn
+    with pytest.raises(LimitExceeded, match=r"no free entry id .*\[100, 110\)"):
+        store_module.draw_entries(6, taken.intersection, 100, 110)
 
 
 def test_rows_read_from_the_log_equal_loaded_rows(store, any_db):
@@ -317,3 +366,76 @@ def test_a_missing_tail_of_the_log_is_a_gap_too(store, monkeypatch):
     state = ListState()
     assert Follower(store, state, poll_s=0.05).catch_up() == 2
     assert state.digest()[0] == 2
+
+
+def test_reading_the_log_costs_the_same_however_big_the_list(tmp_path):
+    """changes_after finds the rows a few changes add by key: its SQLite work (VM steps) does
+    not grow with the rows already stored. Reading them as an id range would: case ids are
+    random, so the range of 20 cases' ids spans most of the table."""
+    def steps_to_read_20_cases(stored: int) -> int:
+        store = open_store(tmp_path / f"{stored}.db")
+        store.submit_case([image(i, md5=bytes([i % 256]) * 16) for i in range(stored)])
+        after = store.head_sequence()
+        cases = [store.submit_case([image(10_000 + i, md5=b"z" * 16)]) for i in range(20)]
+        steps = []
+        store._db._con.set_progress_handler(lambda: steps.append(1), 1)
+        batch = store.changes_after(after)
+        store._db._con.set_progress_handler(None, 1)
+        store.close()
+        entries = sorted(e for case in cases for e in case.entry_ids)
+        assert batch.added.image_ids.tolist() == batch.added.md5_ids.tolist() == entries
+        return len(steps)
+
+    small, big = steps_to_read_20_cases(1), steps_to_read_20_cases(5000)
+    assert big <= small * 1.2, (small, big)
+
+
+def test_a_copys_case_ids_stay_taken_and_leave_the_import_counter_alone(any_db):
+    """A mirror's copy holds the source's ids: its imported ones move the import counter (a
+    copy served as a list can import after them), its cases' random ones do not, and a case
+    drawn on the copy can never take an id a copied hash block covers."""
+    copy = open_replica_store(any_db)
+    photo, clip = store_module.CASE_ENTRY_FIRST + 7, store_module.CASE_ENTRY_FIRST + 99
+    copy.replica_begin_snapshot()
+    copy.replica_add_rows(ListRows(
+        image_ids=np.array([5, 6, photo], np.uint64), image_hashes=np.ones((3, 32), np.uint8),
+        video_entries=np.array([clip], np.uint64), video_frame_counts=np.array([2]),
+        frame_hashes=np.ones((2, 32), np.uint8), sequence=3))
+    assert copy.import_pdq_hashes(np.ones((1, 32), np.uint8)) == 1
+    assert copy.load_all().image_ids.tolist() == [5, 6, 7, photo]
+    with copy._db.transaction(write=False) as tx:
+        taken = store_module._entries_taken(tx, [4, 5, 6, 7, 8, photo, photo + 1, clip])
+    assert taken == {5, 6, 7, photo, clip}
+    copy.close()
+
+
+def test_a_cases_outcomes_and_removals_follow_the_order_it_was_submitted_in(any_db):
+    """Ids are random, so 'by id' is not the order the person gave their items in."""
+    store = open_outcome_store(any_db)
+    case = store.submit_case([image(i) for i in range(6)])
+    assert [o.entry for o in store.case_outcomes(case.case_id)] == case.entry_ids
+    store.remove_case(case.case_id)
+    assert store.changes_after(6).removed.tolist() == case.entry_ids
+    with store._db.transaction(write=False) as tx:      # hashes gone, ids never drawn again
+        assert store_module._entries_taken(tx, case.entry_ids) == set(case.entry_ids)
+    store.close()
+
+
+def test_the_rows_a_log_read_adds_are_found_by_key_on_both_stores(store, any_db):
+    """The query plans changes_after runs: key lookups in hash_blocks and entries driven by
+    the change rows, never a scan of either table (5,000 rows stored, 20 read)."""
+    store.submit_case([image(i, md5=bytes([i % 256]) * 16) for i in range(5000)])
+    after = store.head_sequence()
+    for i in range(20):
+        store.submit_case([image(10_000 + i, md5=b"z" * 16)])
+    postgres = any_db.startswith("postgres")
+    with store._db.transaction(write=False) as tx:
+        for sql, table in ((store_module.ADDED_BLOCKS, "hash_blocks"),
+                           (store_module.ADDED_MD5S, "entries")):
+            rows = tx.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + sql,
+                              (after + 1, after + 20, OP_ADD)).fetchall()
+            plan = "\n".join(str(row[0] if postgres else row[-1]) for row in rows)
+            lookup = (f"Index Scan using {table}_pkey on {table}" if postgres
+                      else f"SEARCH {table} USING INTEGER PRIMARY KEY")
+            assert lookup in plan and f"Seq Scan on {table}" not in plan, plan
+            assert f"SCAN {table}" not in plan, plan
