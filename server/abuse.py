@@ -6,10 +6,14 @@ Cases needs no key, so the handles on a caller are its address and the server's 
 - submitted hashes a second, for everyone, charged once the body is decoded;
 - a budget of hashes the list may hold, counted from the in-memory list;
 - a bound on case calls waiting for the case threads, so excess is refused at once.
+Case work runs on threads of lower scheduling priority than matching (`case_pool`).
 Everything here runs on the event loop, so nothing needs a lock.
 """
+import concurrent.futures
 import contextlib
 import logging
+import os
+import threading
 
 from hashmatch.server.buckets import PeerBuckets, TokenBucket
 from hashmatch.server.config import ServerConfig
@@ -116,3 +120,19 @@ class CaseLimits:
             yield
         finally:
             self._queued -= 1
+
+
+CASE_NICE = 10  # case threads yield the CPU to matching and the event loop (nice 0)
+
+
+def _lower_priority() -> None:
+    # On Linux a thread is a task: PRIO_PROCESS with its own id renices this thread only.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CASE_NICE)
+
+
+def case_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run case work (validation, scrypt, the store commit), at nice
+    CASE_NICE, so anonymous work takes only CPU that platform matching leaves."""
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hashmatch-cases",
+                                                 initializer=_lower_priority)

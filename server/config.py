@@ -54,6 +54,13 @@ class ServerConfig:
     lookup_burst_global: int = 100
     # Case calls waiting for or running on the case threads; more are refused at once.
     case_queue: int = 16
+    # A Cases call refused by a rate limit gets its answer after this many seconds, so one
+    # connection's flood runs at most (its calls in flight) / delay calls a second; at most
+    # max_delayed_refusals wait at once (more are answered at once). 0: answer at once.
+    refusal_delay_s: float = 1.0
+    max_delayed_refusals: int = 2048
+    # HTTP/2 streams (calls) one connection may have open; more wait in the client.
+    max_concurrent_streams: int = 256
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
     # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
     max_list_hashes: int = 50_000_000
@@ -130,7 +137,8 @@ class ServerConfig:
                      "max_streams_per_platform", "max_case_items", "max_video_frames",
                      "worker_threads", "max_case_hashes", "submit_burst_per_peer",
                      "submit_burst_global", "lookup_burst_per_peer", "lookup_burst_global",
-                     "case_queue", "max_list_hashes", "auth_failure_burst", "max_connections"):
+                     "case_queue", "max_delayed_refusals", "max_concurrent_streams",
+                     "max_list_hashes", "auth_failure_burst", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_connection_age_s", "max_connection_age_grace_s"):
@@ -151,7 +159,7 @@ class ServerConfig:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
                      "lookup_rate_per_peer", "lookup_rate_global", "auth_failure_rate_per_s",
-                     "handshake_timeout_s", "max_connection_idle_s"):
+                     "handshake_timeout_s", "max_connection_idle_s", "refusal_delay_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -202,6 +210,10 @@ HELP = {
     "lookup_rate_global": "GetCaseStatus/WithdrawCase calls a second from everyone (0 = off)",
     "lookup_burst_global": "GetCaseStatus/WithdrawCase calls everyone may make at once",
     "case_queue": "case calls waiting or running; more are refused at once",
+    "refusal_delay_s": "seconds a Cases call over a rate limit waits for its refusal (0 = "
+                       "answer at once)",
+    "max_delayed_refusals": "refusals that may wait at once; more are answered at once",
+    "max_concurrent_streams": "calls one connection may have open at once",
     "max_list_hashes": "hashes the list may hold before SubmitCase is refused",
     "auth_failure_burst": "failed API keys one IP may send before it is slowed",
     "auth_failure_rate_per_s": "failed API keys a second one IP is allowed back",
