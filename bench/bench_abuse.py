@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="platform hashes/s (fixed, so latency is compared at equal load)")
     p.add_argument("--flood-calls", type=int, default=32, help="SubmitCase calls in flight")
     p.add_argument("--frames", type=int, default=7200, help="video frames in each flood case")
+    p.add_argument("--garbage-bytes", type=int, default=0,
+                   help="flood with bodies of this many random bytes instead of cases (the "
+                        "gate refuses over-rate calls before decoding, so any bytes will do)")
     p.add_argument("--flood-cpu", type=int, default=os.cpu_count() - 1,
                    help="pin the flooding process to this CPU (-1: not pinned)")
     p.add_argument("--scenario", action="append", choices=list(SCENARIOS),
@@ -73,7 +76,8 @@ def refused_by(code: str, details: str) -> str:
     return code
 
 
-def _flooder(target: str, calls: int, frames: int, cpu: int, conn, stop) -> None:
+def _flooder(target: str, calls: int, frames: int, cpu: int, conn, stop,
+             garbage_bytes: int = 0) -> None:
     """A separate process: on each "go", floods until `stop` is set, then sends its counts."""
     import grpc
 
@@ -85,6 +89,8 @@ def _flooder(target: str, calls: int, frames: int, cpu: int, conn, stop) -> None
     bodies = [pb.SubmitCaseRequest(media=[pb.MediaHashes(video=pb.VideoHashes(
         frame_pdqs=rng.integers(0, 256, (frames, 32), dtype=np.uint8).tobytes(),
         frame_qualities=[90] * frames))]).SerializeToString() for _ in range(8)]
+    if garbage_bytes:
+        bodies = [rng.bytes(garbage_bytes) for _ in range(8)]
 
     async def loop(submit, i, counts, said):
         n = i
@@ -185,7 +191,8 @@ def run_scenario(args, name: str, list_hashes) -> dict:
         ours, theirs = spawn.Pipe()
         stop = spawn.Event()
         process = spawn.Process(target=_flooder, args=(
-            server.target, args.flood_calls, args.frames, args.flood_cpu, theirs, stop))
+            server.target, args.flood_calls, args.frames, args.flood_cpu, theirs, stop,
+            args.garbage_bytes))
         process.start()
         rounds = []
         try:

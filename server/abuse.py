@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 
-from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.buckets import MAX_PEERS, PeerBuckets, TokenBucket
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import LimitExceeded, RateLimited
 
@@ -23,6 +23,12 @@ log = logging.getLogger("hashmatch.server")
 
 SUBMIT, LOOKUP = "submit", "lookup"
 CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": LOOKUP}
+# Measured on the development VM (docs/SECURITY.md, "Memory"), rounded up: server RSS a hash
+# admitted through SubmitCase adds (359 B for video frames), an address's token bucket (251 B),
+# and an open connection that made one call (20.7 KB).
+LIST_BYTES_PER_HASH = 400
+PEER_BUCKET_BYTES = 300
+CONNECTION_BYTES = 32 * 1024
 
 
 class _CallLimit:
@@ -136,3 +142,30 @@ def case_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
     CASE_NICE, so anonymous work takes only CPU that platform matching leaves."""
     return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hashmatch-cases",
                                                  initializer=_lower_priority)
+
+
+def memory_bound(config: ServerConfig, list_hashes: int = 0,
+                 connections: int | None = None) -> dict[str, int]:
+    """Bytes anonymous callers can make the server hold beyond what it holds now, by cause.
+
+    `list_hashes`: what the list holds now; `connections`: open connections (default
+    max_connections). Every open call may have up to max_message_bytes of body buffered by
+    HTTP/2 before the server reads it (flow-control windows grow to that on fast links); the
+    calls past the gate also hold a decoded copy, at most as many as the global buckets' bursts
+    and the case queue let through (all open calls when a global rate is off).
+    """
+    connections = config.max_connections if connections is None else connections
+    body, calls = config.max_message_bytes, connections * config.max_concurrent_streams
+    admitted = calls
+    if config.submit_rate_global and config.lookup_rate_global:
+        admitted = min(calls, config.submit_burst_global + config.lookup_burst_global
+                       + config.case_queue)
+    peer_limits = (bool(config.submit_rate_per_peer) + bool(config.lookup_rate_per_peer)
+                   + bool(config.auth_failure_rate_per_s))
+    return {
+        "list": max(0, config.max_list_hashes - list_hashes) * LIST_BYTES_PER_HASH,
+        "bodies of open calls": calls * body,
+        "decoded bodies": admitted * body,
+        "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
+        "connections": connections * CONNECTION_BYTES,
+    }

@@ -54,13 +54,15 @@ class ServerConfig:
     lookup_burst_global: int = 100
     # Case calls waiting for or running on the case threads; more are refused at once.
     case_queue: int = 16
-    # A Cases call refused by a rate limit gets its answer after this many seconds, so one
-    # connection's flood runs at most (its calls in flight) / delay calls a second; at most
-    # max_delayed_refusals wait at once (more are answered at once). 0: answer at once.
+    # A call refused by a rate limit gets its answer after this many seconds, so one
+    # connection's flood runs at most max_concurrent_streams / delay calls a second; at most
+    # max_delayed_refusals wait at once (more are answered at once): each may hold up to
+    # max_message_bytes of unread body. 0: answer at once. docs/SECURITY.md.
     refusal_delay_s: float = 1.0
-    max_delayed_refusals: int = 2048
-    # HTTP/2 streams (calls) one connection may have open; more wait in the client.
-    max_concurrent_streams: int = 256
+    max_delayed_refusals: int = 64
+    # HTTP/2 streams (calls) one connection may have open; more wait in the client. A platform
+    # uses one per MatchStream (max_streams_per_platform).
+    max_concurrent_streams: int = 64
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
     # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
     max_list_hashes: int = 50_000_000
