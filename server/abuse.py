@@ -29,6 +29,8 @@ CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": L
 LIST_BYTES_PER_HASH = 400
 PEER_BUCKET_BYTES = 300
 CONNECTION_BYTES = 32 * 1024
+# An HTTP/2 stream's flow-control window before the server reads, without BDP probing.
+STREAM_WINDOW_BYTES = 64 * 1024
 
 
 class _CallLimit:
@@ -150,12 +152,14 @@ def memory_bound(config: ServerConfig, list_hashes: int = 0,
 
     `list_hashes`: what the list holds now; `connections`: open connections (default
     max_connections). Every open call may have up to max_message_bytes of body buffered by
-    HTTP/2 before the server reads it (flow-control windows grow to that on fast links); the
-    calls past the gate also hold a decoded copy, at most as many as the global buckets' bursts
-    and the case queue let through (all open calls when a global rate is off).
+    HTTP/2 before the server reads it (flow-control windows grow to that on fast links; 64 KB
+    with http2_bdp_probe off); the calls past the gate also hold the body and a decoded copy,
+    at most as many as the global buckets' bursts and the case queue let through (all open
+    calls when a global rate is off).
     """
     connections = config.max_connections if connections is None else connections
     body, calls = config.max_message_bytes, connections * config.max_concurrent_streams
+    unread = body if config.http2_bdp_probe else min(body, STREAM_WINDOW_BYTES)
     admitted = calls
     if config.submit_rate_global and config.lookup_rate_global:
         admitted = min(calls, config.submit_burst_global + config.lookup_burst_global
@@ -164,8 +168,8 @@ def memory_bound(config: ServerConfig, list_hashes: int = 0,
                    + bool(config.auth_failure_rate_per_s))
     return {
         "list": max(0, config.max_list_hashes - list_hashes) * LIST_BYTES_PER_HASH,
-        "bodies of open calls": calls * body,
-        "decoded bodies": admitted * body,
+        "bodies of open calls": calls * unread,
+        "bodies past the gate (read and decoded)": admitted * 2 * body,
         "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
         "connections": connections * CONNECTION_BYTES,
     }

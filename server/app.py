@@ -64,6 +64,7 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         # gRPC closes connections past this at accept; it has no per-address bound.
         ("grpc.max_allowed_incoming_connections", config.max_connections),
         ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+        ("grpc.http2.bdp_probe", int(config.http2_bdp_probe)),
         # A connection that never sends the HTTP/2 preface (or finishes TLS) is closed after it.
         ("grpc.server_handshake_timeout_ms", int(config.handshake_timeout_s * 1000)),
         ("grpc.max_connection_idle_ms", int(config.max_connection_idle_s * 1000)),

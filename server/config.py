@@ -63,6 +63,11 @@ class ServerConfig:
     # HTTP/2 streams (calls) one connection may have open; more wait in the client. A platform
     # uses one per MatchStream (max_streams_per_platform).
     max_concurrent_streams: int = 64
+    # gRPC grows each stream's flow-control window to the link's bandwidth-delay product, so a
+    # caller may send a whole body (up to max_message_bytes) before the server reads or refuses
+    # it. Off: 64 KB a stream until the server reads, so refused bodies mostly never arrive
+    # (docs/SECURITY.md, "Memory"), at the cost of throughput on high-latency links.
+    http2_bdp_probe: bool = True
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
     # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
     max_list_hashes: int = 50_000_000
@@ -216,6 +221,8 @@ HELP = {
                        "answer at once)",
     "max_delayed_refusals": "refusals that may wait at once; more are answered at once",
     "max_concurrent_streams": "calls one connection may have open at once",
+    "http2_bdp_probe": "grow HTTP/2 windows to the link (false: 64 KB a stream until read, so "
+                       "refused bodies are not received)",
     "max_list_hashes": "hashes the list may hold before SubmitCase is refused",
     "auth_failure_burst": "failed API keys one IP may send before it is slowed",
     "auth_failure_rate_per_s": "failed API keys a second one IP is allowed back",

@@ -12,6 +12,7 @@ import time
 import grpc
 import numpy as np
 import psutil
+import pytest
 
 from hashmatch.server.abuse import memory_bound
 from hashmatch.server.buckets import FORWARDED_PEER_HEADER
@@ -56,8 +57,10 @@ async def _flood(target: str, seconds: float) -> dict[str, int]:
     return codes
 
 
-def test_an_anonymous_flood_stays_under_the_computed_memory_bound(server_process):
-    flags = [f"--{name.replace('_', '-')}={value}" for name, value in LIMITS.items()]
+@pytest.mark.parametrize("bdp_probe", [True, False])
+def test_an_anonymous_flood_stays_under_the_computed_memory_bound(server_process, bdp_probe):
+    flags = [f"--{name.replace('_', '-')}={value}"
+             for name, value in {**LIMITS, "http2_bdp_probe": bdp_probe}.items()]
     server = server_process(*flags)
     proc = psutil.Process(server.process.pid)
     time.sleep(0.5)
@@ -79,5 +82,7 @@ def test_an_anonymous_flood_stays_under_the_computed_memory_bound(server_process
     bound = memory_bound(from_args(flags), list_hashes=0, connections=2)
     growth = peak[0] - before
     assert codes.get("RESOURCE_EXHAUSTED", 0) > 2 * CALLS, codes   # the flood met the limits
+    print(f"bdp {bdp_probe}: RSS grew {growth / 2**20:.1f} MiB, bound "
+          f"{sum(bound.values()) / 2**20:.1f} MiB, {codes}")
     assert growth <= sum(bound.values()), (growth, bound, codes)
     assert server.process.poll() is None
