@@ -203,8 +203,15 @@ def run_scenario(args, name: str, list_hashes) -> dict:
             ours.send("done")
             process.join(30)
     ratios = [r["flood"]["p99_ms"] / r["baseline"]["p99_ms"] for r in rounds]
+    flood = [r["flood"]["flood"] for r in rounds]
     return {"rounds": rounds, "p99_ratio_median": statistics.median(ratios),
-            "p99_ratio_min": min(ratios), "p99_ratio_max": max(ratios)}
+            "p99_ratio_min": min(ratios), "p99_ratio_max": max(ratios),
+            # server CPU seconds a second the flood added, paired round by round
+            "flood_cpu_s_per_s_median": statistics.median(
+                r["flood"]["server_cpu_s_per_s"] - r["baseline"]["server_cpu_s_per_s"]
+                for r in rounds),
+            "flood_calls_per_s_median": statistics.median(
+                sum(f["counts"].values()) / f["seconds"] for f in flood)}
 
 
 def run(args) -> dict:
@@ -222,7 +229,9 @@ def text(summary: dict) -> str:
     lines = []
     for name, scenario in summary["scenarios"].items():
         lines += [f"{name}: platform p99 flood/baseline median {scenario['p99_ratio_median']:.2f}"
-                  f" (rounds {scenario['p99_ratio_min']:.2f}..{scenario['p99_ratio_max']:.2f})",
+                  f" (rounds {scenario['p99_ratio_min']:.2f}..{scenario['p99_ratio_max']:.2f}); "
+                  f"flood {scenario['flood_calls_per_s_median']:,.0f} calls/s cost the server "
+                  f"{scenario['flood_cpu_s_per_s_median']:.3f} CPU s/s (medians)",
                   f"{'round':<11} {'p50 ms':>7} {'p99 ms':>7} {'health p99':>10} "
                   f"{'hashes/s':>8} {'srv cpu/s':>9} {'rss MB (peak)':>17} {'load':>5}  flood",
                   "-" * 100]

@@ -24,8 +24,8 @@ log = logging.getLogger("hashmatch.server")
 SUBMIT, LOOKUP = "submit", "lookup"
 CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": LOOKUP}
 # Measured on the development VM (docs/SECURITY.md, "Memory"), rounded up: server RSS a hash
-# admitted through SubmitCase adds (359 B for video frames), an address's token bucket (251 B),
-# and an open connection that made one call (20.7 KB).
+# admitted through SubmitCase adds (370 B for video frames), an address's token bucket (248 B),
+# and an open connection that made one call (20.4 KB); `python -m bench.bench_memory`.
 LIST_BYTES_PER_HASH = 400
 PEER_BUCKET_BYTES = 300
 CONNECTION_BYTES = 32 * 1024
