@@ -114,10 +114,10 @@ class App:
         # cannot hold up platform matching.
         self.case_pool = case_pool(CASE_THREADS)
         self.health = HealthServicer()
-        self.gate = gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
-                     "ListInfo": self._authenticate}, self.metrics.count_error,
-                    config.refusal_delay_s, config.max_delayed_refusals)
-        self.server = grpc.aio.server(interceptors=[gate, TolerantDecoding()],
+        self.gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
+                          "ListInfo": self._authenticate}, self.metrics.count_error,
+                         config.refusal_delay_s, config.max_delayed_refusals)
+        self.server = grpc.aio.server(interceptors=[self.gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
         if config.follow:

@@ -69,7 +69,8 @@ class ServerConfig:
     # (docs/SECURITY.md, "Memory"), at the cost of throughput on high-latency links.
     http2_bdp_probe: bool = True
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
-    # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
+    # operator raises it. About 64-86 bytes of index memory a hash (README, index table), and
+    # about 370 bytes of server RSS a video frame submitted (docs/SECURITY.md, "Memory").
     max_list_hashes: int = 50_000_000
     # Failed API keys one peer may send in a burst, and how fast that allowance comes back;
     # past it the peer's keys are not looked up (RESOURCE_EXHAUSTED) until it refills.
@@ -217,8 +218,8 @@ HELP = {
     "lookup_rate_global": "GetCaseStatus/WithdrawCase calls a second from everyone (0 = off)",
     "lookup_burst_global": "GetCaseStatus/WithdrawCase calls everyone may make at once",
     "case_queue": "case calls waiting or running; more are refused at once",
-    "refusal_delay_s": "seconds a Cases call over a rate limit waits for its refusal (0 = "
-                       "answer at once)",
+    "refusal_delay_s": "seconds a call refused by a rate limit (Cases, failed keys) waits "
+                       "for its answer (0 = answer at once)",
     "max_delayed_refusals": "refusals that may wait at once; more are answered at once",
     "max_concurrent_streams": "calls one connection may have open at once",
     "http2_bdp_probe": "grow HTTP/2 windows to the link (false: 64 KB a stream until read, so "
