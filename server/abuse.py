@@ -6,12 +6,16 @@ Cases needs no key, so the handles on a caller are its address and the server's 
 - submitted hashes a second, for everyone, charged once the body is decoded;
 - a budget of hashes the list may hold, counted from the in-memory list;
 - a bound on case calls waiting for the case threads, so excess is refused at once.
+Case work runs on threads of lower scheduling priority than matching (`case_pool`).
 Everything here runs on the event loop, so nothing needs a lock.
 """
+import concurrent.futures
 import contextlib
 import logging
+import os
+import threading
 
-from hashmatch.server.buckets import PeerBuckets, TokenBucket
+from hashmatch.server.buckets import MAX_PEERS, PeerBuckets, TokenBucket
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import LimitExceeded, RateLimited
 
@@ -19,6 +23,14 @@ log = logging.getLogger("hashmatch.server")
 
 SUBMIT, LOOKUP = "submit", "lookup"
 CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": LOOKUP}
+# Measured on the development VM (docs/SECURITY.md, "Memory"), rounded up: server RSS a hash
+# admitted through SubmitCase adds (370 B for video frames), an address's token bucket (248 B),
+# and an open connection that made one call (20.4 KB); `python -m bench.bench_memory`.
+LIST_BYTES_PER_HASH = 400
+PEER_BUCKET_BYTES = 300
+CONNECTION_BYTES = 32 * 1024
+# An HTTP/2 stream's flow-control window before the server reads, without BDP probing.
+STREAM_WINDOW_BYTES = 64 * 1024
 
 
 class _CallLimit:
@@ -116,3 +128,48 @@ class CaseLimits:
             yield
         finally:
             self._queued -= 1
+
+
+CASE_NICE = 10  # case threads yield the CPU to matching and the event loop (nice 0)
+
+
+def _lower_priority() -> None:
+    # On Linux a thread is a task: PRIO_PROCESS with its own id renices this thread only.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CASE_NICE)
+
+
+def case_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run case work (validation, scrypt, the store commit), at nice
+    CASE_NICE, so anonymous work takes only CPU that platform matching leaves."""
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hashmatch-cases",
+                                                 initializer=_lower_priority)
+
+
+def memory_bound(config: ServerConfig, list_hashes: int = 0,
+                 connections: int | None = None) -> dict[str, int]:
+    """Bytes anonymous callers can make the server hold beyond what it holds now, by cause.
+
+    `list_hashes`: what the list holds now; `connections`: open connections (default
+    max_connections). Every open call may have up to max_message_bytes of body buffered by
+    HTTP/2 before the server reads it (flow-control windows grow to that on fast links; 64 KB
+    with http2_bdp_probe off); the calls past the gate also hold the body and a decoded copy,
+    at most as many as the global buckets' bursts and the case queue let through (all open
+    calls when a global rate is off).
+    """
+    connections = config.max_connections if connections is None else connections
+    body, calls = config.max_message_bytes, connections * config.max_concurrent_streams
+    unread = body if config.http2_bdp_probe else min(body, STREAM_WINDOW_BYTES)
+    admitted = calls
+    if config.submit_rate_global and config.lookup_rate_global:
+        admitted = min(calls, config.submit_burst_global + config.lookup_burst_global
+                       + config.case_queue)
+    peer_limits = (bool(config.submit_rate_per_peer) + bool(config.lookup_rate_per_peer)
+                   + bool(config.auth_failure_rate_per_s))
+    return {
+        "list": max(0, config.max_list_hashes - list_hashes) * LIST_BYTES_PER_HASH,
+        "bodies of open calls": calls * unread,
+        "bodies past the gate (read and decoded)": admitted * 2 * body,
+        "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
+        "connections": connections * CONNECTION_BYTES,
+    }

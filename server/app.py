@@ -23,7 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from hashmatch.server import logs, tls
-from hashmatch.server.abuse import CaseLimits
+from hashmatch.server.abuse import CaseLimits, case_pool
 from hashmatch.server.access import Authenticator, PlatformLimits, require_role
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.gate import Gate
@@ -64,6 +64,8 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         # gRPC closes connections past this at accept; it has no per-address bound.
         ("grpc.max_allowed_incoming_connections", config.max_connections),
+        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+        ("grpc.http2.bdp_probe", int(config.http2_bdp_probe)),
         # A connection that never sends the HTTP/2 preface (or finishes TLS) is closed after it.
         ("grpc.server_handshake_timeout_ms", int(config.handshake_timeout_s * 1000)),
         ("grpc.max_connection_idle_ms", int(config.max_connection_idle_s * 1000)),
@@ -112,12 +114,12 @@ class App:
                                                           thread_name_prefix="hashmatch")
         # Case calls (scrypt, fsync) get their own threads so a burst of anonymous submissions
         # cannot hold up platform matching.
-        self.case_pool = concurrent.futures.ThreadPoolExecutor(CASE_THREADS,
-                                                               thread_name_prefix="hashmatch-cases")
+        self.case_pool = case_pool(CASE_THREADS)
         self.health = HealthServicer()
-        gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
-                     "ListInfo": self._authenticate}, self.metrics.count_error)
-        self.server = grpc.aio.server(interceptors=[gate, TolerantDecoding()],
+        self.gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
+                          "ListInfo": self._authenticate}, self.metrics.count_error,
+                         config.refusal_delay_s, config.max_delayed_refusals)
+        self.server = grpc.aio.server(interceptors=[self.gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
         self._add_servicers(config)

@@ -54,8 +54,23 @@ class ServerConfig:
     lookup_burst_global: int = 100
     # Case calls waiting for or running on the case threads; more are refused at once.
     case_queue: int = 16
+    # A call refused by a rate limit gets its answer after this many seconds, so one
+    # connection's flood runs at most max_concurrent_streams / delay calls a second; at most
+    # max_delayed_refusals wait at once (more are answered at once): each may hold up to
+    # max_message_bytes of unread body. 0: answer at once. docs/SECURITY.md.
+    refusal_delay_s: float = 1.0
+    max_delayed_refusals: int = 64
+    # HTTP/2 streams (calls) one connection may have open; more wait in the client. A platform
+    # uses one per MatchStream (max_streams_per_platform).
+    max_concurrent_streams: int = 64
+    # gRPC grows each stream's flow-control window to the link's bandwidth-delay product, so a
+    # caller may send a whole body (up to max_message_bytes) before the server reads or refuses
+    # it. Off: 64 KB a stream until the server reads, so refused bodies mostly never arrive
+    # (docs/SECURITY.md, "Memory"), at the cost of throughput on high-latency links.
+    http2_bdp_probe: bool = True
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
-    # operator raises it. About 64-86 bytes of index memory a hash (README, index table).
+    # operator raises it. About 64-86 bytes of index memory a hash (README, index table), and
+    # about 370 bytes of server RSS a video frame submitted (docs/SECURITY.md, "Memory").
     max_list_hashes: int = 50_000_000
     # Failed API keys one peer may send in a burst, and how fast that allowance comes back;
     # past it the peer's keys are not looked up (RESOURCE_EXHAUSTED) until it refills.
@@ -130,7 +145,8 @@ class ServerConfig:
                      "max_streams_per_platform", "max_case_items", "max_video_frames",
                      "worker_threads", "max_case_hashes", "submit_burst_per_peer",
                      "submit_burst_global", "lookup_burst_per_peer", "lookup_burst_global",
-                     "case_queue", "max_list_hashes", "auth_failure_burst", "max_connections"):
+                     "case_queue", "max_delayed_refusals", "max_concurrent_streams",
+                     "max_list_hashes", "auth_failure_burst", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_connection_age_s", "max_connection_age_grace_s"):
@@ -151,7 +167,7 @@ class ServerConfig:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
                      "lookup_rate_per_peer", "lookup_rate_global", "auth_failure_rate_per_s",
-                     "handshake_timeout_s", "max_connection_idle_s"):
+                     "handshake_timeout_s", "max_connection_idle_s", "refusal_delay_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -202,6 +218,12 @@ HELP = {
     "lookup_rate_global": "GetCaseStatus/WithdrawCase calls a second from everyone (0 = off)",
     "lookup_burst_global": "GetCaseStatus/WithdrawCase calls everyone may make at once",
     "case_queue": "case calls waiting or running; more are refused at once",
+    "refusal_delay_s": "seconds a call refused by a rate limit (Cases, failed keys) waits "
+                       "for its answer (0 = answer at once)",
+    "max_delayed_refusals": "refusals that may wait at once; more are answered at once",
+    "max_concurrent_streams": "calls one connection may have open at once",
+    "http2_bdp_probe": "grow HTTP/2 windows to the link (false: 64 KB a stream until read, so "
+                       "refused bodies are not received)",
     "max_list_hashes": "hashes the list may hold before SubmitCase is refused",
     "auth_failure_burst": "failed API keys one IP may send before it is slowed",
     "auth_failure_rate_per_s": "failed API keys a second one IP is allowed back",

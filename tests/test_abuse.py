@@ -20,7 +20,7 @@ from hashmatch.v1 import hashmatch_pb2 as pb
 
 PDQ = pb.SIGNAL_TYPE_PDQ
 RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
-             "lookup_rate_per_peer": 0, "lookup_rate_global": 0}
+             "lookup_rate_per_peer": 0, "lookup_rate_global": 0, "refusal_delay_s": 0}
 
 
 def md5_case(n: int = 1) -> pb.SubmitCaseRequest:
@@ -227,3 +227,48 @@ def test_web_bridge_callers_are_limited_one_by_one(start_server, connect):
         == "198.51.100.1"
     assert caller_address("ipv6:[::1]:4000", [(FORWARDED_PEER_HEADER, "2001:db8::5")]) \
         == "2001:db8::/64"
+
+
+def test_a_refusal_by_a_rate_waits_so_a_connection_cannot_spin_the_server(start_server, connect):
+    """Refused calls are held refusal_delay_s (the deadline runs out first here), at most
+    max_delayed_refusals of them; more, and the bridge's forwarded calls, are answered at once."""
+    from hashmatch.server.buckets import FORWARDED_PEER_HEADER
+
+    server = start_server(**{**RATES_OFF, "submit_rate_per_peer": 0.01,
+                             "submit_burst_per_peer": 1, "refusal_delay_s": 60,
+                             "max_delayed_refusals": 1})
+    stubs = connect(server)
+    assert stubs.cases.SubmitCase(md5_case()).case_id
+    held = stubs.cases.SubmitCase.future(md5_case(), timeout=30)
+    deadline = time.monotonic() + 10
+    while not _waiting(server) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _waiting(server) == 1 and not held.done()
+    error = refused(lambda: stubs.cases.SubmitCase(md5_case(), timeout=10))  # no place left
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "submit_rate_per_peer" in error.details()
+    held.cancel()
+    while _waiting(server) and time.monotonic() < deadline:   # a cancelled call lets go
+        time.sleep(0.01)
+    assert _waiting(server) == 0
+    error = refused(lambda: stubs.cases.SubmitCase(md5_case(), timeout=2))
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    bridged = [(FORWARDED_PEER_HEADER, "203.0.113.7")]
+    assert stubs.cases.SubmitCase(md5_case(), metadata=bridged).case_id
+    error = refused(lambda: stubs.cases.SubmitCase(md5_case(), metadata=bridged, timeout=10))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _waiting(server) -> int:
+    return server.app.gate.delay.waiting
+
+
+def test_case_threads_run_at_a_lower_priority_than_matching(start_server):
+    import os
+
+    from hashmatch.server.abuse import CASE_NICE
+
+    server = start_server()
+    nice = lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # noqa: E731
+    assert server.app.case_pool.submit(nice).result(10) == max(CASE_NICE, nice())
+    assert server.app.pool.submit(nice).result(10) == nice()
