@@ -34,6 +34,7 @@ from hashmatch.server.metrics import Metrics
 from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
+from hashmatch.server.services_admin import AdminService
 from hashmatch.server.services_feedback import FeedbackService, ReviewService, flood_tripped
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
 from hashmatch.server.sync_follower import SyncFollower
@@ -103,6 +104,7 @@ class App:
         self.keeper = ListKeeper(self.store, self.state, self.follower)
         self.metrics = Metrics(self.state, self.follower, config.max_list_hashes)
         self.auth = Authenticator(self.store, config, self.metrics)
+        self.follower.on_keys = self.auth.forget
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
                                      config.max_streams_per_platform)
         self.case_limits = CaseLimits(config, self.metrics)
@@ -125,6 +127,9 @@ class App:
             pb_grpc.add_ReplicationServicer_to_server(ReplicationService(self), self.server)
             pb_grpc.add_FeedbackServicer_to_server(FeedbackService(self), self.server)
             pb_grpc.add_ReviewServicer_to_server(ReviewService(self), self.server)
+            pb_grpc.add_AdminServicer_to_server(AdminService(
+                self.store, self.auth, self.follower, self.run, self.metrics.count_error),
+                self.server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(self), self.server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

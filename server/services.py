@@ -34,7 +34,8 @@ def rpc_errors(method):
         except Exception as exc:  # noqa: BLE001 - every error must become a status
             if status_for(exc) is None:
                 log.exception("internal error", extra={"fields": {"method": method.__name__}})
-            await abort(context, exc, self.app.metrics.count_error)
+            await abort(context, exc, self.count_error if hasattr(self, "count_error")
+                        else self.app.metrics.count_error)
     return wrapper
 
 
