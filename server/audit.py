@@ -75,9 +75,9 @@ class FailureDigest:
     """Counts refused keys per peer and says when one audit row should be written.
 
     Runs on the event loop (no lock). A peer gets a row on its first refusal in a window; the
-    refusals after it are counted into its next row. Once `most` rows were written in a window,
-    further peers are only counted by the metrics. Memory stays bounded by the rows of two
-    windows.
+    refusals after it are counted into its next row (forgotten when it stays quiet for two
+    windows). Once `most` rows were written in a window, further peers are only counted by the
+    metrics. Memory stays bounded by the rows of the last three windows.
     """
 
     def __init__(self, window_s: float = FAILURE_WINDOW_S, most: int = MAX_FAILURE_ROWS):
@@ -90,7 +90,7 @@ class FailureDigest:
         """Counts one refusal; returns the detail of the row to write now, or None."""
         if now - self._started >= self._window:
             self._started, self._written = now, 0
-            self._last = {p: t for p, t in self._last.items() if now - t < self._window}
+            self._last = {p: t for p, t in self._last.items() if now - t < 2 * self._window}
             self._since = {p: c for p, c in self._since.items() if p in self._last}
         last = self._last.get(peer)
         if last is not None and now - last < self._window:

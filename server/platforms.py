@@ -157,7 +157,8 @@ class PlatformKeys:
     def revoke_keys(self, name: str, key_id: int | None = None,
                     actor: str = "operator") -> tuple[int, int]:
         """Ends the platform's key `key_id` (None: all its keys) now. Returns (keys revoked,
-        the sequence of the change; 0 when nothing was left to revoke)."""
+        the sequence of the change): keys already revoked or expired are left as they are, and
+        (0, 0) means none was left to revoke."""
         now = int(time.time())
         with self._db.transaction(write=True) as tx:
             platform = self._platform_id(tx, name)
@@ -168,8 +169,8 @@ class PlatformKeys:
                                "list` shows its key ids")
             which, params = ("", ()) if key_id is None else (" AND id=?", (key_id,))
             revoked = tx.execute("UPDATE platform_keys SET revoked=? WHERE platform=? AND "
-                                 "revoked IS NULL" + which + " RETURNING id",
-                                 (now, name, *params)).fetchall()
+                                 "revoked IS NULL AND (expires IS NULL OR expires > ?)"
+                                 + which + " RETURNING id", (now, name, now, *params)).fetchall()
             if not revoked:
                 return 0, 0
             audit.write(tx, actor, "platform.revoke", name, f"key(s) {_ids(revoked)}", now)
