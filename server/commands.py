@@ -7,15 +7,16 @@ install without the server simply has no operator commands. `serve` takes every 
 setting from the same flag table as `python -m hashmatch.server`.
 """
 import contextlib
-import datetime
+import dataclasses
 import getpass
 import itertools
 import os
-import re
 import time
 
 import numpy as np
 
+from hashmatch.clients import output
+from hashmatch.clients.cli import parse_duration, parse_since
 from hashmatch.server import config as server_config
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.media import PDQ_BYTES
@@ -50,13 +51,13 @@ def register(table) -> None:
     sub = table.command("rotate", cmd_platform_rotate, "issue a new API key (printed once); the "
                         "platform's current keys end after --grace", group="platform")
     _with_store(sub, "name", "NAME")
-    sub.add_argument("--grace", type=_duration, default=float(DEFAULT_GRACE_S),
+    sub.add_argument("--grace", type=parse_duration, default=float(DEFAULT_GRACE_S),
                      metavar="DURATION", help="how long the old keys stay valid: seconds or "
                      "30m, 24h, 7d (default 24h; 0 ends them now)")
     sub = table.command("revoke", cmd_platform_revoke, "end a platform's keys now, on every "
                         "server within a second", group="platform")
     _with_store(sub, "name", "NAME")
-    sub.add_argument("--key", type=int, metavar="ID",
+    sub.add_argument("--key-id", type=int, metavar="ID",
                      help="revoke only this key (ids from `platform list`; default: every key)")
     sub = table.command("roles", cmd_platform_roles, "replace what a platform's keys may do",
                         group="platform")
@@ -66,7 +67,7 @@ def register(table) -> None:
     table.group("audit", "read the audit log (admin actions, refused keys, withdrawals)")
     sub = table.command("list", cmd_audit_list, "print audit rows, oldest first", group="audit")
     _store_flag(sub)
-    sub.add_argument("--since", type=_since, default=0, metavar="WHEN",
+    sub.add_argument("--since", type=parse_since, default=0, metavar="WHEN",
                      help="only rows from the last DURATION (1h, 7d) or from a date/time "
                           "(2026-12-01, 2026-12-01T08:00)")
     table.group("list", "manage the hash list")
@@ -99,32 +100,6 @@ def cmd_serve(args, reporter) -> None:
     serve(config)
 
 
-def _duration(text: str) -> float:
-    """Seconds from "90", "30s", "15m", "24h" or "7d"."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (e.g. 90, 30m, 24h, 7d)")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-
-
-_duration.__name__ = "duration"     # argparse names the type in its error message
-
-
-def _since(text: str) -> int:
-    """Unix seconds from a duration back from now, or an ISO date/time (UTC unless it says)."""
-    try:
-        return int(time.time() - _duration(text))
-    except ValueError:
-        pass
-    moment = datetime.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return int(moment.timestamp())
-
-
-_since.__name__ = "duration or date"
-
-
 def _actor() -> str:
     """Who runs an operator command, for the audit log."""
     try:
@@ -148,33 +123,15 @@ def _operating(args):
         store.close()
 
 
-def _when(unix: int | None) -> str:
-    if not unix:
-        return "never"
-    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%SZ")
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{max(0, seconds):.0f}s"
-
-
 def cmd_platform_list(args, reporter) -> None:
     with _operating(args) as store:
         platforms = store.platforms()
     now = time.time()
     for p in platforms:
-        keys = [{"id": k.id, "created": k.created, "expires": k.expires, "revoked": k.revoked,
-                 "state": k.state(now)} for k in p.keys]
-        lines = [f"{p.name}  roles: {', '.join(p.roles)}  added {_when(p.created)}"] + [
-            f"  key {k.id}: {k.state(now)}, age {_age(now - k.created)}, expires "
-            f"{_when(k.expires)}" + (f", revoked {_when(k.revoked)}" if k.revoked else "")
-            for k in p.keys]
-        reporter.emit({"platform": p.name, "roles": list(p.roles), "created": p.created,
-                       "keys": keys}, "\n".join(lines))
+        reporter.emit(*output.platform({
+            "platform": p.name, "roles": list(p.roles), "created": p.created,
+            "keys": [{"id": k.id, "created": k.created, "expires": k.expires,
+                      "revoked": k.revoked, "state": k.state(now)} for k in p.keys]}, now))
     if not platforms:
         reporter.note(f"no platforms in {args.db}; add one with `hashmatch platform add NAME`")
 
@@ -182,27 +139,19 @@ def cmd_platform_list(args, reporter) -> None:
 def cmd_platform_rotate(args, reporter) -> None:
     with _operating(args) as store:
         api_key, key_id, sequence = store.rotate_key(args.name, args.grace, _actor())
-    reporter.emit({"platform": args.name, "api_key": api_key, "key_id": key_id,
-                   "grace_s": args.grace, "sequence": sequence},
-                  f"Platform {args.name!r}: new key {key_id}.\n  API key: {api_key}\nHand it to "
-                  "the platform now: it is shown only this once. The previous keys "
-                  + (f"stay valid for {_age(args.grace)}." if args.grace else "ended now."))
+    reporter.emit(*output.new_key(args.name, api_key, key_id, args.grace, sequence))
 
 
 def cmd_platform_revoke(args, reporter) -> None:
     with _operating(args) as store:
-        revoked, sequence = store.revoke_keys(args.name, args.key, _actor())
-    reporter.emit({"platform": args.name, "revoked": revoked, "sequence": sequence},
-                  f"Platform {args.name!r}: {revoked} key(s) revoked"
-                  + ("; running servers refuse them within a second" if revoked else
-                     " (none was valid)"))
+        revoked, sequence = store.revoke_keys(args.name, args.key_id, _actor())
+    reporter.emit(*output.revoked_keys(args.name, revoked, sequence))
 
 
 def cmd_platform_roles(args, reporter) -> None:
     with _operating(args) as store:
         roles, sequence = store.set_roles(args.name, args.roles.split(","), _actor())
-    reporter.emit({"platform": args.name, "roles": list(roles), "sequence": sequence},
-                  f"Platform {args.name!r} roles: {', '.join(roles)}")
+    reporter.emit(*output.platform_roles(args.name, roles, sequence))
 
 
 def cmd_audit_list(args, reporter) -> None:
@@ -210,9 +159,7 @@ def cmd_audit_list(args, reporter) -> None:
     with _operating(args) as store:
         while rows := store.audit_rows(args.since, after):
             for r in rows:
-                reporter.emit({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action,
-                               "subject": r.subject, "detail": r.detail},
-                              f"{_when(r.at)}  {r.actor}  {r.action}  {r.subject}  {r.detail}")
+                reporter.emit(*output.audit_row(dataclasses.asdict(r)))
             after = rows[-1].id
 
 
@@ -220,10 +167,7 @@ def cmd_platform_add(args, reporter) -> None:
     roles = [r.strip() for r in args.roles.split(",")]
     with _operating(args) as store:
         api_key = store.add_platform(args.name, roles, _actor())
-    shown = "" if roles == ["match"] else f" (roles: {', '.join(roles)})"
-    reporter.emit({"platform": args.name, "api_key": api_key, "roles": roles},
-                  f"Platform {args.name!r} added{shown}.\n  API key: {api_key}\nHand it to the "
-                  "platform now: it is shown only this once (the server keeps a hash).")
+    reporter.emit(*output.new_platform(args.name, api_key, roles))
 
 
 def cmd_mirror(args, reporter) -> None:

@@ -282,7 +282,7 @@ def test_cli_platform_lifecycle_and_audit_list(capsys, tmp_path):
     assert rotated["grace_s"] == 1800 and rotated["api_key"] != added["api_key"]
     [roles] = run("platform", "roles", "eu", "--roles", "match,feedback")
     assert roles["roles"] == ["match", "feedback"]
-    [revoked] = run("platform", "revoke", "eu", "--key", str(rotated["key_id"]))
+    [revoked] = run("platform", "revoke", "eu", "--key-id", str(rotated["key_id"]))
     assert revoked["revoked"] == 1
     [listed] = run("platform", "list")
     assert [k["state"] for k in listed["keys"]] == ["valid", "revoked"]
@@ -300,3 +300,35 @@ def test_cli_platform_lifecycle_and_audit_list(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["platform", "rotate", "eu", "--grace", "soon", "--db", db])
     assert "invalid duration value" in capsys.readouterr().err
+
+
+def test_cli_admin_commands_over_grpc(live_server, capsys):
+    store = open_store(live_server.db_path)
+    try:
+        admin_key = store.add_platform("ops", ["admin"])
+    finally:
+        store.close()
+    flags = ["--server", live_server.target, "--api-key", admin_key, "--json"]
+
+    def run(*argv) -> list[dict]:
+        assert cli.main([*argv, *flags]) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    [added] = run("admin", "add", "beta", "--roles", "match,feedback")
+    assert added["roles"] == ["match", "feedback"] and added["api_key"].startswith("hm_")
+    [rotated] = run("admin", "rotate", "beta")                  # the server's 24 h grace
+    assert list_info(live_server, added["api_key"]) == grpc.StatusCode.OK
+    [roles] = run("admin", "roles", "beta", "--roles", "feedback")
+    assert roles["roles"] == ["feedback"]
+    [revoked] = run("admin", "revoke", "beta", "--key-id", str(rotated["key_id"]))
+    assert revoked["revoked"] == 1
+    beta = {p["platform"]: p for p in run("admin", "platforms")}["beta"]
+    assert [k["state"] for k in beta["keys"]] == ["valid", "revoked"]
+    assert beta["keys"][0]["expires"] and beta["roles"] == ["feedback"]
+    audit_rows = run("admin", "audit", "--since", "1h")
+    assert [(r["actor"], r["action"]) for r in audit_rows if r["subject"] == "beta"] == [
+        ("admin:ops", a) for a in ("platform.add", "platform.rotate", "platform.roles",
+                                   "platform.revoke")]
+    assert cli.main(["admin", "platforms", "--server", live_server.target, "--api-key",
+                     live_server.api_key]) == 1       # a key without 'admin'
+    assert "lacks the 'admin' role" in capsys.readouterr().err
