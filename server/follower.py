@@ -15,7 +15,8 @@ import time
 
 from hashmatch.server.errors import StoreUnavailable
 from hashmatch.server.listing import ListState
-from hashmatch.server.store import OP_KEYS, Store, follows
+from hashmatch.server.platforms import OP_KEYS
+from hashmatch.server.store import Store, follows
 
 log = logging.getLogger("hashmatch.server")
 POLL_S = 0.25       # the fallback timer

@@ -35,8 +35,7 @@ from hashmatch.server.dialect import open_dialect
 from hashmatch.server.errors import InvalidRequest, NotFound, PermissionDenied
 from hashmatch.server.media import (KIND_IMAGE, KIND_VIDEO, MD5_BYTES, PDQ_BYTES, Image,
                                     ListRows, Video, frame_ids)
-from hashmatch.server.platforms import (DEFAULT_ROLES, OP_KEYS, ROLES, PlatformKeys,  # noqa: F401
-                                        check_roles)
+from hashmatch.server.platforms import PlatformKeys
 
 IMPORT_BLOCK = 65536          # hashes per hash_blocks row for imports (2 MiB BLOB)
 IMPORT_TRANSACTION = 1 << 20  # hashes per transaction for imports

@@ -38,14 +38,17 @@ def test_core_is_a_plain_library():
 
 def test_server_hashes_no_media():
     assert violations("server", ("PIL", "av")) == []
-    # The operator commands share the CLI's plumbing (usage errors, the hex-line reader) and
-    # nothing else of the clients.
+    # The operator commands share the CLI's plumbing (usage errors, the hex-line reader, the
+    # duration flags, the printing of platforms and audit rows that `hashmatch admin` shares)
+    # and nothing else of the clients.
     assert violations("server", ("hashmatch.clients",), skip=("commands.py",)) == []
     clients_used = {n for n in imported_modules(ROOT / "server" / "commands.py")
                     if n.startswith("hashmatch.clients")}
     assert clients_used <= {"hashmatch.clients.cli", "hashmatch.clients.cli.UsageError",
                             "hashmatch.clients.cli.read_hash_lines", "hashmatch.clients.client",
-                            "hashmatch.clients.client.HashmatchError"}
+                            "hashmatch.clients.client.HashmatchError", "hashmatch.clients",
+                            "hashmatch.clients.output", "hashmatch.clients.cli.parse_duration",
+                            "hashmatch.clients.cli.parse_since"}
 
 
 def test_servicers_call_no_kernels_directly():
