@@ -21,6 +21,7 @@ from hashmatch.server.errors import InvalidRequest, NotFound
 OP_KEYS = 6
 DEFAULT_GRACE_S = 86400     # how long the keys a rotation replaces stay valid (24 h)
 MAX_GRACE_S = 90 * 86400
+MAX_NAME_CHARS = 100
 # What a platform API key may do. 'match': Matching and ListInfo; 'replicate': Replication
 # (Sync, VerifyCopy); 'feedback': Feedback; 'admin': Review and Admin.
 ROLES = ("match", "feedback", "replicate", "admin")
@@ -84,8 +85,9 @@ class PlatformKeys:
     def add_platform(self, name: str, roles=DEFAULT_ROLES, actor: str = "operator") -> str:
         """Registers a platform with `roles` (from ROLES); returns its API key, which is stored
         only as SHA-256."""
-        if not name or not name.strip():
-            raise InvalidRequest("platform name must not be empty")
+        if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise InvalidRequest(f"platform name must be 1..{MAX_NAME_CHARS} printable "
+                                 f"characters, not blank; got {name[:MAX_NAME_CHARS + 1]!r}")
         roles = check_roles(roles)
         key, now = credentials.new_api_key(), int(time.time())
         digest = credentials.key_digest(key)

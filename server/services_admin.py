@@ -8,6 +8,7 @@ answers (other servers within their poll interval). Gets its collaborators, not 
 import logging
 import time
 
+from hashmatch.server import convert
 from hashmatch.server.platforms import DEFAULT_GRACE_S, DEFAULT_ROLES
 from hashmatch.server.services import rpc_errors
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -24,8 +25,10 @@ class AdminService(pb_grpc.AdminServicer):
         self.store, self.auth, self.follower = store, auth, follower
         self.run, self.count_error = run, count_error
 
-    async def _admin(self, context) -> str:
+    async def _admin(self, request, context) -> str:
+        """The actor for the audit log, once the key has 'admin' and the request decoded."""
         caller = await self.auth.require(context, "admin")
+        convert.check_decoded(request)
         return f"admin:{caller.name}"
 
     async def _applied(self, sequence: int, action: str, actor: str, name: str) -> None:
@@ -36,7 +39,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def ListPlatforms(self, request, context):
-        await self._admin(context)
+        await self._admin(request, context)
         now = time.time()
         return pb.ListPlatformsResponse(platforms=[
             pb.PlatformInfo(name=p.name, roles=p.roles, created_unix=p.created, keys=[
@@ -47,7 +50,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def AddPlatform(self, request, context):
-        actor = await self._admin(context)
+        actor = await self._admin(request, context)
         key = await self.run(self.store.add_platform, request.name,
                              list(request.roles) or DEFAULT_ROLES, actor)
         await self._applied(0, "add", actor, request.name)
@@ -55,7 +58,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def RotateKey(self, request, context):
-        actor = await self._admin(context)
+        actor = await self._admin(request, context)
         grace = request.grace_s if request.HasField("grace_s") else DEFAULT_GRACE_S
         key, key_id, sequence = await self.run(self.store.rotate_key, request.name, grace, actor)
         await self._applied(sequence, "rotate", actor, request.name)
@@ -63,7 +66,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def RevokeKey(self, request, context):
-        actor = await self._admin(context)
+        actor = await self._admin(request, context)
         revoked, sequence = await self.run(self.store.revoke_keys, request.name,
                                            request.key_id or None, actor)
         await self._applied(sequence, "revoke", actor, request.name)
@@ -71,7 +74,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def SetRoles(self, request, context):
-        actor = await self._admin(context)
+        actor = await self._admin(request, context)
         roles, sequence = await self.run(self.store.set_roles, request.name,
                                          list(request.roles), actor)
         await self._applied(sequence, "roles", actor, request.name)
@@ -79,7 +82,7 @@ class AdminService(pb_grpc.AdminServicer):
 
     @rpc_errors
     async def ListAudit(self, request, context):
-        await self._admin(context)
+        await self._admin(request, context)
         rows = await self.run(self.store.audit_rows, request.since_unix, request.after_id,
                               request.limit)
         return pb.ListAuditResponse(records=[

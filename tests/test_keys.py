@@ -18,7 +18,9 @@ from hashmatch.clients import cli
 from hashmatch.server import audit, credentials
 from hashmatch.server.audit import FailureDigest
 from hashmatch.server.errors import InvalidRequest, NotFound
+from hashmatch.server.mirror import Mirror
 from hashmatch.server.platforms import EXPIRED, OP_KEYS, REVOKED, UNKNOWN
+from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -165,6 +167,8 @@ def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
         store.close()
     copy = start_server(db_path=str(tmp_path / "copy.db"), follow=primary.target,
                         follow_api_key=replicate)
+    durable = Mirror(open_replica_store(str(tmp_path / "mirror.db")), primary.target, replicate)
+    thread = durable.start()
     _rotated_key(primary.db_path, "platform-0")
     [(key_change, *_)] = key_log_rows(primary.db_path)
     pb_grpc.CasesStub(primary.channel()).SubmitCase(pb.SubmitCaseRequest(media=[
@@ -174,6 +178,15 @@ def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
     wait_until(lambda: copy.app.state.sequence == primary.app.state.sequence,
                "the copy to reach the primary's sequence past the key change")
     assert copy.app.state.digest() == primary.app.state.digest()
+    try:    # the durable mirror copies the key row into its own log, then the case
+        wait_until(lambda: durable.sequence == primary.app.state.sequence,
+                   "the durable mirror to reach the primary's sequence")
+        assert durable.digest() == primary.app.state.digest()
+        assert key_log_rows(str(tmp_path / "mirror.db")) == key_log_rows(primary.db_path)
+    finally:
+        durable.stop()
+        thread.join(10)
+        durable.store.close()
 
 
 # ---------------------------------------------------------------------- Admin over gRPC
@@ -237,6 +250,12 @@ def test_admin_service(start_server):
     page = admin.ListAudit(pb.ListAuditRequest(after_id=records[0].id, limit=2),
                            metadata=as_admin).records
     assert [r.id for r in page] == [r.id for r in records[1:3]]
+    code, details = refused(admin.AddPlatform, pb.AddPlatformRequest(name="x" * 101), as_admin)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "1..100 printable" in details
+    raw = server.channel().unary_unary("/hashmatch.v1.Admin/RotateKey")
+    with pytest.raises(grpc.RpcError) as info:
+        raw(b"\xff\xff\xff", metadata=as_admin)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list_info(server, server.api_key) == grpc.StatusCode.OK     # still serving
 
 
