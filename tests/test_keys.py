@@ -351,3 +351,18 @@ def test_cli_admin_commands_over_grpc(live_server, capsys):
     assert cli.main(["admin", "platforms", "--server", live_server.target, "--api-key",
                      live_server.api_key]) == 1       # a key without 'admin'
     assert "lacks the 'admin' role" in capsys.readouterr().err
+
+
+def test_review_actions_are_audited(live_server):
+    from tests.test_feedback import near, platform_key, submit_photo
+    channel = live_server.channel()
+    case, pdq = submit_photo(channel, 6)
+    admin = platform_key(live_server.db_path, "reviewer", ("admin",))
+    review = pb_grpc.ReviewStub(channel)
+    review.Suppress(pb.SuppressRequest(pdq_hashes=near(pdq, 3)), metadata=admin)
+    review.Decide(pb.DecideRequest(entry_id=case.entry_ids[0], decision=pb.DECISION_REINSTATE),
+                  metadata=admin)
+    records = pb_grpc.AdminStub(channel).ListAudit(pb.ListAuditRequest(), metadata=admin).records
+    assert [(r.actor, r.action, r.subject) for r in records if r.action.startswith("review.")] \
+        == [("admin:reviewer", "review.suppress", "1 hash(es)"),
+            ("admin:reviewer", "review.reinstate", f"entry {case.entry_ids[0]}")]
