@@ -119,6 +119,27 @@ class Authenticator:
             self._generation += 1
             self._known = {}
 
+    async def watch_store(self, interval_s: float) -> None:
+        """For a server whose list comes from another server (`serve --follow`): nothing
+        follows its own store's change log, so this empties the cache whenever that log's head
+        moves (a key or role changed there), checked every `interval_s`. Runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        head = failed = None
+        while True:
+            try:
+                now = await loop.run_in_executor(self._pool, self._store.head_sequence)
+            except Exception as exc:  # noqa: BLE001 - keep the cache; try again next time
+                if not failed:
+                    log.warning("cannot read the store's change log for key changes",
+                                extra={"fields": {"error": str(exc)}})
+                failed = True
+            else:
+                failed = False
+                if head is not None and now != head:
+                    self.forget()
+                head = now
+            await asyncio.sleep(interval_s)
+
     async def require(self, context, role: str) -> Caller:
         """The caller of a servicer's call (a grpc.aio context), refused unless its key has
         `role`: for the services the gate does not check (Replication, Feedback, Review)."""

@@ -147,6 +147,7 @@ class App:
         self.loaded: asyncio.Task | None = None
         self._health_watch: asyncio.Task | None = None
         self._pruning: asyncio.Task | None = None
+        self._key_watch: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
         self.web = None
@@ -201,6 +202,9 @@ class App:
         self._health_watch = asyncio.create_task(self._watch_lag())
         if not self.config.follow:
             self._pruning = asyncio.create_task(self._prune_changes())
+        else:   # its keys live in its own store, whose log no follower reads
+            self._key_watch = asyncio.create_task(
+                self.auth.watch_store(self.config.follow_interval_s))
         if self.config.port_file:
             tmp = f"{self.config.port_file}.tmp"
             with open(tmp, "w") as f:
@@ -242,6 +246,8 @@ class App:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
         if self._pruning:
             self._pruning.cancel()
+        if self._key_watch:
+            self._key_watch.cancel()
         if self._health_watch:
             self._health_watch.cancel()
         await self.health.enter_graceful_shutdown()

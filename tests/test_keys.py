@@ -157,8 +157,9 @@ def _rotated_key(db: str, name: str) -> str:
 
 
 def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
-    """A `serve --follow` copy applies the key rows of the primary's log harmlessly: it keeps
-    following, at the primary's sequence and digest."""
+    """A `serve --follow` copy and a durable mirror apply the key rows of the primary's log
+    harmlessly: they keep following, at the primary's sequence and digest. The copy's own keys
+    (in its own store) are revoked there and refused too."""
     primary = start_server()
     store = open_store(primary.db_path)
     try:
@@ -169,24 +170,31 @@ def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
                         follow_api_key=replicate)
     durable = Mirror(open_replica_store(str(tmp_path / "mirror.db")), primary.target, replicate)
     thread = durable.start()
-    _rotated_key(primary.db_path, "platform-0")
-    [(key_change, *_)] = key_log_rows(primary.db_path)
-    pb_grpc.CasesStub(primary.channel()).SubmitCase(pb.SubmitCaseRequest(media=[
-        pb.MediaHashes(image=pb.ImageHashes(pdq=np.random.default_rng(3).bytes(32),
-                                            quality=90))]))
-    assert primary.app.state.sequence == key_change + 1     # the case, after the key change
-    wait_until(lambda: copy.app.state.sequence == primary.app.state.sequence,
-               "the copy to reach the primary's sequence past the key change")
-    assert copy.app.state.digest() == primary.app.state.digest()
-    try:    # the durable mirror copies the key row into its own log, then the case
-        wait_until(lambda: durable.sequence == primary.app.state.sequence,
-                   "the durable mirror to reach the primary's sequence")
-        assert durable.digest() == primary.app.state.digest()
+    try:
+        wait_until(lambda: durable.token, "the durable mirror's snapshot, before the key change")
+        _rotated_key(primary.db_path, "platform-0")
+        [(key_change, *_)] = key_log_rows(primary.db_path)
+        pb_grpc.CasesStub(primary.channel()).SubmitCase(pb.SubmitCaseRequest(media=[
+            pb.MediaHashes(image=pb.ImageHashes(pdq=np.random.default_rng(3).bytes(32),
+                                                quality=90))]))
+        assert primary.app.state.sequence == key_change + 1     # the case, after the key row
+        for sequence in (lambda: copy.app.state.sequence, lambda: durable.sequence):
+            wait_until(lambda: sequence() == primary.app.state.sequence,
+                       "the copies to reach the primary's sequence past the key change")
+        assert copy.app.state.digest() == durable.digest() == primary.app.state.digest()
         assert key_log_rows(str(tmp_path / "mirror.db")) == key_log_rows(primary.db_path)
     finally:
         durable.stop()
         thread.join(10)
         durable.store.close()
+    assert list_info(copy, copy.api_key) == grpc.StatusCode.OK
+    store = open_store(copy.db_path)
+    try:
+        store.revoke_keys("platform-1")
+    finally:
+        store.close()
+    wait_until(lambda: list_info(copy, copy.api_key) == grpc.StatusCode.UNAUTHENTICATED,
+               "the copy to refuse a key revoked in its own store", timeout=10)
 
 
 # ---------------------------------------------------------------------- Admin over gRPC
