@@ -4,9 +4,12 @@ Starts a private PostgreSQL cluster (bench/pgcluster.py) unless --db-url names o
 `python -m hashmatch.server` processes on loopback. Then, N times: submit a case (one random
 PDQ hash) on server A and, from A's answer, poll servers B and C with MatchBatch until the hash
 matches; withdraw it on A and poll until it no longer matches. Reports p50/p99/max propagation
-per kind of change, and the time A took to answer (commit + its own apply).
+per kind of change, and the time A took to answer (commit + its own apply). With
+--revocations N it also, N times, registers a platform, has B and C cache its key, revokes it
+in the store (as `hashmatch platform revoke` does) and polls B and C with GetListInfo until they
+refuse it: the revocation's travel through the change log.
 
-    .venv/bin/python -m bench.bench_propagation --changes 200
+    .venv/bin/python -m bench.bench_propagation --changes 200 --revocations 50
 
 The baseline beside it is A itself: a change is visible on A when A answers (the follower is
 caught up before the answer), so A's answer time is what the same write costs without travel.
@@ -39,7 +42,9 @@ def start_servers(url: str, workdir: Path, n: int) -> list[tuple[subprocess.Pope
         log = open(workdir / f"server-{i}.log", "wb")
         procs.append((subprocess.Popen(
             [sys.executable, "-m", "hashmatch.server", "--db", url, "--listen", "127.0.0.1:0",
-             "--port-file", str(port_file), "--worker-threads", "2"],
+             "--port-file", str(port_file), "--worker-threads", "2",
+             # revoked keys are polled until refused: the bench is one address, never slowed
+             "--auth-failure-rate-per-s", "0"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), port_file))
     deadline = time.monotonic() + 120
     servers = []
@@ -65,13 +70,49 @@ def visible_after(stub, key, hash_: bytes, want: bool) -> float:
                                f"{VISIBLE_TIMEOUT_S} s")
 
 
+def refused_after(stub, key) -> float:
+    """Polls GetListInfo until `key` is refused; returns the monotonic time."""
+    deadline = time.monotonic() + VISIBLE_TIMEOUT_S
+    while True:
+        try:
+            stub.GetListInfo(pb.GetListInfoRequest(), metadata=key)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"revoked key still accepted after {VISIBLE_TIMEOUT_S} s")
+
+
+def revocation_travel(url: str, channels, n: int) -> tuple[list[float], list[float]]:
+    """(ms from the revoking commit to each other server's refusal, ms of the commit)."""
+    from hashmatch.server.store import open_store
+    store = open_store(url)
+    travel, commit_ms = [], []
+    try:
+        others = [pb_grpc.ListInfoStub(c) for c in channels[1:]]
+        for i in range(n):
+            name = f"revoked-{os.getpid()}-{i}"
+            key = [("x-api-key", store.add_platform(name))]
+            for stub in others:
+                stub.GetListInfo(pb.GetListInfoRequest(), metadata=key)    # cached now
+            t0 = time.monotonic()
+            store.revoke_keys(name, actor="bench")
+            acked = time.monotonic()
+            commit_ms.append((acked - t0) * 1000)
+            travel += [(refused_after(stub, key) - acked) * 1000 for stub in others]
+    finally:
+        store.close()
+    return travel, commit_ms
+
+
 def summary(ms: list[float]) -> dict:
     a = np.asarray(ms)
     return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
             "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2)}
 
 
-def run(url: str, changes: int, workdir: Path) -> dict:
+def run(url: str, changes: int, workdir: Path, revocations: int = 0) -> dict:
     from hashmatch.server.store import open_store
     store = open_store(url)
     key = [("x-api-key", store.add_platform(f"bench-{os.getpid()}-{time.time_ns()}"))]
@@ -99,6 +140,8 @@ def run(url: str, changes: int, workdir: Path) -> dict:
             answer_ms["withdraw"].append((acked - t0) * 1000)
             for stub in others:
                 travel["withdraw"].append((visible_after(stub, key, h, False) - acked) * 1000)
+        if revocations:
+            travel["revoke"], answer_ms["revoke"] = revocation_travel(url, channels, revocations)
     finally:
         for c in channels:
             c.close()
@@ -116,13 +159,16 @@ def main(argv=None) -> None:
     p.add_argument("--changes", type=int, default=200, help="cases submitted and withdrawn")
     p.add_argument("--db-url", help="postgresql:// URL of an empty database (default: start a "
                                     "private cluster)")
+    p.add_argument("--revocations", type=int, default=0,
+                   help="platform keys revoked after the cases (default 0)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hashmatch-prop-") as tmp:
         if args.db_url:
-            result = run(args.db_url, args.changes, Path(tmp))
+            result = run(args.db_url, args.changes, Path(tmp), args.revocations)
         else:
             with PrivateCluster() as pg:
-                result = run(pg.create_database("propagation"), args.changes, Path(tmp))
+                result = run(pg.create_database("propagation"), args.changes, Path(tmp),
+                             args.revocations)
     result["machine"] = machine.describe()
     result["load_average"] = os.getloadavg()
     print(json.dumps(result, indent=1))

@@ -12,12 +12,14 @@ Exit codes: 0 all went well, 1 some item failed or the server refused, 2 usage e
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import dataclasses
 import getpass
 import importlib.metadata
 import itertools
 import os
+import re
 import sys
 import threading
 import time
@@ -226,6 +228,60 @@ def _api_key(args) -> str:
     if not key:
         raise UsageError("a platform API key is needed: --api-key KEY or HASHMATCH_API_KEY")
     return key
+
+
+def cmd_admin(args, reporter: output.Reporter) -> None:
+    command = args.admin_command
+    with _client(args, _api_key(args)) as client:
+        if command == "platforms":
+            now = time.time()
+            for record in client.platforms():
+                reporter.emit(*output.platform(record, now))
+        elif command == "add":
+            roles = args.roles.split(",")
+            reporter.emit(*output.new_platform(args.name, client.add_platform(args.name, roles),
+                                               roles))
+        elif command == "rotate":
+            api_key, key_id, sequence = client.rotate_key(args.name, args.grace)
+            reporter.emit(*output.new_key(args.name, api_key, key_id, args.grace, sequence))
+        elif command == "revoke":
+            reporter.emit(*output.revoked_keys(args.name, *client.revoke_key(args.name,
+                                                                               args.key_id)))
+        elif command == "roles":
+            reporter.emit(*output.platform_roles(args.name, *client.set_roles(
+                args.name, args.roles.split(","))))
+        else:
+            after = 0
+            while rows := client.audit(args.since, after):
+                for record in rows:
+                    reporter.emit(*output.audit_row(record))
+                after = rows[-1]["id"]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90", "30s", "15m", "24h" or "7d"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (e.g. 90, 30m, 24h, 7d)")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+parse_duration.__name__ = "duration"     # argparse names the type in its error message
+
+
+def parse_since(text: str) -> int:
+    """Unix seconds from a duration back from now, or an ISO date/time (UTC unless it says)."""
+    try:
+        return int(time.time() - parse_duration(text))
+    except ValueError:
+        pass
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp())
+
+
+parse_since.__name__ = "duration or date"
 
 
 def _pin(args) -> str:
@@ -683,6 +739,34 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("hashes", nargs="+", metavar="PDQ_HEX")
         if name in ("reinstate", "remove", "suppress"):
             sub.add_argument("--note", default="", help="kept with the decision")
+        sub.add_argument("--api-key", help="API key with the 'admin' role "
+                                           "(default: $HASHMATCH_API_KEY)")
+
+    table.group("admin", "admin: platforms, roles, keys and the audit log over gRPC (key role "
+                         "'admin'); the same as the operator commands on --db")
+    for name, help_text in (("platforms", "list platforms, roles and keys (never key material)"),
+                            ("add", "register a platform; prints its API key once"),
+                            ("rotate", "issue a new key (printed once); current keys end after "
+                                       "--grace"),
+                            ("revoke", "end a platform's keys now, on every server"),
+                            ("roles", "replace what a platform's keys may do"),
+                            ("audit", "print audit rows, oldest first")):
+        sub = table.command(name, cmd_admin, help_text, group="admin", calls_server=True)
+        if name not in ("platforms", "audit"):
+            sub.add_argument("name", metavar="NAME")
+        if name in ("add", "roles"):
+            sub.add_argument("--roles", required=name == "roles", default="match",
+                             help="comma-separated from match, feedback, replicate, admin")
+        if name == "rotate":
+            sub.add_argument("--grace", type=parse_duration, metavar="DURATION",
+                             help="how long the current keys stay valid: seconds or 30m, 24h, "
+                                  "7d (default: the server's, 24h; 0 ends them now)")
+        if name == "revoke":
+            sub.add_argument("--key-id", type=int, default=0, metavar="ID",
+                             help="only this key (ids from `admin platforms`; default: all)")
+        if name == "audit":
+            sub.add_argument("--since", type=parse_since, default=0, metavar="WHEN",
+                             help="only rows from the last DURATION (1h, 7d) or from a date")
         sub.add_argument("--api-key", help="API key with the 'admin' role "
                                            "(default: $HASHMATCH_API_KEY)")
 

@@ -456,6 +456,7 @@ class HashmatchClient:
         self._list_info = pb_grpc.ListInfoStub(self._channel)
         self._feedback = pb_grpc.FeedbackStub(self._channel)
         self._review = pb_grpc.ReviewStub(self._channel)
+        self._admin = pb_grpc.AdminStub(self._channel)
 
     def for_address(self, address: str) -> "HashmatchClient":
         """A client with these settings on one `address` of this one, over its own channel.
@@ -659,6 +660,51 @@ class HashmatchClient:
         return list(self._call(self._review.Suppress, pb.SuppressRequest(
             pdq_hashes=pack_hashes(pdq_hashes, PDQ_BYTES), note=note),
             self._platform_metadata).held_entries)
+
+
+    # ------------------------------------------------------------------ admin (operators)
+
+    def platforms(self) -> list[dict]:
+        """Every platform: {platform, roles, created, keys: [{id, created, expires, revoked,
+        state}]}, times in unix seconds (None: unset); never key material. Needs 'admin'."""
+        response = self._call(self._admin.ListPlatforms, pb.ListPlatformsRequest(),
+                              self._platform_metadata)
+        return [{"platform": p.name, "roles": list(p.roles), "created": p.created_unix,
+                 "keys": [{"id": k.key_id, "created": k.created_unix,
+                           "expires": k.expires_unix or None, "revoked": k.revoked_unix or None,
+                           "state": k.state} for k in p.keys]} for p in response.platforms]
+
+    def add_platform(self, name: str, roles: Sequence[str] = ()) -> str:
+        """Registers a platform (roles default to match); returns its API key, shown once."""
+        return self._call(self._admin.AddPlatform, pb.AddPlatformRequest(
+            name=name, roles=roles), self._platform_metadata).api_key
+
+    def rotate_key(self, name: str, grace_s: float | None = None) -> tuple[str, int, int]:
+        """A new key for `name`; its current keys end after `grace_s` (None: the server's 24 h;
+        0: now). Returns (the new key, its id, the change-log sequence)."""
+        response = self._call(self._admin.RotateKey, pb.RotateKeyRequest(
+            name=name, grace_s=grace_s), self._platform_metadata)
+        return response.api_key, response.key_id, response.sequence
+
+    def revoke_key(self, name: str, key_id: int = 0) -> tuple[int, int]:
+        """Ends key `key_id` of `name` (0: every key) now; returns (keys revoked, sequence)."""
+        response = self._call(self._admin.RevokeKey, pb.RevokeKeyRequest(
+            name=name, key_id=key_id), self._platform_metadata)
+        return response.revoked, response.sequence
+
+    def set_roles(self, name: str, roles: Sequence[str]) -> tuple[list[str], int]:
+        """Replaces the platform's roles; returns (roles, sequence)."""
+        response = self._call(self._admin.SetRoles, pb.SetRolesRequest(
+            name=name, roles=roles), self._platform_metadata)
+        return list(response.roles), response.sequence
+
+    def audit(self, since_unix: int = 0, after_id: int = 0, limit: int = 0) -> list[dict]:
+        """Audit rows {id, at, actor, action, subject, detail}, oldest first, at most 10,000:
+        page on with `after_id` = the last id read."""
+        response = self._call(self._admin.ListAudit, pb.ListAuditRequest(
+            since_unix=since_unix, after_id=after_id, limit=limit), self._platform_metadata)
+        return [{"id": r.id, "at": r.at_unix, "actor": r.actor, "action": r.action,
+                 "subject": r.subject, "detail": r.detail} for r in response.records]
 
 
 _HELD_REASONS = {pb.HELD_REASON_DISPUTED: "disputed", pb.HELD_REASON_FLOOD: "flood",

@@ -283,3 +283,60 @@ def suppressed(count: int, held: list[int]) -> tuple[dict, str]:
     if held:
         text += f"; held for review: entries {', '.join(map(str, held))}"
     return record, text
+
+
+# ---------------------------------------------------------------------- platforms (operators)
+
+
+def platform(record: dict, now: float) -> tuple[dict, str]:
+    """A platform record {platform, roles, created, keys: [{id, created, expires, revoked,
+    state}]} (times unix seconds, None when unset) as one line per key; never key material."""
+    lines = [f"{record['platform']}  roles: {', '.join(record['roles'])}  added "
+             f"{_when(record['created'])}"]
+    for k in record["keys"]:
+        lines.append(f"  key {k['id']}: {k['state']}, age {_age(now - k['created'])}, expires "
+                     f"{_when(k['expires']) or 'never'}"
+                     + (f", revoked {_when(k['revoked'])}" if k["revoked"] else ""))
+    return record, "\n".join(lines)
+
+
+def new_platform(name: str, api_key: str, roles) -> tuple[dict, str]:
+    shown = "" if list(roles) == ["match"] else f" (roles: {', '.join(roles)})"
+    return ({"platform": name, "api_key": api_key, "roles": list(roles)},
+            f"Platform {name!r} added{shown}.\n  API key: {api_key}\nHand it to the platform "
+            "now: it is shown only this once (the server keeps a hash).")
+
+
+def new_key(name: str, api_key: str, key_id: int, grace_s: float | None, sequence: int):
+    """A rotated key; `grace_s` None: the server's default grace."""
+    record = {"platform": name, "api_key": api_key, "key_id": key_id, "grace_s": grace_s,
+              "sequence": sequence}
+    ended = ("stay valid for the server's default grace (24h)." if grace_s is None else
+             f"stay valid for {_age(grace_s)}." if grace_s else "ended now.")
+    return record, (f"Platform {name!r}: new key {key_id}.\n  API key: {api_key}\nHand it to the "
+                    f"platform now: it is shown only this once. The previous keys {ended}")
+
+
+def revoked_keys(name: str, revoked: int, sequence: int) -> tuple[dict, str]:
+    return ({"platform": name, "revoked": revoked, "sequence": sequence},
+            f"Platform {name!r}: {revoked} key(s) revoked"
+            + ("; running servers refuse them within a second" if revoked else
+               " (none was valid)"))
+
+
+def platform_roles(name: str, roles, sequence: int) -> tuple[dict, str]:
+    return ({"platform": name, "roles": list(roles), "sequence": sequence},
+            f"Platform {name!r} roles: {', '.join(roles)}")
+
+
+def audit_row(record: dict) -> tuple[dict, str]:
+    """An audit record {id, at, actor, action, subject, detail}."""
+    return record, (f"{_when(record['at'])}  {record['actor']}  {record['action']}  "
+                    f"{record['subject']}  {record['detail']}")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(0, seconds):.0f}s"

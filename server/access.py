@@ -1,7 +1,9 @@
 """Who may call Matching and ListInfo, and how much: API keys and per-platform limits.
 
 Keys arrive as `x-api-key` metadata and are looked up by SHA-256 (a small cache in front of the
-store, so a platform registered while the server runs is accepted without a restart). The gate
+store, so a platform registered while the server runs is accepted without a restart). The
+follower empties the cache when it applies a key change from the log (platforms.OP_KEYS), and a
+cached key is dropped when it expires, so a revoked or expired key is refused. The gate
 (gate.py) checks them before a request body is read and leaves the platform name in `PLATFORM`.
 Limits are a token bucket of hashes per second and a count of open streams, both per platform.
 Neither a key nor its digest is ever logged.
@@ -13,8 +15,10 @@ import contextvars
 import dataclasses
 import logging
 import threading
+import time
 
 from hashmatch.server import credentials
+from hashmatch.server.audit import FailureDigest
 from hashmatch.server.buckets import PeerBuckets, TokenBucket, peer_address
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import (LimitExceeded, PermissionDenied, RateLimited,
@@ -37,9 +41,10 @@ def api_key_of(metadata) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """The platform behind a call's API key and what its key may do (store.ROLES)."""
+    """The platform behind a call's API key and what its key may do (platforms.ROLES)."""
     name: str
     roles: frozenset[str]
+    expires: int | None = None      # unix seconds when the key ends (a rotated key); None: never
 
 
 def require_role(caller: Caller, role: str) -> None:
@@ -55,12 +60,17 @@ class Authenticator:
 
     Failed attempts are counted per peer (a token bucket of `auth_failure_burst`, refilled at
     `auth_failure_rate_per_s`); a peer that has spent it gets RESOURCE_EXHAUSTED without a
-    lookup until it refills. A key already known is never slowed, whoever else fails.
+    lookup until it refills. A key already known is never slowed, whoever else fails. Refused
+    keys go to the audit log, aggregated per peer (audit.FailureDigest).
     """
 
     def __init__(self, store: Store, config: ServerConfig, metrics):
         self._store, self._metrics = store, metrics
         self._known: dict[bytes, Caller] = {}
+        # `forget` runs on the follower's thread: the lock and the generation keep a lookup that
+        # began before a revocation from putting the key back into the emptied cache.
+        self._known_lock, self._generation = threading.Lock(), 0
+        self._audit = FailureDigest()
         rate, self._burst = config.auth_failure_rate_per_s, config.auth_failure_burst
         self._failures = PeerBuckets(rate, self._burst) if rate else None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hashmatch-auth")
@@ -72,28 +82,63 @@ class Authenticator:
         key = api_key_of(metadata)
         digest = credentials.key_digest(key) if key else b""
         caller = self._known.get(digest)
-        if caller is not None:
+        if caller is not None and (caller.expires is None or caller.expires > time.time()):
             return caller
         failures = self._failures(peer) if self._failures is not None else None
         if failures is not None and (wait := failures.wait_s(1)):
             raise RateLimited(f"too many failed API keys from this address (auth_failure_burst "
                               f"{self._burst}); keys from it are not checked for now", wait)
-        found = None
-        if key:
-            if self._pending >= MAX_PENDING_LOOKUPS:
-                raise RateLimited("server busy checking API keys", 1)
-            self._pending += 1
-            try:
-                found = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._store.platform_roles_for_key, key)
-            finally:
-                self._pending -= 1
-        if found is None:
-            self._failed(failures, peer, method, "unknown API key" if key else "missing key")
-            raise Unauthenticated("unknown API key" if key else (
-                f"missing {API_KEY_HEADER} metadata: platform calls need a platform API key"))
-        caller = self._known[digest] = Caller(*found)
+        if not key:
+            self._failed(failures, peer, method, "missing key")
+            raise Unauthenticated(f"missing {API_KEY_HEADER} metadata: platform calls need a "
+                                  "platform API key")
+        if self._pending >= MAX_PENDING_LOOKUPS:
+            raise RateLimited("server busy checking API keys", 1)
+        self._pending += 1
+        generation = self._generation
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._store.key_check, key)
+        finally:
+            self._pending -= 1
+        if found.refused:
+            self._failed(failures, peer, method, found.refused)
+            raise Unauthenticated(found.refused + (
+                "; rotated keys end after their grace period, `hashmatch platform list` shows "
+                "each key's state" if found.name else ""))
+        caller = Caller(found.name, found.roles, found.expires)
+        with self._known_lock:
+            if generation == self._generation:
+                self._known[digest] = caller
         return caller
+
+    def forget(self) -> None:
+        """Empties the key cache (a key or role changed in the log): the next call of each key
+        is looked up again. Thread-safe."""
+        with self._known_lock:
+            self._generation += 1
+            self._known = {}
+
+    async def watch_store(self, interval_s: float) -> None:
+        """For a server whose list comes from another server (`serve --follow`): nothing
+        follows its own store's change log, so this empties the cache whenever that log's head
+        moves (a key or role changed there), checked every `interval_s`. Runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        head = failed = None
+        while True:
+            try:
+                now = await loop.run_in_executor(self._pool, self._store.head_sequence)
+            except Exception as exc:  # noqa: BLE001 - keep the cache; try again next time
+                if not failed:
+                    log.warning("cannot read the store's change log for key changes",
+                                extra={"fields": {"error": str(exc)}})
+                failed = True
+            else:
+                failed = False
+                if head is not None and now != head:
+                    self.forget()
+                head = now
+            await asyncio.sleep(interval_s)
 
     async def require(self, context, role: str) -> Caller:
         """The caller of a servicer's call (a grpc.aio context), refused unless its key has
@@ -105,6 +150,9 @@ class Authenticator:
 
     def _failed(self, failures, peer: str, method: str, reason: str) -> None:
         self._metrics.count_auth_failure()
+        detail = self._audit.note(peer, reason, time.monotonic())
+        if detail is not None:
+            self._pool.submit(self._record_refusal, peer, method, detail)
         fields = {"peer": peer, "method": method, "reason": reason}
         if failures is None:
             log.info("API key refused", extra={"fields": fields})
@@ -113,6 +161,13 @@ class Authenticator:
             log.log(logging.WARNING if slowed else logging.INFO,
                     "API key refused; peer slowed" if slowed else "API key refused",
                     extra={"fields": fields})
+
+    def _record_refusal(self, peer: str, method: str, detail: str) -> None:
+        try:
+            self._store.record_audit(f"peer {peer}", "key.refused", method, detail)
+        except Exception as exc:  # noqa: BLE001 - the refusal stands; the log line says why
+            log.warning("could not write a refused key to the audit log",
+                        extra={"fields": {"peer": peer, "error": str(exc)}})
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

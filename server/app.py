@@ -35,6 +35,7 @@ from hashmatch.server.metrics import Metrics
 from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
+from hashmatch.server.services_admin import AdminService
 from hashmatch.server.services_feedback import FeedbackService, ReviewService, flood_tripped
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
 from hashmatch.server.sync_follower import SyncFollower
@@ -107,6 +108,7 @@ class App:
                                   functools.partial(flood_tripped, config, self.store,
                                                     self.follower, self.metrics))
         self.auth = Authenticator(self.store, config, self.metrics)
+        self.follower.on_keys = self.auth.forget
         self.limits = PlatformLimits(config.rate_limit_hashes_per_s, config.max_batch_hashes,
                                      config.max_streams_per_platform)
         self.case_limits = CaseLimits(config, self.metrics)
@@ -138,6 +140,7 @@ class App:
         self.loaded: asyncio.Task | None = None
         self._health_watch: asyncio.Task | None = None
         self._pruning: asyncio.Task | None = None
+        self._key_watch: asyncio.Task | None = None
         self._metrics_server = None
         self.metrics_port = 0
         self.web = None
@@ -161,6 +164,9 @@ class App:
                 limits=self.limits, run=self.run), server)
             pb_grpc.add_ReviewServicer_to_server(ReviewService(
                 **shared, **lists, auth=self.auth, run=self.run), server)
+            pb_grpc.add_AdminServicer_to_server(AdminService(
+                store=self.store, auth=self.auth, follower=self.follower, metrics=self.metrics,
+                run=self.run), server)
         pb_grpc.add_MatchingServicer_to_server(MatchingService(
             **shared, state=self.state, limits=self.limits, flood=self.flood, run=self.run), server)
         pb_grpc.add_ListInfoServicer_to_server(ListInfoService(**shared, **lists, run=self.run),
@@ -216,6 +222,9 @@ class App:
         self._health_watch = asyncio.create_task(self._watch_lag())
         if not self.config.follow:
             self._pruning = asyncio.create_task(self._prune_changes())
+        else:   # its keys live in its own store, whose log no follower reads
+            self._key_watch = asyncio.create_task(
+                self.auth.watch_store(self.config.follow_interval_s))
         if self.config.port_file:
             tmp = f"{self.config.port_file}.tmp"
             with open(tmp, "w") as f:
@@ -257,6 +266,8 @@ class App:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
         if self._pruning:
             self._pruning.cancel()
+        if self._key_watch:
+            self._key_watch.cancel()
         if self._health_watch:
             self._health_watch.cancel()
         await self.health.enter_graceful_shutdown()

@@ -1,19 +1,26 @@
-"""The operator's commands of the `hashmatch` CLI: `serve`, `mirror`, `platform add`, `list import`.
+"""The operator's commands of the `hashmatch` CLI: `serve`, `mirror`, `platform list | add | rotate
+| revoke | roles`, `audit list`, `list import`.
 
 They belong to the server (they open its store and run it), so they live here and reach the CLI
 through the `hashmatch.cli` entry point: the client package never imports the server, and an
 install without the server simply has no operator commands. `serve` takes every ServerConfig
 setting from the same flag table as `python -m hashmatch.server`.
 """
+import contextlib
+import dataclasses
+import getpass
 import itertools
 import os
 import time
 
 import numpy as np
 
+from hashmatch.clients import output
+from hashmatch.clients.cli import parse_duration, parse_since
 from hashmatch.server import config as server_config
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.media import PDQ_BYTES
+from hashmatch.server.platforms import DEFAULT_GRACE_S
 from hashmatch.server.store import open_store
 
 IMPORT_CHUNK = 1 << 20  # hex lines read and stored per step: memory stays flat on huge lists
@@ -39,6 +46,30 @@ def register(table) -> None:
     sub.add_argument("--roles", default="match",
                      help="what its key may do, comma-separated from match, feedback, "
                           "replicate, admin (default: match)")
+    _store_flag(table.command("list", cmd_platform_list, "show platforms, roles and keys' ages "
+                              "and states (never key material)", group="platform"))
+    sub = table.command("rotate", cmd_platform_rotate, "issue a new API key (printed once); the "
+                        "platform's current keys end after --grace", group="platform")
+    _with_store(sub, "name", "NAME")
+    sub.add_argument("--grace", type=parse_duration, default=float(DEFAULT_GRACE_S),
+                     metavar="DURATION", help="how long the old keys stay valid: seconds or "
+                     "30m, 24h, 7d (default 24h; 0 ends them now)")
+    sub = table.command("revoke", cmd_platform_revoke, "end a platform's keys now, on every "
+                        "server within a second", group="platform")
+    _with_store(sub, "name", "NAME")
+    sub.add_argument("--key-id", type=int, metavar="ID",
+                     help="revoke only this key (ids from `platform list`; default: every key)")
+    sub = table.command("roles", cmd_platform_roles, "replace what a platform's keys may do",
+                        group="platform")
+    _with_store(sub, "name", "NAME")
+    sub.add_argument("--roles", required=True, help="comma-separated from match, feedback, "
+                     "replicate, admin")
+    table.group("audit", "read the audit log (admin actions, refused keys, withdrawals)")
+    sub = table.command("list", cmd_audit_list, "print audit rows, oldest first", group="audit")
+    _store_flag(sub)
+    sub.add_argument("--since", type=parse_since, default=0, metavar="WHEN",
+                     help="only rows from the last DURATION (1h, 7d) or from a date/time "
+                          "(2026-12-01, 2026-12-01T08:00)")
     table.group("list", "manage the hash list")
     _with_store(table.command("import", cmd_list_import,
                               "bulk-load a file of hex PDQ hashes, one per line", group="list"),
@@ -69,21 +100,74 @@ def cmd_serve(args, reporter) -> None:
     serve(config)
 
 
-def cmd_platform_add(args, reporter) -> None:
+def _actor() -> str:
+    """Who runs an operator command, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextlib.contextmanager
+def _operating(args):
+    """The store at --db; a refused change (a bad role, no such platform or key) is a usage
+    error."""
     from hashmatch.clients.cli import UsageError
 
-    roles = [r.strip() for r in args.roles.split(",")]
     store = open_store(args.db)
     try:
-        api_key = store.add_platform(args.name, roles)
-    except ValueError as error:     # an unknown role, a taken name
+        yield store
+    except (ValueError, LookupError) as error:
         raise UsageError(str(error)) from None
     finally:
         store.close()
-    shown = "" if roles == ["match"] else f" (roles: {', '.join(roles)})"
-    reporter.emit({"platform": args.name, "api_key": api_key, "roles": roles},
-                  f"Platform {args.name!r} added{shown}.\n  API key: {api_key}\nHand it to the "
-                  "platform now: it is shown only this once (the server keeps a hash).")
+
+
+def cmd_platform_list(args, reporter) -> None:
+    with _operating(args) as store:
+        platforms = store.platforms()
+    now = time.time()
+    for p in platforms:
+        reporter.emit(*output.platform({
+            "platform": p.name, "roles": list(p.roles), "created": p.created,
+            "keys": [{"id": k.id, "created": k.created, "expires": k.expires,
+                      "revoked": k.revoked, "state": k.state(now)} for k in p.keys]}, now))
+    if not platforms:
+        reporter.note(f"no platforms in {args.db}; add one with `hashmatch platform add NAME`")
+
+
+def cmd_platform_rotate(args, reporter) -> None:
+    with _operating(args) as store:
+        api_key, key_id, sequence = store.rotate_key(args.name, args.grace, _actor())
+    reporter.emit(*output.new_key(args.name, api_key, key_id, args.grace, sequence))
+
+
+def cmd_platform_revoke(args, reporter) -> None:
+    with _operating(args) as store:
+        revoked, sequence = store.revoke_keys(args.name, args.key_id, _actor())
+    reporter.emit(*output.revoked_keys(args.name, revoked, sequence))
+
+
+def cmd_platform_roles(args, reporter) -> None:
+    with _operating(args) as store:
+        roles, sequence = store.set_roles(args.name, args.roles.split(","), _actor())
+    reporter.emit(*output.platform_roles(args.name, roles, sequence))
+
+
+def cmd_audit_list(args, reporter) -> None:
+    after = 0
+    with _operating(args) as store:
+        while rows := store.audit_rows(args.since, after):
+            for r in rows:
+                reporter.emit(*output.audit_row(dataclasses.asdict(r)))
+            after = rows[-1].id
+
+
+def cmd_platform_add(args, reporter) -> None:
+    roles = [r.strip() for r in args.roles.split(",")]
+    with _operating(args) as store:
+        api_key = store.add_platform(args.name, roles, _actor())
+    reporter.emit(*output.new_platform(args.name, api_key, roles))
 
 
 def cmd_mirror(args, reporter) -> None:

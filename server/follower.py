@@ -6,7 +6,8 @@ this server's own commits (so a withdrawal stops matching before WithdrawCase an
 writer's NOTIFY wakes it (PostgreSQL), and on a short timer as the fallback, so writes from other
 servers and from `hashmatch list import` arrive within a second. A gap in the sequence is never
 skipped: the follower waits for it, then reloads the snapshot. Its lock is the one lock writers
-of the in-memory list take.
+of the in-memory list take. Key and role changes (platforms.OP_KEYS) travel the same log: on
+applying one, or on reloading, the follower calls `on_keys` (the Authenticator's `forget`).
 """
 import logging
 import threading
@@ -14,6 +15,7 @@ import time
 
 from hashmatch.server.errors import StoreUnavailable
 from hashmatch.server.listing import ListState
+from hashmatch.server.platforms import OP_KEYS
 from hashmatch.server.store import Store, follows
 
 log = logging.getLogger("hashmatch.server")
@@ -22,6 +24,8 @@ GAP_WAIT_S = 2.0    # how long a gap may stay open before the snapshot is read a
 
 
 class Follower:
+    on_keys = None      # called (no arguments) after a key change is applied; set by the app
+
     def __init__(self, store: Store | None, state: ListState, poll_s: float = POLL_S):
         self.store, self.state, self.poll_s = store, state, poll_s
         self.lock = threading.Lock()
@@ -58,6 +62,7 @@ class Follower:
                         self._gap_since = None
                         rows = self.store.load_all()
                         self.state.load(rows)
+                        self._keys_changed()
                         continue
                     time.sleep(self.poll_s / 5)
                     continue
@@ -65,11 +70,17 @@ class Follower:
                 if batch.changes:
                     self.state.apply(batch.added, batch.removed)
                     self.state.holds.apply(batch.changes)
+                    if any(op == OP_KEYS for _, _, op, _ in batch.changes):
+                        self._keys_changed()
                 self._note_lag()
                 if self.state.sequence >= max(batch.head, at_least):
                     return self.state.sequence
                 if not batch.changes:   # at_least is not committed yet: a caller's mistake
                     raise ValueError(f"sequence {at_least} is past the log's head {batch.head}")
+
+    def _keys_changed(self) -> None:
+        if self.on_keys is not None:
+            self.on_keys()
 
     def _in_order(self, batch) -> bool:
         """Whether the batch continues the applied sequence without a hole (a head past the

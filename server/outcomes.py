@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from hashmatch.core.holds import OP_DISPUTE, OP_HOLD, OP_REINSTATE
+from hashmatch.server import audit
 from hashmatch.server.errors import InvalidRequest, NotFound
 from hashmatch.server.replica_store import ReplicaStore
 from hashmatch.server.store import OP_REMOVE
@@ -202,6 +203,8 @@ class OutcomeStore(ReplicaStore):
                        (seq, now, entry))
             tx.execute("INSERT INTO decisions VALUES (?,?,?,?,?,?)",
                        (seq, entry, decision, by, now, note))
+            audit.write(tx, f"admin:{by}", f"review.{decision}", f"entry {entry}",
+                        f"sequence {seq}", now)
         return seq
 
     def decisions(self, entry: int) -> list[tuple[int, str, str, int, str]]:
@@ -224,6 +227,8 @@ class OutcomeStore(ReplicaStore):
                            [(h.tobytes(), by, now, note) for h in hashes])
             seq = self._hold(tx, entries, SUPPRESSED, "within the threshold of a "
                              f"suppression-list hash added by {by}")
+            audit.write(tx, f"admin:{by}", "review.suppress", f"{len(hashes)} hash(es)",
+                        f"{len(set(entries))} listed entries held", now)
         return len(hashes), seq
 
     def suppressed_hashes(self) -> np.ndarray:

@@ -35,11 +35,13 @@ import time
 
 import numpy as np
 
-from hashmatch.server import credentials
+from hashmatch.server import audit, credentials
+from hashmatch.server.audit import AuditLog
 from hashmatch.server.dialect import open_dialect
 from hashmatch.server.errors import InvalidRequest, LimitExceeded, NotFound, PermissionDenied
 from hashmatch.server.media import (KIND_IMAGE, KIND_VIDEO, MD5_BYTES, PDQ_BYTES, Image,
                                     ListRows, Video, frame_ids)
+from hashmatch.server.platforms import PlatformKeys
 
 IMPORT_BLOCK = 65536          # hashes per hash_blocks row for imports (2 MiB BLOB)
 IMPORT_TRANSACTION = 1 << 20  # hashes per transaction for imports
@@ -52,7 +54,7 @@ HASHES_PER_READ = 1 << 20     # ... and the entries they add, at most (one row a
 FREE_PIN_FAILURES = 5
 PIN_BACKOFF_S = 1.0
 PIN_BACKOFF_MAX_S = 86400.0
-OP_ADD, OP_REMOVE = 1, 2
+OP_ADD, OP_REMOVE = 1, 2     # core.holds: 3..5; platforms.OP_KEYS: 6
 # Entry ids: imports below CASE_ENTRY_FIRST, cases drawn from [CASE_ENTRY_FIRST, ENTRY_LIMIT).
 # Both below 2**32, so HashIndex and Md5Index keep 4-byte ids (core/live.py narrow_ids) and
 # frame ids (entry << FRAME_BITS | frame) fit 64 bits; 2**31 values leave a drawn id free on
@@ -127,12 +129,24 @@ MIGRATIONS = [
         id {serial}, hash {blob} NOT NULL, added_by TEXT NOT NULL, at {bigint} NOT NULL,
         note TEXT NOT NULL);
     """,
+    # Key lifecycle (platforms.py): several keys per platform, each with an expiry (NULL: never)
+    # and a revocation time; the keys registered so far carry over. platforms.key_sha256 keeps
+    # the newest key for older releases; lookups read platform_keys. And the append-only audit
+    # log (audit.py).
+    """
+    CREATE TABLE IF NOT EXISTS platform_keys (
+        id {serial}, platform TEXT NOT NULL REFERENCES platforms(name),
+        key_sha256 {blob} NOT NULL UNIQUE, created {bigint} NOT NULL, expires {bigint},
+        revoked {bigint});
+    CREATE INDEX IF NOT EXISTS platform_keys_by_platform ON platform_keys(platform);
+    INSERT INTO platform_keys (platform, key_sha256, created)
+        SELECT name, key_sha256, created FROM platforms ORDER BY id;
+    CREATE TABLE IF NOT EXISTS audit (
+        id {serial}, at {bigint} NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        subject TEXT NOT NULL, detail TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
+    """,
 ]
-
-# What a platform API key may do. 'match': Matching and ListInfo; 'replicate': Replication
-# (Sync, VerifyCopy); 'feedback' and 'admin' are reserved for the services that need them.
-ROLES = ("match", "feedback", "replicate", "admin")
-DEFAULT_ROLES = ("match",)
 
 
 def _clock_ms() -> int:
@@ -191,8 +205,9 @@ class LogBatch:
     removed: np.ndarray
 
 
-class Store:
-    """Thread-safe; slow hashing happens outside any transaction. Use `open_store(db)`."""
+class Store(PlatformKeys, AuditLog):
+    """Thread-safe; slow hashing happens outside any transaction. Use `open_store(db)`.
+    Platforms and keys: platforms.py; the audit log: audit.py."""
 
     def __init__(self, db: str):
         self._db = open_dialect(str(db))
@@ -244,31 +259,6 @@ class Store:
         """The last sequence number in the log."""
         with self._db.transaction(write=False) as tx:
             return self._head(tx)
-
-    # ------------------------------------------------------------ platforms
-
-    def add_platform(self, name: str, roles=DEFAULT_ROLES) -> str:
-        """Registers a platform with `roles` (from ROLES); returns its API key, which is stored
-        only as SHA-256."""
-        if not name or not name.strip():
-            raise InvalidRequest("platform name must not be empty")
-        roles = check_roles(roles)
-        key = credentials.new_api_key()
-        try:
-            with self._db.transaction(write=True) as tx:
-                tx.execute("INSERT INTO platforms (name, key_sha256, created, roles) "
-                           "VALUES (?,?,?,?)", (name, credentials.key_digest(key),
-                                                int(time.time()), ",".join(roles)))
-        except self._db.duplicate:
-            raise InvalidRequest(f"platform {name!r} already exists") from None
-        return key
-
-    def platform_roles_for_key(self, api_key: str) -> tuple[str, frozenset[str]] | None:
-        """(name, roles) of the platform with this API key, or None."""
-        with self._db.transaction(write=False) as tx:
-            row = tx.execute("SELECT name, roles FROM platforms WHERE key_sha256=?",
-                             (credentials.key_digest(api_key),)).fetchone()
-        return (row[0], frozenset(filter(None, row[1].split(",")))) if row else None
 
     # ------------------------------------------------------------ cases
 
@@ -367,6 +357,9 @@ class Store:
                 tx.execute("INSERT INTO changes VALUES (?,1,?,?,?)",
                            (seq0 + i, OP_REMOVE, entry, now))
             tx.execute("UPDATE cases SET withdrawn=? WHERE id=?", (now, case_id))
+            audit.write(tx, "case holder", "case.withdraw", audit.case_ref(case_id),
+                        f"{len(entries)} entries removed at sequence {seq0}.."
+                        f"{seq0 + len(entries) - 1}", now)
         self._db.forget_deleted()
         return seq0 + len(entries) - 1
 
@@ -484,16 +477,6 @@ def _check_import_room(tx, count: int) -> None:
             f"importing {count} hashes would take entry ids up to {next_entry + count - 1}, but "
             f"imported ids must stay below {CASE_ENTRY_FIRST} (ids above are drawn for cases); "
             f"{max(0, CASE_ENTRY_FIRST - next_entry)} more can be imported into this list")
-
-
-def check_roles(roles) -> tuple[str, ...]:
-    """The roles in ROLES order; InvalidRequest naming any role that is not one of ROLES."""
-    roles = {r.strip() for r in roles if r.strip()}
-    unknown = sorted(roles - set(ROLES))
-    if unknown or not roles:
-        raise InvalidRequest(f"roles must be a non-empty subset of {', '.join(ROLES)}; got "
-                             f"{', '.join(unknown) or 'none'}")
-    return tuple(r for r in ROLES if r in roles)
 
 
 def open_store(db: str) -> Store:

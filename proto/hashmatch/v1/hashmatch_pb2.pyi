@@ -512,3 +512,135 @@ class HistoryResponse(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[DecisionRecord]
     def __init__(self, decisions: _Optional[_Iterable[_Union[DecisionRecord, _Mapping]]] = ...) -> None: ...
+
+class PlatformKey(_message.Message):
+    __slots__ = ("key_id", "created_unix", "expires_unix", "revoked_unix", "state")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    key_id: int
+    created_unix: int
+    expires_unix: int
+    revoked_unix: int
+    state: str
+    def __init__(self, key_id: _Optional[int] = ..., created_unix: _Optional[int] = ..., expires_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class PlatformInfo(_message.Message):
+    __slots__ = ("name", "roles", "created_unix", "keys")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    created_unix: int
+    keys: _containers.RepeatedCompositeFieldContainer[PlatformKey]
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., created_unix: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[PlatformKey, _Mapping]]] = ...) -> None: ...
+
+class ListPlatformsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPlatformsResponse(_message.Message):
+    __slots__ = ("platforms",)
+    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    platforms: _containers.RepeatedCompositeFieldContainer[PlatformInfo]
+    def __init__(self, platforms: _Optional[_Iterable[_Union[PlatformInfo, _Mapping]]] = ...) -> None: ...
+
+class AddPlatformRequest(_message.Message):
+    __slots__ = ("name", "roles")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AddPlatformResponse(_message.Message):
+    __slots__ = ("api_key",)
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    def __init__(self, api_key: _Optional[str] = ...) -> None: ...
+
+class RotateKeyRequest(_message.Message):
+    __slots__ = ("name", "grace_s")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    grace_s: float
+    def __init__(self, name: _Optional[str] = ..., grace_s: _Optional[float] = ...) -> None: ...
+
+class RotateKeyResponse(_message.Message):
+    __slots__ = ("api_key", "key_id", "sequence")
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    key_id: int
+    sequence: int
+    def __init__(self, api_key: _Optional[str] = ..., key_id: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class RevokeKeyRequest(_message.Message):
+    __slots__ = ("name", "key_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    key_id: int
+    def __init__(self, name: _Optional[str] = ..., key_id: _Optional[int] = ...) -> None: ...
+
+class RevokeKeyResponse(_message.Message):
+    __slots__ = ("revoked", "sequence")
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    sequence: int
+    def __init__(self, revoked: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class SetRolesRequest(_message.Message):
+    __slots__ = ("name", "roles")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetRolesResponse(_message.Message):
+    __slots__ = ("roles", "sequence")
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    sequence: int
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("since_unix", "after_id", "limit")
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_unix: int
+    after_id: int
+    limit: int
+    def __init__(self, since_unix: _Optional[int] = ..., after_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("id", "at_unix", "actor", "action", "subject", "detail")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at_unix: int
+    actor: str
+    action: str
+    subject: str
+    detail: str
+    def __init__(self, id: _Optional[int] = ..., at_unix: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ...) -> None: ...

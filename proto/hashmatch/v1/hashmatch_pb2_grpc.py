@@ -894,3 +894,307 @@ class Review:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """---------------------------------------------------------------- admin (operators)
+
+    Platforms, their roles and API keys, and the audit log, without touching the database file.
+    Needs the 'admin' role. Key material is returned only once, by AddPlatform and RotateKey;
+    every change is in the audit log and reaches every server through the change log.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListPlatforms = channel.unary_unary(
+                '/hashmatch.v1.Admin/ListPlatforms',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsResponse.FromString,
+                _registered_method=True)
+        self.AddPlatform = channel.unary_unary(
+                '/hashmatch.v1.Admin/AddPlatform',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformResponse.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/hashmatch.v1.Admin/RotateKey',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/hashmatch.v1.Admin/RevokeKey',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyResponse.FromString,
+                _registered_method=True)
+        self.SetRoles = channel.unary_unary(
+                '/hashmatch.v1.Admin/SetRoles',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/hashmatch.v1.Admin/ListAudit',
+                request_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """---------------------------------------------------------------- admin (operators)
+
+    Platforms, their roles and API keys, and the audit log, without touching the database file.
+    Needs the 'admin' role. Key material is returned only once, by AddPlatform and RotateKey;
+    every change is in the audit log and reaches every server through the change log.
+    """
+
+    def ListPlatforms(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPlatform(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """A new key; the platform's valid keys stay valid for the grace period, then end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Ends one key, or every key of the platform, now (on every server within about a second).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRoles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListPlatforms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlatforms,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsResponse.SerializeToString,
+            ),
+            'AddPlatform': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPlatform,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformResponse.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyResponse.SerializeToString,
+            ),
+            'SetRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRoles,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditRequest.FromString,
+                    response_serializer=hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'hashmatch.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('hashmatch.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """---------------------------------------------------------------- admin (operators)
+
+    Platforms, their roles and API keys, and the audit log, without touching the database file.
+    Needs the 'admin' role. Key material is returned only once, by AddPlatform and RotateKey;
+    every change is in the audit log and reaches every server through the change log.
+    """
+
+    @staticmethod
+    def ListPlatforms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/ListPlatforms',
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListPlatformsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPlatform(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/AddPlatform',
+            hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.AddPlatformResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/RotateKey',
+            hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.RotateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/RevokeKey',
+            hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/SetRoles',
+            hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.SetRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hashmatch.v1.Admin/ListAudit',
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditRequest.SerializeToString,
+            hashmatch_dot_v1_dot_hashmatch__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
