@@ -3,7 +3,7 @@
 Three indexes (photo PDQ, video-frame PDQ, MD5) plus a per-video frame count for the vPDQ rule.
 Each stores a hash once however many entries hold it (core.shared), so copies of one hash cost
 one row and one capped match slot: a photo or MD5 match names one holder of the hash, the
-smallest entry id not held (undisputed first), with how many hold it. The follower
+smallest entry id not held, with how many hold it (docs/SECURITY.md). The follower
 (follower.py) applies the change log here in order, under its lock; readers never take it:
 each core index is safe to search while it changes. Results come back as `Matches`, built from
 the core's `Hits` (ordered by position, distance, entry id), capped per query hash as the
@@ -46,11 +46,23 @@ class Matches:
         return len(self.entry_ids)
 
 
-def _matches(hits: Hits, signals: np.ndarray, holders: np.ndarray) -> Matches:
+# Columns of the int64[m, 2] facts each hit carries about its hash, up to Matches (see
+# one_per_hash): entries not held that hold it, and whether any of them is disputed.
+HOLDERS, DISPUTED = 0, 1
+
+
+def _facts(m: int) -> np.ndarray:
+    """The facts of m hits on hashes one entry each holds, none disputed."""
+    return np.repeat(np.array([[1, 0]], np.int64), m, axis=0)
+
+
+def _matches(hits: Hits, signals: np.ndarray, facts: np.ndarray) -> Matches:
     """signals: the SIGNAL_* of each hit, or of each merged part (indexed by hits.part)."""
     signal_types = signals[hits.part] if hits.part is not None else np.full(len(hits), signals[0])
+    disputed = facts[:, DISPUTED].astype(bool)
     return Matches(hits.positions(), hits.ids, hits.distances, signal_types.astype(np.int8),
-                   hits.truncated, holders=holders)
+                   hits.truncated, disputed=disputed if disputed.any() else None,
+                   holders=facts[:, HOLDERS])
 
 
 def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
@@ -154,34 +166,38 @@ class ListState:
         if len(parts) == 1:
             return _matches(parts[0][0], np.array([SIGNAL_PDQ]), parts[0][1])
         hits = Hits.merge([p[0] for p in parts], max_per_hash)
-        holders = np.concatenate([p[1] for p in parts])[_sources(hits, [p[0] for p in parts])]
-        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]), holders)
+        facts = np.concatenate([p[1] for p in parts])[_sources(hits, [p[0] for p in parts])]
+        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]), facts)
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        hits, holders = self._holders_of(self._md5, self._md5.search(md5s, 0, max_per_hash))
-        return _matches(hits, np.array([SIGNAL_MD5]), holders)
+        hits, facts = self._holders_of(self._md5, self._md5.search(md5s, 0, max_per_hash))
+        return _matches(hits, np.array([SIGNAL_MD5]), facts)
 
     def _holders_of(self, index: SharedIndex, hits: Hits, every_entry: bool = False,
                     entry_of=None) -> tuple[Hits, np.ndarray]:
-        """(hits, holders int64[m]): `index`'s hits on stored hashes as entry hits, ordered by
-        (distance, entry id) within each query; entry_of maps index ids to entries."""
+        """(hits, facts int64[m, 2]): `index`'s hits on stored hashes as entry hits, ordered
+        by (distance, entry id) within each query; entry_of maps index ids to entries."""
         if every_entry:
             hits = index.expand(hits)
             if entry_of is not None:
                 hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
-            return _by_entry(hits), np.ones(len(hits), np.int64)
+            return _by_entry(hits), _facts(len(hits))
         if not index.shared():
             if entry_of is not None:
                 hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
-            return hits, np.ones(len(hits), np.int64)
+            return hits, _facts(len(hits))
         offsets, owners = index.owners(hits.ids)
         if entry_of is not None:
             owners = entry_of(owners)
-        chosen, holders = one_per_hash(offsets, owners, self.holds)
-        moved = chosen != owners[offsets[:-1]]
+        chosen, holders, disputed = one_per_hash(offsets, owners, self.holds)
+        facts = np.stack([holders, disputed.astype(np.int64)], axis=1)
         hits = hits.select(np.ones(len(hits), bool), chosen)
-        return (_by_entry(hits) if moved.any() else hits), holders
+        if not (chosen != owners[offsets[:-1]]).any():
+            return hits, facts
+        order = _entry_order(hits)
+        return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated), \
+            facts[order]
 
     def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
                     min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:
@@ -217,24 +233,29 @@ class _EveryHolder:
 
 
 def one_per_hash(offsets: np.ndarray, owners: np.ndarray, holds: EntryHolds):
-    """(chosen uint64[k], holders int64[k]) for k stored hashes whose holders (entry ids,
-    ascending) are owners[offsets[i]:offsets[i+1]]: the entry a match names, the smallest not
-    held, undisputed first (all held: the smallest, which `screen` then drops), and how many
-    entries not held hold the hash. A held entry never hides one that is not."""
+    """(chosen uint64[k], holders int64[k], disputed bool[k]) for k stored hashes whose holders
+    (entry ids, ascending) are owners[offsets[i]:offsets[i+1]]: the entry a match names, the
+    smallest not held (all held: the smallest, which `screen` then drops); how many holders are
+    not held; whether any of those is disputed. A held entry never hides one that is not, and
+    copies cannot dodge a dispute: it is a verdict on the picture, which they share."""
     counts = np.diff(offsets)
     keep, disputed = holds.screen(owners)
     if keep is None:
-        return owners[offsets[:-1]], counts
+        return owners[offsets[:-1]], counts, np.zeros(len(counts), bool)
     hash_of = np.repeat(np.arange(len(counts)), counts)
-    rank = np.where(keep, disputed.astype(np.int8), 2)
-    order = np.lexsort((rank, hash_of))     # stable: ties stay ascending by entry id
+    order = np.lexsort((~keep, hash_of))     # stable: ties stay ascending by entry id
     holders = np.bincount(hash_of, weights=keep, minlength=len(counts)).astype(np.int64)
-    return owners[order[offsets[:-1]]], holders
+    flagged = np.bincount(hash_of, weights=keep & disputed, minlength=len(counts)) > 0
+    return owners[order[offsets[:-1]]], holders, flagged
+
+
+def _entry_order(hits: Hits) -> np.ndarray:
+    """The order that sorts `hits` by (distance, id) within each query."""
+    return np.lexsort((hits.ids, hits.distances, hits.positions()))
 
 
 def _by_entry(hits: Hits) -> Hits:
-    """`hits` ordered by (distance, id) within each query."""
-    order = np.lexsort((hits.ids, hits.distances, hits.positions()))
+    order = _entry_order(hits)
     return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated)
 
 
@@ -253,16 +274,16 @@ def _sources(merged: Hits, parts: list[Hits]) -> np.ndarray:
     return source
 
 
-def _closest_per_entry(hits: Hits, holders: np.ndarray) -> tuple[Hits, np.ndarray]:
+def _closest_per_entry(hits: Hits, facts: np.ndarray) -> tuple[Hits, np.ndarray]:
     """Frame hits (ids: video entries, ordered by distance then entry) one per (query, entry):
     the first, which is the closest."""
     if len(hits) == 0:
-        return hits, holders
+        return hits, facts
     pairs = np.stack([hits.positions().astype(np.uint64), hits.ids], axis=1)
     _, first = np.unique(pairs, axis=0, return_index=True)
     keep = np.zeros(len(hits), bool)
     keep[first] = True
-    return hits.select(keep), holders[keep]
+    return hits.select(keep), facts[keep]
 
 
 def run_query(state: ListState, query) -> Matches:
@@ -285,10 +306,13 @@ def run_query(state: ListState, query) -> Matches:
 
 
 def screen(found: Matches, holds: EntryHolds) -> Matches:
-    """`found` without hits on held entries, with `disputed` set when any entry is disputed."""
+    """`found` without hits on held entries, with `disputed` set when any entry is disputed
+    (or, from one_per_hash, another holder of the hash matched)."""
     keep, disputed = holds.screen(found.entry_ids)
     if keep is None:
         return found
+    if found.disputed is not None:
+        disputed |= found.disputed
     video = found.query_percent is not None
     return dataclasses.replace(
         found, positions=found.positions[keep], entry_ids=found.entry_ids[keep],

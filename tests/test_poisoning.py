@@ -82,8 +82,9 @@ def test_a_held_holder_does_not_hide_the_others(start_server, random_hashes, con
 
 def oracle(queries, listed: dict, held: set, disputed: set, threshold: int, cap: int):
     """The rule by brute force: per query, the `cap` closest distinct listed hashes (ties by
-    the smallest entry holding each); one match each naming the smallest holder not held,
-    undisputed first, with how many holders are not held; all-held hashes dropped."""
+    the smallest entry holding each); one match each naming the smallest holder not held, with
+    how many holders are not held and whether any of them is disputed; all-held hashes
+    dropped."""
     by_hash: dict[bytes, list[int]] = {}
     for entry, h in sorted(listed.items()):
         by_hash.setdefault(h, []).append(entry)
@@ -98,8 +99,7 @@ def oracle(queries, listed: dict, held: set, disputed: set, threshold: int, cap:
         for d, _, ids in found[:cap or None]:
             free = [e for e in ids if e not in held]
             if free:
-                chosen = min(free, key=lambda e: (e in disputed, e))
-                rows.append((p, d, chosen, len(free), chosen in disputed))
+                rows.append((p, d, free[0], len(free), bool(disputed.intersection(free))))
         out += sorted(rows)
     return out, truncated
 
