@@ -199,6 +199,13 @@ class SharedIndex:
         ids[is_member] = self._member[_ranges(lo, counts - 1)]
         return offsets, ids
 
+    def sharing(self, ids) -> np.ndarray:
+        """uint64, ascending: `ids` and every id holding the same record as one of them."""
+        ids = _as_ids(ids)
+        member = np.isin(self._member, ids)
+        primaries = np.union1d(ids, self._group[member])
+        return np.union1d(primaries, self._member[np.isin(self._group, primaries)])
+
     def expand(self, hits: Hits, max_per_query: int = 0) -> Hits:
         """`hits` of `search` with every id holding each stored hash, ordered by (distance,
         primary, id), at most max_per_query ids a query (truncated set where some were cut)."""

@@ -143,6 +143,12 @@ class ListState:
         return {"pdq": self._images.stored(), "md5": self._md5.stored(),
                 "video_frames": self._frames.stored()}
 
+    def same_hash_entries(self, entry: int) -> list[int]:
+        """`entry` and every entry holding its photo PDQ or MD5 hash: what a verdict on the
+        picture (a flood hold) applies to. Videos answer for themselves (vPDQ)."""
+        found = np.union1d(self._images.sharing([entry]), self._md5.sharing([entry]))
+        return found.tolist()
+
     def index_memory_bytes(self) -> int:
         """Bytes the in-memory PDQ indexes (photos and video frames) hold."""
         return self._images.memory_bytes() + self._frames.memory_bytes()

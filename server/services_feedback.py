@@ -102,12 +102,13 @@ class ReviewService(pb_grpc.ReviewServicer):
 
 
 def flood_tripped(app, entry: int, count: int) -> None:
-    """The flood breaker's trip (on the matching thread that saw it): hold the entry on every
-    server through the change log, tell the operator, count it."""
+    """The flood breaker's trip (on the matching thread that saw it): hold the entry, and every
+    entry holding the same hash (a match names one of them, so the next would flood in turn),
+    on every server through the change log, tell the operator, count it."""
     detail = (f"matched {count} distinct uploads within {app.config.flood_window_s:g} s "
               f"(flood_limit {app.config.flood_limit})")
     try:
-        sequence = app.store.hold([entry], FLOOD, detail)
+        sequence = app.store.hold(app.state.same_hash_entries(entry), FLOOD, detail)
     except StoreUnavailable as exc:
         log.error("flood breaker could not hold an entry", extra={"fields": {
             "entry": entry, "error": str(exc)}})

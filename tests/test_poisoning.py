@@ -149,3 +149,18 @@ def test_photo_and_frame_holders_stay_with_their_matches_through_the_merge():
         assert list(zip(found.entry_ids.tolist(), found.distances.tolist(),
                         found.holders.tolist(), found.signal_types.tolist())) == want
         assert found.truncated.tolist() == [cap == 2]
+
+
+def test_a_flood_holds_every_holder_of_the_hash(start_server, random_hashes, connect):
+    """The flood breaker counts the one entry a match names; when it trips, the other holders
+    of that hash are held with it, or each would take its turn flooding."""
+    server = start_server(flood_limit=3, flood_window_s=60)
+    stubs, keeper = connect(server), server.app.keeper
+    shared, other = random_hashes(2, seed=34)
+    copies = keeper.submit_case(photos(shared, shared, shared)).entry_ids
+    keeper.submit_case(photos(other))
+    for bit in range(4):        # four distinct uploads near the shared hash: the fourth trips
+        assert len(match(stubs, near(shared, bit).tobytes()).matches) == 1
+    assert hits(match(stubs, shared.tobytes())) == []
+    assert sorted(server.app.state.holds.held) == sorted(copies)
+    assert len(match(stubs, other.tobytes()).matches) == 1

@@ -123,3 +123,13 @@ def test_group_labels_compare_whole_rows():
     rows[3] = rows[1]
     labels = group_labels(rows).tolist()
     assert labels[0] == labels[2] and labels[1] == labels[3] and labels[0] != labels[1]
+
+
+def test_sharing_names_every_id_with_the_same_record():
+    rng = np.random.default_rng(3)
+    words = random_words(rng, 2)
+    index = SharedIndex(HashIndex())
+    index.add([8, 3, 5, 1, 2], words[[0, 0, 0, 1, 1]])
+    assert index.sharing([5]).tolist() == [3, 5, 8]
+    assert index.sharing([3, 2]).tolist() == [1, 2, 3, 5, 8]
+    assert index.sharing([77]).tolist() == [77]
