@@ -46,6 +46,12 @@ def group_labels(records: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _distinct(records: np.ndarray) -> bool:
+    """Whether no two rows share their first 8 bytes (so no two rows are equal)."""
+    first = np.sort(records[:, :8].copy().view("<u8").ravel())
+    return bool((first[1:] != first[:-1]).all())
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """int64[sum(counts)]: starts[i], starts[i] + 1, ... counts[i] values for each i."""
     total = int(counts.sum())
@@ -85,17 +91,24 @@ class SharedIndex:
         if not len(ids):
             return
         ids, records = last_wins(ids, records)
-        self.remove(ids)            # a present id is replaced
-        labels = group_labels(records)
-        order = np.lexsort((ids, labels))
-        ids, labels = ids[order], labels[order]
-        starts = np.r_[True, labels[1:] != labels[:-1]]
+        if len(self):
+            self.remove(ids)        # a present id is replaced
+        if _distinct(records):      # the common case: no copies within the batch
+            starts = np.ones(len(ids), bool)
+            head_ids, head_records = ids, records
+        else:
+            labels = group_labels(records)
+            order = np.lexsort((ids, labels))
+            ids, labels, records = ids[order], labels[order], records[order]
+            starts = np.r_[True, labels[1:] != labels[:-1]]
+            head_ids, head_records = ids[starts], records[starts]
         group_of_row = np.cumsum(starts) - 1
-        head_ids, head_records = ids[starts], records[order[starts]]
-        found = self.inner.search(head_records, 0, 1)
-        has = np.diff(found.offsets) > 0
         old = np.zeros(len(head_ids), np.uint64)
-        old[has] = found.ids
+        has = np.zeros(len(head_ids), bool)
+        if len(self.inner):
+            found = self.inner.search(head_records, 0, 1)
+            has = np.diff(found.offsets) > 0
+            old[has] = found.ids
         primary = np.where(has, np.minimum(head_ids, old), head_ids)
         demoted = has & (head_ids < old)        # a smaller id takes over a stored hash
         if demoted.any():
