@@ -197,19 +197,30 @@ class SharedIndex:
         it), ordered by (distance, primary), at most max_per_query stored hashes a query."""
         return self.inner.search(queries, threshold, max_per_query)
 
-    def owners(self, primaries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(offsets int64[k+1], ids uint64[n]): every id holding each stored hash, named by its
-        primary: the primary first, then its members ascending (so ascending throughout)."""
+    def holders(self, primaries: np.ndarray) -> np.ndarray:
+        """int64[k]: how many ids hold each stored hash, named by its primary."""
+        primaries = np.asarray(primaries, np.uint64)
+        return (np.searchsorted(self._group, primaries, "right")
+                - np.searchsorted(self._group, primaries, "left") + 1)
+
+    def owners(self, primaries: np.ndarray, limit: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets int64[k+1], ids uint64[n]): the ids holding each stored hash, named by its
+        primary: the primary first, then its members ascending (so ascending throughout);
+        only the first limit[i] of them for hash i when `limit` is given."""
         primaries = np.asarray(primaries, np.uint64)
         lo = np.searchsorted(self._group, primaries, "left")
-        counts = np.searchsorted(self._group, primaries, "right") - lo + 1
+        counts = self.holders(primaries)
+        if limit is not None:
+            counts = np.minimum(counts, limit)
         offsets = np.zeros(len(primaries) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
+        firsts = offsets[:-1][counts > 0]
         ids = np.empty(int(offsets[-1]), np.uint64)
-        ids[offsets[:-1]] = primaries
+        ids[firsts] = primaries[counts > 0]
         is_member = np.ones(len(ids), bool)
-        is_member[offsets[:-1]] = False
-        ids[is_member] = self._member[_ranges(lo, counts - 1)]
+        is_member[firsts] = False
+        ids[is_member] = self._member[_ranges(lo, np.maximum(counts - 1, 0))]
         return offsets, ids
 
     def sharing(self, ids) -> np.ndarray:
@@ -221,23 +232,22 @@ class SharedIndex:
 
     def expand(self, hits: Hits, max_per_query: int = 0) -> Hits:
         """`hits` of `search` with every id holding each stored hash, ordered by (distance,
-        primary, id), at most max_per_query ids a query (truncated set where some were cut)."""
+        primary, id), at most max_per_query ids a query (truncated set where some were cut);
+        the cost is the ids kept, however many hold a hash."""
         if not len(self._member):
             return hits
-        offsets, ids = self.owners(hits.ids)
-        counts = np.diff(offsets)
+        counts = self.holders(hits.ids)
         truncated = hits.truncated.copy()
+        limit = None
         if max_per_query:
-            # ids a query gets before each of its hits; hits that start past the cap go
-            # unexpanded, so the cost stays max_per_query a query.
+            # ids a query gets before each of its hits
             prefix = np.zeros(len(counts) + 1, np.int64)
             np.cumsum(counts, out=prefix[1:])
             before = prefix[:-1] - np.repeat(prefix[hits.offsets[:-1]], np.diff(hits.offsets))
-            allowed = np.clip(max_per_query - before, 0, None)
-            cut = counts > allowed
-            truncated[np.unique(hits.positions()[cut])] = True
-            counts = np.minimum(counts, allowed)
-            ids = ids[_ranges(offsets[:-1], counts)]
+            limit = np.clip(max_per_query - before, 0, None)
+            truncated[np.unique(hits.positions()[counts > limit])] = True
+        offsets, ids = self.owners(hits.ids, limit)
+        counts = np.diff(offsets)
         query = np.repeat(hits.positions(), counts)
         new_offsets = np.zeros(len(hits.offsets), np.int64)
         np.cumsum(np.bincount(query, minlength=len(hits.offsets) - 1), out=new_offsets[1:])

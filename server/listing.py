@@ -193,13 +193,17 @@ class ListState:
             if entry_of is not None:
                 hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
             return hits, _facts(len(hits))
-        offsets, owners = index.owners(hits.ids)
+        # Once per stored hash found, not per hit: a batch of hashes near one copied a
+        # thousand times costs its thousand holders once.
+        stored, hit_of = np.unique(hits.ids, return_inverse=True)
+        offsets, owners = index.owners(stored)
         if entry_of is not None:
             owners = entry_of(owners)
         chosen, holders, disputed = one_per_hash(offsets, owners, self.holds)
-        facts = np.stack([holders, disputed.astype(np.int64)], axis=1)
-        hits = hits.select(np.ones(len(hits), bool), chosen)
-        if not (chosen != owners[offsets[:-1]]).any():
+        moved = (chosen != owners[offsets[:-1]])[hit_of]
+        facts = np.stack([holders, disputed.astype(np.int64)], axis=1)[hit_of]
+        hits = hits.select(np.ones(len(hits), bool), chosen[hit_of])
+        if not moved.any():
             return hits, facts
         order = _entry_order(hits)
         return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated), \
