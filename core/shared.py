@@ -8,14 +8,15 @@ holding it (*members*) live in two flat arrays sorted by (primary, member), 16 b
 one copy of the record per shared hash (to re-store it when its primary leaves). A list without
 duplicates pays nothing but two empty arrays.
 
-Searches answer per stored hash (`Hits` whose ids are primaries); `owners` and `expand` turn
-primaries into every id holding them. Ids follow dict semantics as in the inner index.
+Searches answer per stored hash (`Hits` whose ids are primaries); `answer` names one entry per
+stored hash (the smallest not held, see `one_per_hash`), `owners` and `expand` every id holding
+it. Ids follow dict semantics as in the inner index.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hashmatch.core.hits import Hits, positions_of
+from hashmatch.core.hits import Hits
 from hashmatch.core.index import _as_ids
 from hashmatch.core.live import last_wins
 
@@ -57,6 +58,35 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     offsets = np.cumsum(counts) - counts
     return np.repeat(starts - offsets, counts) + np.arange(total, dtype=np.int64)
+
+
+def one_per_hash(offsets: np.ndarray, owners: np.ndarray, holds):
+    """(chosen uint64[k], holders int64[k], disputed bool[k]) for k stored hashes whose holders
+    (entry ids, ascending) are owners[offsets[i]:offsets[i+1]]: the entry a match names, the
+    smallest not held (all held: the smallest, which the caller's screen then drops); how many
+    holders are not held; whether any of those is disputed. A held entry never hides one that
+    is not, and copies cannot dodge a dispute: it is a verdict on the picture they share.
+    holds: a core.holds.EntryHolds."""
+    counts = np.diff(offsets)
+    keep, disputed = holds.screen(owners)
+    if keep is None:
+        return owners[offsets[:-1]], counts, np.zeros(len(counts), bool)
+    hash_of = np.repeat(np.arange(len(counts)), counts)
+    order = np.lexsort((~keep, hash_of))     # stable: ties stay ascending by entry id
+    holders = np.bincount(hash_of, weights=keep, minlength=len(counts)).astype(np.int64)
+    flagged = np.bincount(hash_of, weights=keep & disputed, minlength=len(counts)) > 0
+    return owners[order[offsets[:-1]]], holders, flagged
+
+
+def _entry_order(hits: Hits) -> np.ndarray:
+    """The order that sorts `hits` by (distance, id) within each query."""
+    return np.lexsort((hits.ids, hits.distances, hits.positions()))
+
+
+def by_distance_and_id(hits: Hits) -> Hits:
+    """`hits` ordered by (distance, id) within each query (e.g. after ids were replaced)."""
+    order = _entry_order(hits)
+    return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated)
 
 
 class SharedIndex:
@@ -222,6 +252,31 @@ class SharedIndex:
         is_member[firsts] = False
         ids[is_member] = self._member[_ranges(lo, np.maximum(counts - 1, 0))]
         return offsets, ids
+
+    def answer(self, hits: Hits, holds, entry_of=None) -> tuple[Hits, np.ndarray, np.ndarray]:
+        """`hits` of `search` as one hit per stored hash naming the entry `one_per_hash`
+        chooses, ordered by (distance, entry) within each query: (hits, holders int64[m],
+        disputed bool[m]). holds: a core.holds.EntryHolds; entry_of maps ids to entries (video
+        frames to their video), ascending with them."""
+        if not len(self._member):
+            if entry_of is not None:
+                hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
+            return hits, np.ones(len(hits), np.int64), np.zeros(len(hits), bool)
+        # Once per stored hash found, not per hit: a batch of hashes near one copied a
+        # thousand times costs its thousand holders once.
+        stored, hit_of = np.unique(hits.ids, return_inverse=True)
+        offsets, owners = self.owners(stored)
+        if entry_of is not None:
+            owners = entry_of(owners)
+        chosen, holders, disputed = one_per_hash(offsets, owners, holds)
+        moved = (chosen != owners[offsets[:-1]]).any()
+        hits = hits.select(np.ones(len(hits), bool), chosen[hit_of])
+        holders, disputed = holders[hit_of], disputed[hit_of]
+        if not moved:
+            return hits, holders, disputed
+        order = _entry_order(hits)
+        return (Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated),
+                holders[order], disputed[order])
 
     def sharing(self, ids) -> np.ndarray:
         """uint64, ascending: `ids` and every id holding the same record as one of them."""

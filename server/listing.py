@@ -19,7 +19,7 @@ from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
-from hashmatch.core.shared import SharedIndex
+from hashmatch.core.shared import SharedIndex, by_distance_and_id
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -47,7 +47,7 @@ class Matches:
 
 
 # Columns of the int64[m, 2] facts each hit carries about its hash, up to Matches (see
-# one_per_hash): entries not held that hold it, and whether any of them is disputed.
+# core.shared.one_per_hash): entries not held that hold it, and whether any is disputed.
 HOLDERS, DISPUTED = 0, 1
 
 
@@ -160,7 +160,7 @@ class ListState:
     def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
                   max_per_hash: int = 0, every_entry: bool = False) -> Matches:
         """Photo (and video frame) hits, at most max_per_hash distinct listed hashes a query
-        hash, one match each (see one_per_hash); every_entry: a match for every entry holding
+        hash, one match each (core.shared.one_per_hash); every_entry: a match for every entry holding
         a hash found (no cap on them), as a suppression needs to hold them all."""
         self._require_loaded()
         images = self._images.search(hashes, threshold, max_per_hash)
@@ -183,31 +183,15 @@ class ListState:
     def _holders_of(self, index: SharedIndex, hits: Hits, every_entry: bool = False,
                     entry_of=None) -> tuple[Hits, np.ndarray]:
         """(hits, facts int64[m, 2]): `index`'s hits on stored hashes as entry hits, ordered
-        by (distance, entry id) within each query; entry_of maps index ids to entries."""
+        by (distance, entry id) within each query (SharedIndex.answer); entry_of maps index
+        ids to entries."""
         if every_entry:
             hits = index.expand(hits)
             if entry_of is not None:
                 hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
-            return _by_entry(hits), _facts(len(hits))
-        if not index.shared():
-            if entry_of is not None:
-                hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
-            return hits, _facts(len(hits))
-        # Once per stored hash found, not per hit: a batch of hashes near one copied a
-        # thousand times costs its thousand holders once.
-        stored, hit_of = np.unique(hits.ids, return_inverse=True)
-        offsets, owners = index.owners(stored)
-        if entry_of is not None:
-            owners = entry_of(owners)
-        chosen, holders, disputed = one_per_hash(offsets, owners, self.holds)
-        moved = (chosen != owners[offsets[:-1]])[hit_of]
-        facts = np.stack([holders, disputed.astype(np.int64)], axis=1)[hit_of]
-        hits = hits.select(np.ones(len(hits), bool), chosen[hit_of])
-        if not moved.any():
-            return hits, facts
-        order = _entry_order(hits)
-        return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated), \
-            facts[order]
+            return by_distance_and_id(hits), _facts(len(hits))
+        hits, holders, disputed = index.answer(hits, self.holds, entry_of)
+        return hits, np.stack([holders, disputed.astype(np.int64)], axis=1)
 
     def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
                     min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:
@@ -240,33 +224,6 @@ class _EveryHolder:
     def search(self, queries, threshold: int, max_per_query: int = 0) -> Hits:
         return self._index.expand(self._index.search(queries, threshold, max_per_query),
                                   max_per_query)
-
-
-def one_per_hash(offsets: np.ndarray, owners: np.ndarray, holds: EntryHolds):
-    """(chosen uint64[k], holders int64[k], disputed bool[k]) for k stored hashes whose holders
-    (entry ids, ascending) are owners[offsets[i]:offsets[i+1]]: the entry a match names, the
-    smallest not held (all held: the smallest, which `screen` then drops); how many holders are
-    not held; whether any of those is disputed. A held entry never hides one that is not, and
-    copies cannot dodge a dispute: it is a verdict on the picture, which they share."""
-    counts = np.diff(offsets)
-    keep, disputed = holds.screen(owners)
-    if keep is None:
-        return owners[offsets[:-1]], counts, np.zeros(len(counts), bool)
-    hash_of = np.repeat(np.arange(len(counts)), counts)
-    order = np.lexsort((~keep, hash_of))     # stable: ties stay ascending by entry id
-    holders = np.bincount(hash_of, weights=keep, minlength=len(counts)).astype(np.int64)
-    flagged = np.bincount(hash_of, weights=keep & disputed, minlength=len(counts)) > 0
-    return owners[order[offsets[:-1]]], holders, flagged
-
-
-def _entry_order(hits: Hits) -> np.ndarray:
-    """The order that sorts `hits` by (distance, id) within each query."""
-    return np.lexsort((hits.ids, hits.distances, hits.positions()))
-
-
-def _by_entry(hits: Hits) -> Hits:
-    order = _entry_order(hits)
-    return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated)
 
 
 def _sources(merged: Hits, parts: list[Hits]) -> np.ndarray:
@@ -317,7 +274,7 @@ def run_query(state: ListState, query) -> Matches:
 
 def screen(found: Matches, holds: EntryHolds) -> Matches:
     """`found` without hits on held entries, with `disputed` set when any entry is disputed
-    (or, from one_per_hash, another holder of the hash matched)."""
+    (or, from core.shared.one_per_hash, another holder of the hash is)."""
     keep, disputed = holds.screen(found.entry_ids)
     if keep is None:
         return found

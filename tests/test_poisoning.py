@@ -10,6 +10,8 @@ from hashmatch.server.listing import ListState, run_query
 from hashmatch.server.media import Image, ListRows, Query
 from hashmatch.core.signals import SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.clients.mirror import ListMirror
+from test_replication import replicate_key, same_as_primary, wait_until
 from test_server import hits, match
 
 
@@ -164,3 +166,23 @@ def test_a_flood_holds_every_holder_of_the_hash(start_server, random_hashes, con
     assert hits(match(stubs, shared.tobytes())) == []
     assert sorted(server.app.state.holds.held) == sorted(copies)
     assert len(match(stubs, other.tobytes()).matches) == 1
+
+
+def test_a_list_mirror_answers_copies_once_as_the_server_does(start_server, random_hashes,
+                                                              connect):
+    server = start_server(sync_heartbeat_s=0.2)
+    stubs, app = connect(server), server.app
+    shared = random_hashes(1, seed=35)[0]
+    copies = sorted(app.keeper.submit_case(photos(*[shared] * 5)).entry_ids)
+    (real,) = app.keeper.submit_case(photos(near(shared, 5))).entry_ids
+    app.follower.catch_up(app.store.hold([copies[0]], 1, "test"))
+    key = replicate_key(server.db_path, roles=("replicate", "match"))
+    with ListMirror(server.target, key[0][1], threads=1) as copy:
+        wait_until(lambda: same_as_primary(server.target, key, lambda: copy.sequence,
+                                           copy.digest), what="the copy to catch up")
+        found = copy.match(shared[None])
+        assert list(zip(found.entry_ids.tolist(), found.distances.tolist(),
+                        found.same_hash_entries.tolist())) == [(copies[1], 0, 4), (real, 1, 1)]
+    response = match(stubs, shared.tobytes())
+    assert [(m.entry_id, m.distance, m.same_hash_entries) for m in response.matches] == [
+        (copies[1], 0, 4), (real, 1, 1)]
