@@ -258,20 +258,26 @@ class SharedIndex:
         chooses, ordered by (distance, entry) within each query: (hits, holders int64[m],
         disputed bool[m]). holds: a core.holds.EntryHolds; entry_of maps ids to entries (video
         frames to their video), ascending with them."""
-        if not len(self._member):
+        ids = hits.ids if entry_of is None else entry_of(hits.ids)
+        holders = np.ones(len(hits), np.int64)
+        disputed = np.zeros(len(hits), bool)
+        shared = np.flatnonzero(self.holders(hits.ids) > 1) if len(self._member) else []
+        if not len(shared):
             if entry_of is not None:
-                hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
-            return hits, np.ones(len(hits), np.int64), np.zeros(len(hits), bool)
-        # Once per stored hash found, not per hit: a batch of hashes near one copied a
+                hits = hits.select(np.ones(len(hits), bool), ids)
+            return hits, holders, disputed
+        # Once per shared hash found, not per hit: a batch of hashes near one copied a
         # thousand times costs its thousand holders once.
-        stored, hit_of = np.unique(hits.ids, return_inverse=True)
+        stored, hit_of = np.unique(hits.ids[shared], return_inverse=True)
         offsets, owners = self.owners(stored)
         if entry_of is not None:
             owners = entry_of(owners)
-        chosen, holders, disputed = one_per_hash(offsets, owners, holds)
-        moved = (chosen != owners[offsets[:-1]]).any()
-        hits = hits.select(np.ones(len(hits), bool), chosen[hit_of])
-        holders, disputed = holders[hit_of], disputed[hit_of]
+        chosen, holders[shared], disputed[shared] = (
+            a[hit_of] for a in one_per_hash(offsets, owners, holds))
+        moved = (chosen != ids[shared]).any()
+        ids = ids.copy()
+        ids[shared] = chosen
+        hits = hits.select(np.ones(len(hits), bool), ids)
         if not moved:
             return hits, holders, disputed
         order = _entry_order(hits)
