@@ -14,6 +14,8 @@ it. Ids follow dict semantics as in the inner index.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from hashmatch.core.hits import Hits
@@ -89,26 +91,53 @@ def by_distance_and_id(hits: Hits) -> Hits:
     return Hits(hits.offsets, hits.ids[order], hits.distances[order], hits.truncated)
 
 
+class _Members(NamedTuple):
+    """The holders beside the primaries, published as one value so a reader never pairs one
+    version's groups with another's members."""
+    group: np.ndarray       # uint64: the primary of each member, ascending (then by member)
+    member: np.ndarray      # uint64
+
+
+def _members(group: np.ndarray, member: np.ndarray) -> _Members:
+    order = np.lexsort((member, group))
+    return _Members(group[order], member[order])
+
+
+def _renamed(group: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """`group` with each value old[i] replaced by new[i]."""
+    order = np.argsort(old)
+    old, new = old[order], new[order]
+    pos = np.searchsorted(old, group)
+    pos[pos == len(old)] = 0
+    hit = old[pos] == group
+    group = group.copy()
+    group[hit] = new[pos[hit]]
+    return group
+
+
 class SharedIndex:
     """inner: an empty HashIndex or Md5Index. add(ids, records), remove(ids), len (ids held),
     items() and search(...) as the inner index's, except that a search answers each stored hash
-    once, under its primary id. `stored()`: distinct hashes held."""
+    once, under its primary id. `stored()`: distinct hashes held.
+
+    One writer at a time (the caller serialises writes); searches may run meanwhile. A writer
+    stores a hash's new primary before it removes the old one, so a search running meanwhile
+    may see a hash twice for an instant but never misses a listed one."""
 
     def __init__(self, inner):
         self.inner = inner
-        self._group = _NO_IDS      # primary of each member, ascending (then by member)
-        self._member = _NO_IDS
+        self._members = _Members(_NO_IDS, _NO_IDS)
         self._records: dict[int, np.ndarray] = {}   # primary -> record, for shared hashes
 
     def __len__(self) -> int:
-        return len(self.inner) + len(self._member)
+        return len(self.inner) + len(self._members.member)
 
     def stored(self) -> int:
         return len(self.inner)
 
     def shared(self) -> bool:
         """Whether any stored hash is held by more than one id."""
-        return bool(len(self._member))
+        return bool(len(self._members.member))
 
     # ------------------------------------------------------------ writes
 
@@ -141,16 +170,20 @@ class SharedIndex:
             old[has] = found.ids
         primary = np.where(has, np.minimum(head_ids, old), head_ids)
         demoted = has & (head_ids < old)        # a smaller id takes over a stored hash
-        if demoted.any():
-            self.inner.remove(old[demoted])
-            self._rekey(old[demoted], primary[demoted])
         fresh = ~has | demoted
         if fresh.any():
             self.inner.add(primary[fresh], head_records[fresh])
+        group, member = self._members
+        if demoted.any():
+            group = _renamed(group, old[demoted], primary[demoted])
+            for o in old[demoted].tolist():
+                self._records.pop(o, None)
         joined = ids != primary[group_of_row]
-        self._store(np.concatenate([self._group, primary[group_of_row[joined]],
-                                    primary[demoted]]),
-                    np.concatenate([self._member, ids[joined], old[demoted]]))
+        self._members = _members(
+            np.concatenate([group, primary[group_of_row[joined]], primary[demoted]]),
+            np.concatenate([member, ids[joined], old[demoted]]))
+        if demoted.any():
+            self.inner.remove(old[demoted])
         sharing = demoted.copy()
         sharing[group_of_row[joined]] = True
         for p, record in zip(primary[sharing].tolist(), head_records[sharing]):
@@ -160,63 +193,25 @@ class SharedIndex:
         ids = np.unique(_as_ids(ids))
         if not len(ids):
             return
-        if len(self._member):
-            gone = np.isin(self._member, ids)
-            if gone.any():
-                self._store(self._group[~gone], self._member[~gone], ordered=True)
-            leaving = np.intersect1d(ids, np.fromiter(self._records, np.uint64,
-                                                      len(self._records)))
-            self.inner.remove(ids)
+        group, member = self._members
+        if len(member):
+            gone = np.isin(member, ids)
+            group, member = group[~gone], member[~gone]
+            # Primaries leaving with members left: the smallest member inherits the hash.
+            leaving = np.intersect1d(ids, group)
             if len(leaving):
-                self._promote(leaving)
-            self._forget_unshared()
-        else:
-            self.inner.remove(ids)
-
-    def _promote(self, leaving: np.ndarray) -> None:
-        """Primaries `leaving` (ascending) left the inner index: each group's smallest member
-        becomes its primary and its record is stored again under it."""
-        records = [self._records.pop(p) for p in leaving.tolist()]
-        pos = np.searchsorted(self._group, leaving)
-        has = pos < len(self._group)
-        has[has] = self._group[pos[has]] == leaving[has]
-        if not has.any():
-            return
-        heirs = self._member[pos[has]]
-        keep = np.ones(len(self._member), bool)
-        keep[pos[has]] = False
-        self._store(self._group[keep], self._member[keep], ordered=True)
-        self._rekey(leaving[has], heirs)
-        kept = [r for r, h in zip(records, has.tolist()) if h]
-        self.inner.add(heirs, np.stack(kept))
-        for p, record in zip(heirs.tolist(), kept):
-            self._records[p] = record
-
-    def _rekey(self, old: np.ndarray, new: np.ndarray) -> None:
-        """Members of primaries `old` now belong to `new` (parallel arrays); records move too."""
-        order = np.argsort(old)
-        old, new = old[order], new[order]
-        pos = np.searchsorted(old, self._group)
-        pos[pos == len(old)] = 0
-        hit = old[pos] == self._group
-        if hit.any():
-            group = self._group.copy()
-            group[hit] = new[pos[hit]]
-            self._store(group, self._member)
-        for o, n in zip(old.tolist(), new.tolist()):
-            if o in self._records:
-                self._records[n] = self._records.pop(o)
-
-    def _store(self, groups: np.ndarray, members: np.ndarray, ordered: bool = False) -> None:
-        if not ordered and len(members):
-            order = np.lexsort((members, groups))
-            groups, members = groups[order], members[order]
-        self._group, self._member = groups, members
-
-    def _forget_unshared(self) -> None:
-        """Drops the kept record of primaries left without members."""
-        if len(self._records) > len(self._group):
-            shared = set(np.unique(self._group).tolist())
+                first = np.searchsorted(group, leaving)
+                heirs = member[first]
+                records = np.stack([self._records.pop(p) for p in leaving.tolist()])
+                self.inner.add(heirs, records)
+                self._records.update(zip(heirs.tolist(), records))
+                keep = np.ones(len(member), bool)
+                keep[first] = False
+                group, member = _renamed(group[keep], leaving, heirs), member[keep]
+            self._members = _members(group, member)
+        self.inner.remove(ids)
+        if len(self._records) > len(group):     # primaries left without members
+            shared = set(np.unique(group).tolist())
             for p in [p for p in self._records if p not in shared]:
                 del self._records[p]
 
@@ -227,20 +222,22 @@ class SharedIndex:
         it), ordered by (distance, primary), at most max_per_query stored hashes a query."""
         return self.inner.search(queries, threshold, max_per_query)
 
-    def holders(self, primaries: np.ndarray) -> np.ndarray:
+    def holders(self, primaries: np.ndarray, members: _Members | None = None) -> np.ndarray:
         """int64[k]: how many ids hold each stored hash, named by its primary."""
+        group = (members or self._members).group
         primaries = np.asarray(primaries, np.uint64)
-        return (np.searchsorted(self._group, primaries, "right")
-                - np.searchsorted(self._group, primaries, "left") + 1)
+        return (np.searchsorted(group, primaries, "right")
+                - np.searchsorted(group, primaries, "left") + 1)
 
-    def owners(self, primaries: np.ndarray, limit: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def owners(self, primaries: np.ndarray, limit: np.ndarray | None = None,
+               members: _Members | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(offsets int64[k+1], ids uint64[n]): the ids holding each stored hash, named by its
         primary: the primary first, then its members ascending (so ascending throughout);
         only the first limit[i] of them for hash i when `limit` is given."""
+        members = members or self._members
         primaries = np.asarray(primaries, np.uint64)
-        lo = np.searchsorted(self._group, primaries, "left")
-        counts = self.holders(primaries)
+        lo = np.searchsorted(members.group, primaries, "left")
+        counts = self.holders(primaries, members)
         if limit is not None:
             counts = np.minimum(counts, limit)
         offsets = np.zeros(len(primaries) + 1, np.int64)
@@ -250,7 +247,7 @@ class SharedIndex:
         ids[firsts] = primaries[counts > 0]
         is_member = np.ones(len(ids), bool)
         is_member[firsts] = False
-        ids[is_member] = self._member[_ranges(lo, np.maximum(counts - 1, 0))]
+        ids[is_member] = members.member[_ranges(lo, np.maximum(counts - 1, 0))]
         return offsets, ids
 
     def answer(self, hits: Hits, holds, entry_of=None) -> tuple[Hits, np.ndarray, np.ndarray]:
@@ -261,7 +258,9 @@ class SharedIndex:
         ids = hits.ids if entry_of is None else entry_of(hits.ids)
         holders = np.ones(len(hits), np.int64)
         disputed = np.zeros(len(hits), bool)
-        shared = np.flatnonzero(self.holders(hits.ids) > 1) if len(self._member) else []
+        members = self._members
+        shared = (np.flatnonzero(self.holders(hits.ids, members) > 1) if len(members.member)
+                  else [])
         if not len(shared):
             if entry_of is not None:
                 hits = hits.select(np.ones(len(hits), bool), ids)
@@ -269,7 +268,7 @@ class SharedIndex:
         # Once per shared hash found, not per hit: a batch of hashes near one copied a
         # thousand times costs its thousand holders once.
         stored, hit_of = np.unique(hits.ids[shared], return_inverse=True)
-        offsets, owners = self.owners(stored)
+        offsets, owners = self.owners(stored, members=members)
         if entry_of is not None:
             owners = entry_of(owners)
         chosen, holders[shared], disputed[shared] = (
@@ -287,17 +286,18 @@ class SharedIndex:
     def sharing(self, ids) -> np.ndarray:
         """uint64, ascending: `ids` and every id holding the same record as one of them."""
         ids = _as_ids(ids)
-        member = np.isin(self._member, ids)
-        primaries = np.union1d(ids, self._group[member])
-        return np.union1d(primaries, self._member[np.isin(self._group, primaries)])
+        group, member = self._members
+        primaries = np.union1d(ids, group[np.isin(member, ids)])
+        return np.union1d(primaries, member[np.isin(group, primaries)])
 
     def expand(self, hits: Hits, max_per_query: int = 0) -> Hits:
         """`hits` of `search` with every id holding each stored hash, ordered by (distance,
         primary, id), at most max_per_query ids a query (truncated set where some were cut);
         the cost is the ids kept, however many hold a hash."""
-        if not len(self._member):
+        members = self._members
+        if not len(members.member):
             return hits
-        counts = self.holders(hits.ids)
+        counts = self.holders(hits.ids, members)
         truncated = hits.truncated.copy()
         limit = None
         if max_per_query:
@@ -307,7 +307,7 @@ class SharedIndex:
             before = prefix[:-1] - np.repeat(prefix[hits.offsets[:-1]], np.diff(hits.offsets))
             limit = np.clip(max_per_query - before, 0, None)
             truncated[np.unique(hits.positions()[counts > limit])] = True
-        offsets, ids = self.owners(hits.ids, limit)
+        offsets, ids = self.owners(hits.ids, limit, members)
         counts = np.diff(offsets)
         query = np.repeat(hits.positions(), counts)
         new_offsets = np.zeros(len(hits.offsets), np.int64)
@@ -316,18 +316,19 @@ class SharedIndex:
 
     def items(self):
         """(ids uint64[n] ascending, records[n]): every id held and its record."""
+        group, member = self._members
         ids, records = self.inner.items()
-        if not len(self._member):
+        if not len(member):
             return ids, records
-        rows = np.searchsorted(ids, self._group)
-        all_ids = np.concatenate([ids, self._member])
+        rows = np.searchsorted(ids, group)
+        all_ids = np.concatenate([ids, member])
         order = np.argsort(all_ids, kind="stable")
         return all_ids[order], np.concatenate([records, records[rows]])[order]
 
     def memory_bytes(self) -> int:
         """Bytes of the inner index, the member arrays and the kept records."""
         kept = sum(r.nbytes + 100 for r in self._records.values())
-        return int(self.inner.memory_bytes() + self._group.nbytes + self._member.nbytes + kept)
+        return int(self.inner.memory_bytes() + sum(a.nbytes for a in self._members) + kept)
 
     def compact(self) -> None:
         self.inner.compact()

@@ -1,6 +1,8 @@
 """SharedIndex against a plain dict oracle on random data full of duplicates: each distinct hash
 stored once under its smallest id, every holder found again by `expand`, dict semantics kept
 through adds, re-adds and removals (over the scan and the compiled tables, and over MD5s)."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -89,7 +91,7 @@ def test_removing_holders_one_by_one_keeps_the_hash_until_the_last():
         assert index.expand(hits).ids.tolist() == left
         assert hits.ids.tolist() == left[:1]
     assert (index.stored(), len(index), index.shared()) == (0, 0, False)
-    assert not index._records
+    assert not index._records and not len(index._members.member)
 
 
 def test_expand_caps_ids_per_query_and_flags_the_cut():
@@ -133,3 +135,29 @@ def test_sharing_names_every_id_with_the_same_record():
     assert index.sharing([5]).tolist() == [3, 5, 8]
     assert index.sharing([3, 2]).tolist() == [1, 2, 3, 5, 8]
     assert index.sharing([77]).tolist() == [77]
+
+
+def test_a_search_during_writes_never_misses_a_listed_hash():
+    """While one writer keeps handing a hash from holder to holder (smaller ids taking over,
+    primaries leaving), a search in another thread always finds it."""
+    rng = np.random.default_rng(5)
+    word = random_words(rng, 1)
+    index = SharedIndex(HashIndex())
+    index.add([50], word)
+    missed, done = [], threading.Event()
+
+    def search():
+        while not done.is_set():
+            if not len(index.search(word, 0)):
+                missed.append(1)
+
+    reader = threading.Thread(target=search)
+    reader.start()
+    try:
+        for i in range(300):
+            index.add([40 - i % 40], word)      # a smaller id takes the hash over
+            index.remove([40 - i % 40])         # and leaves: 50 inherits it again
+    finally:
+        done.set()
+        reader.join()
+    assert missed == [] and index.items()[0].tolist() == [50]
