@@ -80,8 +80,9 @@ class ReviewService(pb_grpc.ReviewServicer):
     async def Suppress(self, request, context):
         caller = await self.app.auth.require(context, "admin")
         hashes = convert.suppressed_from_request(request, self.app.config)
-        found = await self.app.run(self.app.state.match_pdq, hashes,
-                                   self.app.config.suppression_threshold, True)
+        # Every entry holding a hash found, not one per hash: all of them are this picture.
+        found = await self.app.run(lambda: self.app.state.match_pdq(
+            hashes, self.app.config.suppression_threshold, True, every_entry=True))
         added, sequence = await self.app.run(self.app.store.suppress, hashes, caller.name,
                                                   request.note, found.entry_ids.tolist())
         held = sorted(set(found.entry_ids.tolist()))

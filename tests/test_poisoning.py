@@ -10,6 +10,8 @@ from hashmatch.server.listing import ListState, run_query
 from hashmatch.server.media import Image, ListRows, Query
 from hashmatch.core.signals import SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.v1 import hashmatch_pb2 as pb
+from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+from test_feedback import platform_key
 from hashmatch.clients.mirror import ListMirror
 from test_replication import replicate_key, same_as_primary, wait_until
 from test_server import hits, match
@@ -186,3 +188,18 @@ def test_a_list_mirror_answers_copies_once_as_the_server_does(start_server, rand
     response = match(stubs, shared.tobytes())
     assert [(m.entry_id, m.distance, m.same_hash_entries) for m in response.matches] == [
         (copies[1], 0, 4), (real, 1, 1)]
+
+
+def test_a_suppression_holds_every_holder_of_a_hash_near_it(start_server, random_hashes,
+                                                             connect):
+    server = start_server()
+    stubs, keeper = connect(server), server.app.keeper
+    shared, other = random_hashes(2, seed=36)
+    copies = keeper.submit_case(photos(shared, shared, shared)).entry_ids
+    keeper.submit_case(photos(other))
+    admin = platform_key(server.db_path, "reviewer", ("admin",))
+    answer = pb_grpc.ReviewStub(stubs.channel).Suppress(
+        pb.SuppressRequest(pdq_hashes=near(shared, 2).tobytes()), metadata=admin)
+    assert sorted(answer.held_entries) == sorted(copies)
+    assert hits(match(stubs, shared.tobytes())) == []
+    assert len(match(stubs, other.tobytes()).matches) == 1
