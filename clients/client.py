@@ -358,6 +358,9 @@ class MatchHit:
     # are its closest (ties by entry id).
     more: bool = False
     disputed: bool = False  # platforms disagree about this entry: treat the match with care
+    # Listed entries (not held) holding this very hash, answered as this one match: entry_id is
+    # the smallest of them. 1 for a VPDQ match; 0 from a server older than the field.
+    same_hash_entries: int = 1
 
     @classmethod
     def hits_of(cls, response: pb.MatchResponse) -> list["MatchHit"]:
@@ -379,6 +382,7 @@ class MatchHit:
             video_frame=match.video_frame,
             more=more,
             disputed=match.disputed,
+            same_hash_entries=match.same_hash_entries,
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.core import HashIndex, Md5Index
 from hashmatch.core.holds import EntryHolds
+from hashmatch.core.shared import SharedIndex
 from hashmatch.core.replica import frame_ids, list_digest
 from hashmatch.core.video import FRAME_BITS
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -28,22 +29,27 @@ log = logging.getLogger("hashmatch.clients")
 
 @dataclasses.dataclass(frozen=True)
 class MirrorMatches:
-    """Hits of one batch: parallel arrays (position in the batch, entry id, distance)."""
+    """Hits of one batch: parallel arrays (position in the batch, entry id, distance). A listed
+    hash answers once, as on the server: entry_id is the smallest entry holding it that is not
+    held, same_hash_entries how many such entries hold it."""
     positions: np.ndarray
     entry_ids: np.ndarray
     distances: np.ndarray
     disputed: np.ndarray | None = None    # bool per hit; None when no entry is disputed
+    same_hash_entries: np.ndarray | None = None     # int64 per hit
 
     def __len__(self):
         return len(self.entry_ids)
 
 
 class _Indexes:
-    """The copied list: three core indexes and each video's frame count."""
+    """The copied list: three core indexes (each hash stored once) and each video's frame
+    count."""
 
     def __init__(self, threads: int):
-        self.images, self.frames = HashIndex(threads=threads), HashIndex(threads=threads)
-        self.md5 = Md5Index()
+        self.images = SharedIndex(HashIndex(threads=threads))
+        self.frames = SharedIndex(HashIndex(threads=threads))
+        self.md5 = SharedIndex(Md5Index())
         self.videos: dict[int, int] = {}
 
     def add(self, rows: dict) -> None:
@@ -67,6 +73,10 @@ class _Indexes:
         counts = np.asarray([self.videos.pop(e, 0) for e in entries.tolist()], np.int64)
         if counts.any():    # one index change for all the videos, not one per video
             self.frames.remove(frame_ids(entries[counts > 0], counts[counts > 0]))
+
+
+def _video_of(frame_ids: np.ndarray) -> np.ndarray:
+    return frame_ids >> np.uint64(FRAME_BITS)
 
 
 class ListMirror:
@@ -132,28 +142,34 @@ class ListMirror:
     def match(self, hashes, threshold: int = 31,
               include_video_frames: bool = False) -> MirrorMatches:
         """PDQ hashes (uint8[n, 32]) against the copy: hits within `threshold` (inclusive);
-        with include_video_frames, video frames too (entry_id = the video)."""
+        with include_video_frames, video frames too (entry_id = the video holding the frame)."""
         hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, 32)
-        parts = [self._list.images] + ([self._list.frames] if include_video_frames else [])
+        lists = self._list
+        parts = [(lists.images, None)] + ([(lists.frames, _video_of)]
+                                          if include_video_frames else [])
         found = []
-        for index in parts:
-            hits = index.search(hashes, threshold)
-            ids = hits.ids >> np.uint64(FRAME_BITS) if index is self._list.frames else hits.ids
-            found.append((hits.positions(), ids, hits.distances))
+        for index, entry_of in parts:
+            hits, holders, disputed = index.answer(index.search(hashes, threshold), self.holds,
+                                                   entry_of)
+            found.append((hits.positions(), hits.ids, hits.distances, holders, disputed))
         return self._screen(*(np.concatenate(x) for x in zip(*found)))
 
     def match_md5(self, md5s) -> MirrorMatches:
         """MD5s (uint8[n, 16]) against the copy: exact hits (distance 0)."""
         md5s = np.ascontiguousarray(md5s, np.uint8).reshape(-1, 16)
-        hits = self._list.md5.search(md5s)
-        return self._screen(hits.positions(), hits.ids, hits.distances)
+        hits, holders, disputed = self._list.md5.answer(self._list.md5.search(md5s, 0),
+                                                        self.holds)
+        return self._screen(hits.positions(), hits.ids, hits.distances, holders, disputed)
 
-    def _screen(self, positions, entry_ids, distances) -> MirrorMatches:
-        """Drops hits on held entries, marks those on disputed ones (core/holds.py)."""
+    def _screen(self, positions, entry_ids, distances, holders, any_disputed) -> MirrorMatches:
+        """Drops hits on held entries, marks those on disputed ones (core/holds.py) and those
+        whose hash another disputed entry holds."""
         keep, disputed = self.holds.screen(entry_ids)
         if keep is None:
-            return MirrorMatches(positions, entry_ids, distances)
-        return MirrorMatches(positions[keep], entry_ids[keep], distances[keep], disputed[keep])
+            return MirrorMatches(positions, entry_ids, distances, None, holders)
+        disputed |= any_disputed
+        return MirrorMatches(positions[keep], entry_ids[keep], distances[keep], disputed[keep],
+                             holders[keep])
 
     def digest(self) -> tuple[int, str]:
         """(rows, SHA-256 hex) of the copy, comparable with the server's list_digest."""

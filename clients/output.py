@@ -189,10 +189,17 @@ def hit(hit) -> dict:
         found["compared_match_percent"] = round(hit.compared_match_percent, 2)
     if hit.disputed:
         found["disputed"] = True
+    if hit.same_hash_entries > 1:
+        found["same_hash_entries"] = hit.same_hash_entries
     return found
 
 
 def _hit_text(found: dict) -> str:
+    if found.get("same_hash_entries"):
+        others = found["same_hash_entries"] - 1
+        return (_hit_text({k: v for k, v in found.items() if k != "same_hash_entries"})
+                + (" [1 other entry holds" if others == 1 else f" [{others} other entries hold")
+                + " the same hash]")
     if found.get("disputed"):
         return (_hit_text({k: v for k, v in found.items() if k != "disputed"})
                 + " [disputed: platforms disagree about this entry]")

@@ -105,7 +105,7 @@ class App:
         # A read-only copy never writes the log: its breaker stays off.
         self.flood = FloodBreaker(0 if config.follow else config.flood_limit,
                                   config.flood_window_s,
-                                  functools.partial(flood_tripped, config, self.store,
+                                  functools.partial(flood_tripped, config, self.store, self.state,
                                                     self.follower, self.metrics))
         self.auth = Authenticator(self.store, config, self.metrics)
         self.follower.on_keys = self.auth.forget

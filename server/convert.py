@@ -206,6 +206,7 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
 
 def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.MatchResponse:
     video = matches.query_percent is not None
+    holders = ([1] * len(matches) if matches.holders is None else matches.holders.tolist())
     return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence,
                             truncated_positions=np.flatnonzero(matches.truncated).tolist(),
                             matches=[
@@ -213,7 +214,8 @@ def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.Ma
                  query_match_percent=matches.query_percent[i] if video else 0.0,
                  compared_match_percent=matches.compared_percent[i] if video else 0.0,
                  video_frame=not video and s == SIGNAL_VPDQ,
-                 disputed=matches.disputed is not None and bool(matches.disputed[i]))
+                 disputed=matches.disputed is not None and bool(matches.disputed[i]),
+                 same_hash_entries=holders[i])
         for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
                                              matches.entry_ids.tolist(),
                                              matches.distances.tolist(),

@@ -1,10 +1,13 @@
 """The list in memory: the core indexes the servicers match against, kept in step with the store.
 
 Three indexes (photo PDQ, video-frame PDQ, MD5) plus a per-video frame count for the vPDQ rule.
-The follower (follower.py) applies the change log here in order, under its lock; readers never
-take it: each core index is safe to search while it changes. Results come back as `Matches`,
-built from the core's `Hits` (already ordered by position, distance, entry id) without sorting
-again, capped per query hash as the `Query` says.
+Each stores a hash once however many entries hold it (core.shared), so copies of one hash cost
+one row and one capped match slot: a photo or MD5 match names one holder of the hash, the
+smallest entry id not held, with how many hold it (docs/SECURITY.md). The follower
+(follower.py) applies the change log here in order, under its lock; readers never take it:
+each core index is safe to search while it changes. Results come back as `Matches`, built from
+the core's `Hits` (ordered by position, distance, entry id), capped per query hash as the
+`Query` says.
 """
 import dataclasses
 
@@ -16,6 +19,7 @@ from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
+from hashmatch.core.shared import SharedIndex, by_distance_and_id
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -36,16 +40,29 @@ class Matches:
     query_percent: np.ndarray | None = None     # float64, video queries only
     compared_percent: np.ndarray | None = None
     disputed: np.ndarray | None = None          # bool: hits on disputed entries (holds.py)
+    holders: np.ndarray | None = None   # int64: entries not held holding the matched hash
 
     def __len__(self):
         return len(self.entry_ids)
 
 
-def _matches(hits: Hits, signals: np.ndarray) -> Matches:
+# Columns of the int64[m, 2] facts each hit carries about its hash, up to Matches (see
+# core.shared.one_per_hash): entries not held that hold it, and whether any is disputed.
+HOLDERS, DISPUTED = 0, 1
+
+
+def _facts(m: int) -> np.ndarray:
+    """The facts of m hits on hashes one entry each holds, none disputed."""
+    return np.repeat(np.array([[1, 0]], np.int64), m, axis=0)
+
+
+def _matches(hits: Hits, signals: np.ndarray, facts: np.ndarray) -> Matches:
     """signals: the SIGNAL_* of each hit, or of each merged part (indexed by hits.part)."""
     signal_types = signals[hits.part] if hits.part is not None else np.full(len(hits), signals[0])
+    disputed = facts[:, DISPUTED].astype(bool)
     return Matches(hits.positions(), hits.ids, hits.distances, signal_types.astype(np.int8),
-                   hits.truncated)
+                   hits.truncated, disputed=disputed if disputed.any() else None,
+                   holders=facts[:, HOLDERS])
 
 
 def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
@@ -68,9 +85,9 @@ class ListState:
         self.loaded = False
 
     def _empty(self) -> None:
-        self._images = HashIndex(threads=self._search_threads)
-        self._frames = HashIndex(threads=self._search_threads)
-        self._md5 = Md5Index()
+        self._images = SharedIndex(HashIndex(threads=self._search_threads))
+        self._frames = SharedIndex(HashIndex(threads=self._search_threads))
+        self._md5 = SharedIndex(Md5Index())
         self._frame_counts: dict[int, int] = {}
 
     # ------------------------------------------------------------ writes (follower.py only)
@@ -121,6 +138,17 @@ class ListState:
         return {"pdq": len(self._images), "md5": len(self._md5),
                 "vpdq": len(self._frame_counts), "video_frames": len(self._frames)}
 
+    def stored_counts(self) -> dict[str, int]:
+        """Distinct hashes each index stores (counts() counts the entries holding them)."""
+        return {"pdq": self._images.stored(), "md5": self._md5.stored(),
+                "video_frames": self._frames.stored()}
+
+    def same_hash_entries(self, entry: int) -> list[int]:
+        """`entry` and every entry holding its photo PDQ or MD5 hash: what a verdict on the
+        picture (a flood hold) applies to. Videos answer for themselves (vPDQ)."""
+        found = np.union1d(self._images.sharing([entry]), self._md5.sharing([entry]))
+        return found.tolist()
+
     def index_memory_bytes(self) -> int:
         """Bytes the in-memory PDQ indexes (photos and video frames) hold."""
         return self._images.memory_bytes() + self._frames.memory_bytes()
@@ -130,31 +158,55 @@ class ListState:
             raise NotReady("the list is still loading; try again shortly")
 
     def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
-                  max_per_hash: int = 0) -> Matches:
+                  max_per_hash: int = 0, every_entry: bool = False) -> Matches:
+        """Photo (and video frame) hits, at most max_per_hash distinct listed hashes a query
+        hash, one match each (core.shared.one_per_hash); every_entry: a match for every entry holding
+        a hash found (no cap on them), as a suppression needs to hold them all."""
         self._require_loaded()
-        parts = [self._images.search(hashes, threshold, max_per_hash)]
+        images = self._images.search(hashes, threshold, max_per_hash)
+        parts = [self._holders_of(self._images, images, every_entry)]
         if include_video_frames:
-            parts.append(_closest_per_entry(self._frames.search(hashes, threshold, max_per_hash)))
-        hits = Hits.merge(parts, max_per_hash) if len(parts) > 1 else parts[0]
-        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]))
+            frames = self._frames.search(hashes, threshold, max_per_hash)
+            parts.append(_closest_per_entry(*self._holders_of(self._frames, frames, every_entry,
+                                                              entry_of_frame)))
+        if len(parts) == 1:
+            return _matches(parts[0][0], np.array([SIGNAL_PDQ]), parts[0][1])
+        hits = Hits.merge([p[0] for p in parts], max_per_hash)
+        facts = np.concatenate([p[1] for p in parts])[_sources(hits, [p[0] for p in parts])]
+        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]), facts)
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        return _matches(self._md5.search(md5s, 0, max_per_hash), np.array([SIGNAL_MD5]))
+        hits, facts = self._holders_of(self._md5, self._md5.search(md5s, 0, max_per_hash))
+        return _matches(hits, np.array([SIGNAL_MD5]), facts)
+
+    def _holders_of(self, index: SharedIndex, hits: Hits, every_entry: bool = False,
+                    entry_of=None) -> tuple[Hits, np.ndarray]:
+        """(hits, facts int64[m, 2]): `index`'s hits on stored hashes as entry hits, ordered
+        by (distance, entry id) within each query (SharedIndex.answer); entry_of maps index
+        ids to entries."""
+        if every_entry:
+            hits = index.expand(hits)
+            if entry_of is not None:
+                hits = hits.select(np.ones(len(hits), bool), entry_of(hits.ids))
+            return by_distance_and_id(hits), _facts(len(hits))
+        hits, holders, disputed = index.answer(hits, self.holds, entry_of)
+        return hits, np.stack([holders, disputed.astype(np.int64)], axis=1)
 
     def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
                     min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:
         """One query video; at most max_videos listed videos (closest first) in the answer,
         each query frame counting at most its max_per_frame closest listed frames."""
         self._require_loaded()
-        found = vpdq.match_video(self._frames, frames, self._listed_frame_counts,
+        found = vpdq.match_video(_EveryHolder(self._frames), frames, self._listed_frame_counts,
                                  qualities=qualities, threshold=threshold,
                                  min_query=min_query, min_compared=min_compared,
                                  max_per_frame=max_per_frame)
         n = min(len(found), max_videos) if max_videos else len(found)
         return Matches(np.zeros(n, np.int64), found.entry_ids[:n], found.distances[:n],
                        np.full(n, SIGNAL_VPDQ, np.int8), np.array([n < len(found)]),
-                       found.query_percent[:n], found.compared_percent[:n])
+                       found.query_percent[:n], found.compared_percent[:n],
+                       holders=np.ones(n, np.int64))
 
     def _listed_frame_counts(self, entries: np.ndarray) -> np.ndarray:
         # A video withdrawn between the search and this call counts as having no frames left.
@@ -162,17 +214,43 @@ class ListState:
         return np.fromiter((get(e, 0) for e in entries.tolist()), np.int64, len(entries))
 
 
-def _closest_per_entry(hits: Hits) -> Hits:
-    """Frame hits as video entries, one per (query, entry): the first, which is the closest
-    since hits are ordered by (distance, frame id) and a frame id orders by its entry first."""
-    entries = entry_of_frame(hits.ids)
-    if len(entries) == 0:
-        return hits.select(np.zeros(0, bool), entries)
-    pairs = np.stack([hits.positions().astype(np.uint64), entries], axis=1)
+class _EveryHolder:
+    """A SharedIndex searched as one row per holder: vPDQ judges each listed video on its own
+    frames, so a frame hash two videos hold counts for both (max_per_query holders a query)."""
+
+    def __init__(self, index: SharedIndex):
+        self._index = index
+
+    def search(self, queries, threshold: int, max_per_query: int = 0) -> Hits:
+        return self._index.expand(self._index.search(queries, threshold, max_per_query),
+                                  max_per_query)
+
+
+def _sources(merged: Hits, parts: list[Hits]) -> np.ndarray:
+    """int64[m]: for each hit of Hits.merge(parts), its index in the concatenation of the
+    parts' hits (merge keeps each part's order, and a capped part keeps a prefix per query)."""
+    positions = merged.positions()
+    source = np.empty(len(merged), np.int64)
+    start = 0
+    for k, part in enumerate(parts):
+        mine = np.flatnonzero(merged.part == k)
+        query = positions[mine]
+        rank = np.arange(len(mine)) - np.searchsorted(query, query, "left")
+        source[mine] = start + part.offsets[query] + rank
+        start += len(part)
+    return source
+
+
+def _closest_per_entry(hits: Hits, facts: np.ndarray) -> tuple[Hits, np.ndarray]:
+    """Frame hits (ids: video entries, ordered by distance then entry) one per (query, entry):
+    the first, which is the closest."""
+    if len(hits) == 0:
+        return hits, facts
+    pairs = np.stack([hits.positions().astype(np.uint64), hits.ids], axis=1)
     _, first = np.unique(pairs, axis=0, return_index=True)
-    keep = np.zeros(len(entries), bool)
+    keep = np.zeros(len(hits), bool)
     keep[first] = True
-    return hits.select(keep, entries)
+    return hits.select(keep), facts[keep]
 
 
 def run_query(state: ListState, query) -> Matches:
@@ -195,14 +273,18 @@ def run_query(state: ListState, query) -> Matches:
 
 
 def screen(found: Matches, holds: EntryHolds) -> Matches:
-    """`found` without hits on held entries, with `disputed` set when any entry is disputed."""
+    """`found` without hits on held entries, with `disputed` set when any entry is disputed
+    (or, from core.shared.one_per_hash, another holder of the hash is)."""
     keep, disputed = holds.screen(found.entry_ids)
     if keep is None:
         return found
+    if found.disputed is not None:
+        disputed |= found.disputed
     video = found.query_percent is not None
     return dataclasses.replace(
         found, positions=found.positions[keep], entry_ids=found.entry_ids[keep],
         distances=found.distances[keep], signal_types=found.signal_types[keep],
         query_percent=found.query_percent[keep] if video else None,
         compared_percent=found.compared_percent[keep] if video else None,
-        disputed=disputed[keep])
+        disputed=disputed[keep],
+        holders=None if found.holders is None else found.holders[keep])

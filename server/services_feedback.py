@@ -96,8 +96,9 @@ class ReviewService(pb_grpc.ReviewServicer):
     async def Suppress(self, request, context):
         caller = await self.auth.require(context, "admin")
         hashes = convert.suppressed_from_request(request, self.config)
-        found = await self.run(self.state.match_pdq, hashes,
-                               self.config.suppression_threshold, True)
+        # Every entry holding a hash found, not one per hash: all of them are this picture.
+        found = await self.run(lambda: self.state.match_pdq(
+            hashes, self.config.suppression_threshold, True, every_entry=True))
         added, sequence = await self.run(self.store.suppress, hashes, caller.name,
                                          request.note, found.entry_ids.tolist())
         held = sorted(set(found.entry_ids.tolist()))
@@ -117,14 +118,16 @@ class ReviewService(pb_grpc.ReviewServicer):
                                                        request.entry_id))
 
 
-def flood_tripped(config: ServerConfig, store: OutcomeStore, follower: Follower,
-                  metrics: Metrics, entry: int, count: int) -> None:
-    """The flood breaker's trip (on the matching thread that saw it): hold the entry on every
-    server through the change log, tell the operator, count it. app.py binds the first four."""
+def flood_tripped(config: ServerConfig, store: OutcomeStore, state: ListState,
+                  follower: Follower, metrics: Metrics, entry: int, count: int) -> None:
+    """The flood breaker's trip (on the matching thread that saw it): hold the entry, and every
+    entry holding the same hash (a match names one of them, so the next would flood in turn),
+    on every server through the change log, tell the operator, count it. app.py binds the
+    first five."""
     detail = (f"matched {count} distinct uploads within {config.flood_window_s:g} s "
               f"(flood_limit {config.flood_limit})")
     try:
-        sequence = store.hold([entry], FLOOD, detail)
+        sequence = store.hold(state.same_hash_entries(entry), FLOOD, detail)
     except StoreUnavailable as exc:
         log.error("flood breaker could not hold an entry", extra={"fields": {
             "entry": entry, "error": str(exc)}})

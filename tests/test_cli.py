@@ -219,6 +219,17 @@ def test_match_large_hash_input_streams_from_stdin(capsys, start_server, random_
     assert all(line["path"] == "-" and line["matches"][0]["distance"] == 0 for line in lines)
 
 
+def test_match_says_how_many_entries_hold_the_same_hash(capsys, live_server, photos):
+    server = ("--server", live_server.target, "--api-key", live_server.api_key)
+    for _ in range(3):
+        run(capsys, "submit", "--json", "--server", live_server.target, photos[0])
+    code, lines, _ = run(capsys, "match", "--json", *server, photos[0])
+    assert code == 0
+    assert [m.get("same_hash_entries") for m in lines[0]["matches"]] == [3, 3]   # pdq, md5
+    code, out, _ = run(capsys, "match", *server, photos[0])
+    assert "2 other entries hold the same hash" in out
+
+
 def test_wrong_api_key_and_unreachable_server(capsys, live_server, photos):
     code, lines, err = run(capsys, "match", "--json", "--server", live_server.target,
                            "--api-key", "not-a-key", photos[0])

@@ -132,11 +132,22 @@ def test_streaming_with_a_wrong_key_raises(live_server, random_hashes):
 
 
 def test_capped_hits_say_there_are_more(client, random_hashes):
-    """A hash listed 20 times: the client gets the server's 16 closest (ties by entry id), each
-    flagged `more`; an uncapped hash in the same batch is not flagged."""
-    copied, single = (row.tobytes() for row in random_hashes(2, seed=40))
-    _, _, copies = client.submit_case([Photo(f"c{i}.jpg", b"", copied, 90) for i in range(20)])
-    _, _, (alone,) = client.submit_case([Photo("s.jpg", b"", single, 90)])
-    hits = client.match_batch("pdq", [copied, single])
+    """20 hashes near one query hash: the client gets the server's 16 closest (ties by entry
+    id), each flagged `more`; an uncapped hash in the same batch is not flagged."""
+    listed, single = random_hashes(2, seed=40)
+    bits = np.unpackbits(np.repeat(listed[None], 20, axis=0), axis=1)
+    bits[np.arange(20), np.arange(20)] ^= 1         # 20 distinct hashes, each 1 bit away
+    _, _, near = client.submit_case([Photo(f"c{i}.jpg", b"", h.tobytes(), 90)
+                                     for i, h in enumerate(np.packbits(bits, axis=1))])
+    _, _, (alone,) = client.submit_case([Photo("s.jpg", b"", single.tobytes(), 90)])
+    hits = client.match_batch("pdq", [listed.tobytes(), single.tobytes()])
     assert [(h.position, h.entry_id, h.more) for h in hits] == (
-        [(0, e, True) for e in sorted(copies)[:16]] + [(1, alone, False)])
+        [(0, e, True) for e in sorted(near)[:16]] + [(1, alone, False)])
+
+
+def test_copies_of_a_hash_are_one_hit(client, random_hashes):
+    """A hash listed 20 times is one hit naming the smallest entry, with how many hold it."""
+    copied = random_hashes(1, seed=41)[0].tobytes()
+    _, _, copies = client.submit_case([Photo(f"c{i}.jpg", b"", copied, 90) for i in range(20)])
+    hits = client.match_batch("pdq", [copied])
+    assert [(h.entry_id, h.same_hash_entries, h.more) for h in hits] == [(min(copies), 20, False)]

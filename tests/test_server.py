@@ -328,26 +328,26 @@ def test_garbage_bytes_do_not_hurt_the_server(stubs, random_hashes):
     assert len(match(stubs, listed.tobytes()).matches) == 1
 
 
-def test_copied_hash_is_answered_capped_not_refused(start_server, random_hashes, connect):
-    """1,000 copies of one hash in the list (one anonymous case) cannot make a platform's batch
-    fail: each query hash gets the closest max_matches_per_hash (ties by entry id) and the
-    answer names the positions that had more."""
+def test_copied_hash_is_answered_once_not_capped_away(start_server, random_hashes, connect):
+    """1,000 copies of one hash in the list (one anonymous case) are stored and answered once:
+    the match names the smallest of their entry ids with same_hash_entries 1,000, and the real
+    entry near it keeps its place in the capped answer (nothing truncated)."""
     stubs = connect(start_server(max_matches_per_hash=16))
     listed, other = random_hashes(2, seed=12)
     copies = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed)] * 1000))
     near = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(flip(listed, 3))]))
     answer = match(stubs, np.stack([flip(listed, 3), other, listed]).tobytes())
-    closest = sorted(copies.entry_ids)
-    # Position 0 is 0 away from the near copy and 3 from the 1,000; position 2 the reverse.
-    assert hits(answer) == ([(0, near.entry_ids[0], 0)] + [(0, e, 3) for e in closest[:15]]
-                            + [(2, e, 0) for e in closest[:16]])
-    assert list(answer.truncated_positions) == [0, 2]
+    first, real = min(copies.entry_ids), near.entry_ids[0]
+    # Position 0 is 0 away from the near entry and 3 from the 1,000; position 2 the reverse.
+    assert hits(answer) == [(0, real, 0), (0, first, 3), (2, first, 0), (2, real, 3)]
+    assert [m.same_hash_entries for m in answer.matches] == [1, 1000, 1000, 1]
+    assert list(answer.truncated_positions) == []
 
 
-def test_copied_video_and_frames_are_capped(start_server, random_hashes, connect):
-    """20 copies of a video and 3 photos of its first frame: a video query gets the 16 closest
-    videos, and a photo query with include_video_frames the 16 closest of photos and videos
-    together (ties by entry id, each with its own signal type); both flagged."""
+def test_copied_video_and_frames(start_server, random_hashes, connect):
+    """20 copies of a video and 3 photos of its first frame: a video query judges each listed
+    video on its own frames (the 16 closest, flagged); a photo query with include_video_frames
+    gets the photo hash once and the frame hash once, each naming its smallest entry."""
     stubs = connect(start_server(max_matches_per_hash=16))
     frames = random_hashes(4, seed=14)
     videos = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[video(frames)] * 20)).entry_ids
@@ -356,20 +356,22 @@ def test_copied_video_and_frames_are_capped(start_server, random_hashes, connect
     assert hits(answer) == [(0, e, 0) for e in sorted(videos)[:16]]
     assert list(answer.truncated_positions) == [0]
     answer = match(stubs, frames[0].tobytes(), include_video_frames=True)
-    kind = {**{e: VPDQ for e in videos}, **{e: PDQ for e in photos}}
-    closest = sorted(kind)[:16]
-    assert [(m.entry_id, m.signal_type) for m in answer.matches] == [(e, kind[e]) for e in closest]
-    assert list(answer.truncated_positions) == [0]
+    got = sorted((m.entry_id, m.signal_type, m.same_hash_entries) for m in answer.matches)
+    assert got == sorted([(min(photos), PDQ, 3), (min(videos), VPDQ, 20)])
+    assert list(answer.truncated_positions) == []
 
 
 def test_batch_cap_divides_among_hashes(start_server, random_hashes, connect):
     stubs = connect(start_server(max_matches_per_hash=16, max_matches_per_batch=20,
                                  max_batch_hashes=8))
     listed = random_hashes(1, seed=13)
-    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])] * 30))
+    bits = np.unpackbits(np.repeat(listed, 30, axis=0), axis=1)
+    bits[np.arange(30), np.arange(30)] ^= 1     # 30 distinct hashes, each 1 bit from listed
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(
+        media=[image(h) for h in np.packbits(bits, axis=1)]))
     answer = match(stubs, np.repeat(listed, 4, axis=0).tobytes())
     closest = sorted(case.entry_ids)[:5]  # 20 matches / 4 hashes
-    assert hits(answer) == [(p, e, 0) for p in range(4) for e in closest]
+    assert hits(answer) == [(p, e, 1) for p in range(4) for e in closest]
     assert list(answer.truncated_positions) == [0, 1, 2, 3]
     one = match(stubs, listed.tobytes())
     assert len(one.matches) == 16 and list(one.truncated_positions) == [0]
@@ -444,8 +446,8 @@ def test_a_message_over_max_message_bytes(start_server, connect):
 @pytest.mark.parametrize("threads", [0, 1])
 def test_search_threads_reach_the_index(start_server, threads):
     server = start_server(search_threads=threads)
-    assert server.app.state._images.threads == threads
-    assert server.app.state._frames.threads == threads
+    assert server.app.state._images.inner.threads == threads
+    assert server.app.state._frames.inner.threads == threads
 
 
 def test_negative_search_threads_is_refused():

@@ -194,7 +194,7 @@ class MatchRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., hashes: _Optional[bytes] = ..., threshold: _Optional[int] = ..., video: _Optional[_Union[VideoMatchOptions, _Mapping]] = ..., include_video_frames: _Optional[bool] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent", "video_frame", "disputed")
+    __slots__ = ("position", "entry_id", "distance", "signal_type", "query_match_percent", "compared_match_percent", "video_frame", "disputed", "same_hash_entries")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class Match(_message.Message):
     COMPARED_MATCH_PERCENT_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FRAME_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
+    SAME_HASH_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     position: int
     entry_id: int
     distance: int
@@ -211,7 +212,8 @@ class Match(_message.Message):
     compared_match_percent: float
     video_frame: bool
     disputed: bool
-    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ..., disputed: _Optional[bool] = ...) -> None: ...
+    same_hash_entries: int
+    def __init__(self, position: _Optional[int] = ..., entry_id: _Optional[int] = ..., distance: _Optional[int] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., query_match_percent: _Optional[float] = ..., compared_match_percent: _Optional[float] = ..., video_frame: _Optional[bool] = ..., disputed: _Optional[bool] = ..., same_hash_entries: _Optional[int] = ...) -> None: ...
 
 class MatchResponse(_message.Message):
     __slots__ = ("sequence", "matches", "error", "list_sequence", "truncated_positions")
