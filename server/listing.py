@@ -7,6 +7,7 @@ built from the core's `Hits` (already ordered by position, distance, entry id) w
 again, capped per query hash as the `Query` says.
 """
 import dataclasses
+import os
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
+from hashmatch.server.cores import CoreShare
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -56,11 +58,22 @@ def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
     return min(caps) if caps else 0
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ListState:
-    def __init__(self, search_threads: int = 0, hold_disputed: bool = False):
-        """search_threads: threads one search may use (0 = all cores); see ServerConfig.
+    def __init__(self, search_threads: int = 0, hold_disputed: bool = False,
+                 cores: int | None = None):
+        """search_threads: threads one search may use; 0 = one, with a batch cut into slices
+        over the cores idle when it starts (cores.py; `cores`, default: those this process
+        may use). See ServerConfig.
         hold_disputed: disputed entries stop matching (else they match with disputed set)."""
         self._search_threads = search_threads
+        self._cores = CoreShare((cores or usable_cores()) if search_threads == 0 else 1)
         # Held and disputed entries; the follower applies the log's state ops to it.
         self.holds = EntryHolds(hold_disputed)
         self._empty()
@@ -68,8 +81,8 @@ class ListState:
         self.loaded = False
 
     def _empty(self) -> None:
-        self._images = HashIndex(threads=self._search_threads)
-        self._frames = HashIndex(threads=self._search_threads)
+        self._images = HashIndex(threads=self._search_threads or 1)
+        self._frames = HashIndex(threads=self._search_threads or 1)
         self._md5 = Md5Index()
         self._frame_counts: dict[int, int] = {}
 
@@ -131,11 +144,21 @@ class ListState:
 
     def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
                   max_per_hash: int = 0) -> Matches:
+        """Cut into query slices over the idle cores (cores.py), each slice searching the list
+        as it is when the slice starts; the slices' hits are joined in query order."""
         self._require_loaded()
-        parts = [self._images.search(hashes, threshold, max_per_hash)]
-        if include_video_frames:
-            parts.append(_closest_per_entry(self._frames.search(hashes, threshold, max_per_hash)))
-        hits = Hits.merge(parts, max_per_hash) if len(parts) > 1 else parts[0]
+
+        def search(rows: tuple[int, int]) -> Hits:
+            part = hashes[rows[0]:rows[1]]
+            parts = [self._images.search(part, threshold, max_per_hash)]
+            if include_video_frames:
+                parts.append(_closest_per_entry(self._frames.search(part, threshold,
+                                                                    max_per_hash)))
+            return Hits.merge(parts, max_per_hash) if len(parts) > 1 else parts[0]
+
+        with self._cores.take(len(hashes)) as slices:
+            cuts = np.linspace(0, len(hashes), slices + 1).astype(np.int64).tolist()
+            hits = _joined(self._cores.map(search, list(zip(cuts[:-1], cuts[1:]))))
         return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]))
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
@@ -160,6 +183,18 @@ class ListState:
         # A video withdrawn between the search and this call counts as having no frames left.
         get = self._frame_counts.get
         return np.fromiter((get(e, 0) for e in entries.tolist()), np.int64, len(entries))
+
+
+def _joined(parts: list[Hits]) -> Hits:
+    """The hits of consecutive query slices as one result over all their queries."""
+    if len(parts) == 1:
+        return parts[0]
+    ends = np.cumsum([len(p) for p in parts[:-1]])
+    offsets = [parts[0].offsets] + [p.offsets[1:] + end for p, end in zip(parts[1:], ends)]
+    return Hits(np.concatenate(offsets), np.concatenate([p.ids for p in parts]),
+                np.concatenate([p.distances for p in parts]),
+                np.concatenate([p.truncated for p in parts]),
+                None if parts[0].part is None else np.concatenate([p.part for p in parts]))
 
 
 def _closest_per_entry(hits: Hits) -> Hits:
