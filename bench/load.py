@@ -184,6 +184,8 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
         "latency_ms": report.latency_ms(out.samples),
         "cpu": {"server_percent": report.cpu_share(cpu_before[0], cpu_after[0], wall),
                 "client_percent": report.cpu_share(cpu_before[1], cpu_after[1], wall),
+                "server_s": report.cpu_used(cpu_before[0], cpu_after[0]),
+                "client_s": report.cpu_used(cpu_before[1], cpu_after[1]),
                 "wall_s": wall},
         "timeline": report.timeline(out.samples, out.started),
         "_retained": out.retained,
@@ -210,6 +212,7 @@ async def drive_servers(args, servers, list_hashes) -> dict:
 
 
 def run(args) -> dict:
+    from bench import load_report as report
     from bench.load_core import core_rate
     from bench.load_cpu import listening_process
     from bench.load_server import ManagedServer, random_hashes
@@ -244,6 +247,7 @@ def run(args) -> dict:
     summary["core"] = core_rate(list_hashes, retained, args.threshold, args.core_seconds)
     core = summary["core"]["hashes_per_s"]
     summary["ratio_to_core"] = summary["result"]["hashes_per_s"] / core if core else None
+    summary["cpu_cost"] = report.cpu_cost(summary, machine["cores"])
     summary["machine"] = machine
     summary["config"] = {k: v for k, v in vars(args).items() if k != "api_key"}
     return summary

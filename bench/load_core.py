@@ -30,6 +30,7 @@ def build_info() -> dict:
 def _timed(index, batches: list, threshold: int, seconds: float, workers: int) -> dict:
     """`workers` concurrent searches of `batches` (cycled) for about `seconds`."""
     searched = matches = 0
+    cpu_before = time.process_time()
     started = time.perf_counter()
     deadline = started + seconds
     with ThreadPoolExecutor(workers) as pool:
@@ -45,8 +46,10 @@ def _timed(index, batches: list, threshold: int, seconds: float, workers: int) -
                 if time.perf_counter() < deadline and (batch := next(todo, None)) is not None:
                     running.add(pool.submit(index.search, batch, threshold))
     elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_before
     return {"hashes_per_s": searched / elapsed if elapsed else 0.0, "queries": searched,
-            "matches": matches, "seconds": elapsed, "workers": workers}
+            "matches": matches, "seconds": elapsed, "workers": workers, "cpu_s": cpu_s,
+            "cpu_us_per_hash": 1e6 * cpu_s / searched if searched else None}
 
 
 def core_rate(list_hashes: np.ndarray, batches: list, threshold: int, seconds: float) -> dict:
@@ -55,8 +58,9 @@ def core_rate(list_hashes: np.ndarray, batches: list, threshold: int, seconds: f
     threads itself (HashIndex(threads=0), as the server builds it), and one single-threaded
     search per CPU at once (HashIndex(threads=1)). The faster is the baseline.
 
-    Returns hashes_per_s, queries, matches, seconds, threads, the `ways` measured, backend,
-    build (what the kernels were compiled with) and build_s (index add)."""
+    Returns hashes_per_s, queries, matches, seconds, cpu_us_per_hash (CPU time of this
+    process, all threads, per query: what a busy machine cannot hide), threads, the `ways`
+    measured, backend, build (what the kernels were compiled with) and build_s (index add)."""
     from hashmatch.core import HashIndex
     cpus = os.cpu_count() or 1
     ways = []

@@ -57,9 +57,11 @@ def combine(parts: list[dict]) -> dict:
                               if result["seconds"] else 0.0)
     samples = [sample for run in runs for sample in run.samples]
     server_cpu = [part["cpu"]["server_percent"] for part in parts]
+    server_s = [part["cpu"]["server_s"] for part in parts]
     total.update(
         result=result, latency_ms=latency_ms(samples), timeline=timeline(samples, started),
-        cpu=dict(parts[0]["cpu"], server_percent=None if None in server_cpu else sum(server_cpu)),
+        cpu=dict(parts[0]["cpu"], server_percent=None if None in server_cpu else sum(server_cpu),
+                 server_s=None if None in server_s else sum(server_s)),
         servers=[{"target": part["server"]["target"],
                   "hashes_per_s": part["result"]["hashes_per_s"],
                   "answered_hashes": part["result"]["answered_hashes"],
@@ -70,11 +72,36 @@ def combine(parts: list[dict]) -> dict:
     return total
 
 
+def cpu_used(before, after) -> float | None:
+    """CPU seconds between two (user + system seconds) readings; None if either is missing."""
+    return None if before is None or after is None else after - before
+
+
 def cpu_share(before, after, wall_s: float) -> float | None:
     """CPU used between two (user + system seconds) readings, in % of one core."""
     if before is None or after is None or wall_s <= 0:
         return None
     return 100.0 * (after - before) / wall_s
+
+
+def cpu_cost(summary: dict, cores: int) -> dict:
+    """CPU microseconds per answered hash: the server's, the load generator's and the core
+    index's alone. Unlike hashes/s these hardly change when other jobs take the cores, so
+    server / core says what the server path costs on a busy machine too. `projected_hashes_per_s`
+    is `cores` seconds a second spread over server + client cost: the rate the two would reach
+    with the machine to themselves, a projection and not a measurement."""
+    answered, cpu = summary["result"]["answered_hashes"], summary["cpu"]
+
+    def per_hash(seconds):
+        return None if seconds is None or not answered else 1e6 * seconds / answered
+
+    server, client = per_hash(cpu.get("server_s")), per_hash(cpu.get("client_s"))
+    core = summary["core"].get("cpu_us_per_hash")
+    both = (server or 0.0) + (client or 0.0)
+    return {"server_us_per_hash": server, "client_us_per_hash": client,
+            "core_us_per_hash": core,
+            "server_over_core": server / core if server and core else None,
+            "projected_hashes_per_s": cores * 1e6 / both if server is not None and both else None}
 
 
 def write_json(summary: dict, path: str):
@@ -113,6 +140,7 @@ def write_plot(summary: dict, path: str):
 
 def text(summary: dict) -> str:
     r, lat, cpu, core = summary["result"], summary["latency_ms"], summary["cpu"], summary["core"]
+    cost = summary["cpu_cost"]
 
     def num(x, fmt="{:,.0f}"):
         return "n/a" if x is None else fmt.format(x)
@@ -132,6 +160,11 @@ def text(summary: dict) -> str:
         " (100% = one core)",
         f"core alone   {num(core['hashes_per_s'])} hashes/s ({core['threads']} CPUs, "
         f"{core['backend']});  end to end / core = {num(summary['ratio_to_core'], '{:.1%}')}",
+        f"cpu per hash server {num(cost['server_us_per_hash'], '{:.2f}')} us  client "
+        f"{num(cost['client_us_per_hash'], '{:.2f}')} us  core alone "
+        f"{num(cost['core_us_per_hash'], '{:.2f}')} us  (server / core "
+        f"{num(cost['server_over_core'], '{:.2f}')}); with the {summary['machine']['cores']} "
+        f"cores to themselves ~{num(cost['projected_hashes_per_s'])} hashes/s (projection)",
     ]
     lines[2:2] = [f"  server {s['target']}  {num(s['hashes_per_s'])} hashes/s  latency ms p50 "
                   f"{num(s['latency_ms']['p50'], '{:.1f}')} p99 "
@@ -139,7 +172,8 @@ def text(summary: dict) -> str:
                   f"{num(s['server_cpu_percent'])}%  errors {s['errors']}"
                   for s in summary.get("servers", ())]
     lines += [f"  core, {w['workers']} search(es) at once x index threads={w['index_threads']}: "
-              f"{num(w['hashes_per_s'])} hashes/s" for w in core.get("ways", ())]
+              f"{num(w['hashes_per_s'])} hashes/s, "
+              f"{num(w.get('cpu_us_per_hash'), '{:.2f}')} us cpu/hash" for w in core.get("ways", ())]
     lines += [f"  e.g. {e}" for e in r["examples"]]
     lines += [f"  {e}" for e in r["stream_errors"][:5]]
     if r.get("cleanup_error"):

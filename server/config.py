@@ -97,9 +97,10 @@ class ServerConfig:
     max_connection_age_grace_s: float = 30.0
     # Threads that run matching and store work (the kernels release the GIL).
     worker_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 2)
-    # Threads one search may use; 0 = every core. 0 gives the lowest latency at light load;
-    # 1 gives about 10% more throughput at full load, when worker_threads searches already
-    # cover the cores (bench/README.md, load generator).
+    # Threads one search may use. 0: one, and a batch that finds cores idle is cut into
+    # slices over them (server/cores.py): every core on one batch at light load, one core a
+    # batch at full load, never more search threads than cores. N > 0: every search spreads
+    # over N threads whatever else runs (bench/README.md, load generator).
     search_threads: int = 0
     shutdown_grace_s: float = 5.0
     log_level: str = "INFO"
@@ -242,8 +243,8 @@ HELP = {
     "max_connection_age_grace_s": "seconds the calls of such a connection get to finish "
                                   "before it is closed (0 = no limit)",
     "worker_threads": "threads for matching and store work",
-    "search_threads": "threads one search may use (0 = all cores: lowest latency; 1 = most "
-                      "throughput at full load)",
+    "search_threads": "threads one search may use (0 = one, a batch cut over the cores idle "
+                      "when it starts; N = every search on N threads)",
     "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",

@@ -8,6 +8,7 @@ from google.rpc import status_pb2
 
 from hashmatch.core import signals
 from hashmatch.core import video as vpdq
+from hashmatch.server import wire
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import InvalidRequest
 from hashmatch.core.signals import MD5_BYTES, PDQ_BYTES, SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
@@ -204,22 +205,45 @@ def query_from_request(req: pb.MatchRequest, config: ServerConfig) -> Query:
                      "min_compared_match_percent"), **caps)
 
 
+_MATCH_FIELD = {name: f.number for name, f in pb.Match.DESCRIPTOR.fields_by_name.items()}
+_MATCHES_FIELD = pb.MatchResponse.DESCRIPTOR.fields_by_name["matches"].number
+_WIRE_SIGNAL = np.zeros(max(SIGNAL_TO_PB) + 1, np.int64)
+_WIRE_SIGNAL[list(SIGNAL_TO_PB)] = list(SIGNAL_TO_PB.values())
+
+
 def match_response(sequence: int, matches: Matches, list_sequence: int) -> pb.MatchResponse:
-    video = matches.query_percent is not None
-    holders = ([1] * len(matches) if matches.holders is None else matches.holders.tolist())
-    return pb.MatchResponse(sequence=sequence, list_sequence=list_sequence,
-                            truncated_positions=np.flatnonzero(matches.truncated).tolist(),
-                            matches=[
-        pb.Match(position=p, entry_id=e, distance=d, signal_type=SIGNAL_TO_PB[s],
-                 query_match_percent=matches.query_percent[i] if video else 0.0,
-                 compared_match_percent=matches.compared_percent[i] if video else 0.0,
-                 video_frame=not video and s == SIGNAL_VPDQ,
-                 disputed=matches.disputed is not None and bool(matches.disputed[i]),
-                 same_hash_entries=holders[i])
-        for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
-                                             matches.entry_ids.tolist(),
-                                             matches.distances.tolist(),
-                                             matches.signal_types.tolist()))])
+    """The answer to one batch. Photo and MD5 hits (there may be thousands) are encoded all at
+    once by wire.py and parsed by upb, never made one pb.Match at a time in Python."""
+    response = pb.MatchResponse(sequence=sequence, list_sequence=list_sequence,
+                                truncated_positions=np.flatnonzero(matches.truncated).tolist())
+    if matches.query_percent is not None:
+        response.matches.extend(_video_matches(matches))
+    if matches.query_percent is not None or not len(matches):
+        return response
+    disputed = matches.disputed if matches.disputed is not None else np.zeros(len(matches), bool)
+    response.MergeFromString(wire.repeated_message(_MATCHES_FIELD, [
+        (_MATCH_FIELD["position"], matches.positions),
+        (_MATCH_FIELD["entry_id"], matches.entry_ids),
+        (_MATCH_FIELD["distance"], matches.distances),
+        (_MATCH_FIELD["signal_type"], _WIRE_SIGNAL[matches.signal_types]),
+        (_MATCH_FIELD["video_frame"], matches.signal_types == SIGNAL_VPDQ),
+        (_MATCH_FIELD["disputed"], disputed),
+        (_MATCH_FIELD["same_hash_entries"],
+         np.ones(len(matches), np.int64) if matches.holders is None else matches.holders)]))
+    return response
+
+
+def _video_matches(matches: Matches) -> list[pb.Match]:
+    """A video query's hits: at most max_matches_per_hash videos, with their percentages."""
+    return [pb.Match(position=p, entry_id=e, distance=d, signal_type=SIGNAL_TO_PB[s],
+                     query_match_percent=matches.query_percent[i],
+                     compared_match_percent=matches.compared_percent[i],
+                     disputed=matches.disputed is not None and bool(matches.disputed[i]),
+                     same_hash_entries=1)
+            for i, (p, e, d, s) in enumerate(zip(matches.positions.tolist(),
+                                                 matches.entry_ids.tolist(),
+                                                 matches.distances.tolist(),
+                                                 matches.signal_types.tolist()))]
 
 
 def error_response(sequence: int, code, message: str) -> pb.MatchResponse:

@@ -10,6 +10,7 @@ the core's `Hits` (ordered by position, distance, entry id), capped per query ha
 `Query` says.
 """
 import dataclasses
+import os
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.core.holds import EntryHolds
 from hashmatch.core.replica import list_digest
 from hashmatch.core.shared import SharedIndex, by_distance_and_id
+from hashmatch.server.cores import CoreShare
 from hashmatch.server.errors import NotReady
 from hashmatch.server.media import ListRows, entry_of_frame, frame_ids
 
@@ -73,11 +75,22 @@ def per_hash_cap(max_per_hash: int, max_per_batch: int, hashes: int) -> int:
     return min(caps) if caps else 0
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ListState:
-    def __init__(self, search_threads: int = 0, hold_disputed: bool = False):
-        """search_threads: threads one search may use (0 = all cores); see ServerConfig.
+    def __init__(self, search_threads: int = 0, hold_disputed: bool = False,
+                 cores: int | None = None):
+        """search_threads: threads one search may use; 0 = one, with a batch cut into slices
+        over the cores idle when it starts (cores.py; `cores`, default: those this process
+        may use). See ServerConfig.
         hold_disputed: disputed entries stop matching (else they match with disputed set)."""
         self._search_threads = search_threads
+        self._cores = CoreShare((cores or usable_cores()) if search_threads == 0 else 1)
         # Held and disputed entries; the follower applies the log's state ops to it.
         self.holds = EntryHolds(hold_disputed)
         self._empty()
@@ -85,8 +98,8 @@ class ListState:
         self.loaded = False
 
     def _empty(self) -> None:
-        self._images = SharedIndex(HashIndex(threads=self._search_threads))
-        self._frames = SharedIndex(HashIndex(threads=self._search_threads))
+        self._images = SharedIndex(HashIndex(threads=self._search_threads or 1))
+        self._frames = SharedIndex(HashIndex(threads=self._search_threads or 1))
         self._md5 = SharedIndex(Md5Index())
         self._frame_counts: dict[int, int] = {}
 
@@ -160,20 +173,32 @@ class ListState:
     def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
                   max_per_hash: int = 0, every_entry: bool = False) -> Matches:
         """Photo (and video frame) hits, at most max_per_hash distinct listed hashes a query
-        hash, one match each (core.shared.one_per_hash); every_entry: a match for every entry holding
-        a hash found (no cap on them), as a suppression needs to hold them all."""
+        hash, one match each (core.shared.one_per_hash); every_entry: a match for every entry
+        holding a hash found (no cap on them), as a suppression needs to hold them all.
+        The batch is cut into query slices over the idle cores (cores.py), each slice searching
+        the list as it is when the slice starts; the slices' hits are joined in query order."""
         self._require_loaded()
-        images = self._images.search(hashes, threshold, max_per_hash)
-        parts = [self._holders_of(self._images, images, every_entry)]
-        if include_video_frames:
-            frames = self._frames.search(hashes, threshold, max_per_hash)
-            parts.append(_closest_per_entry(*self._holders_of(self._frames, frames, every_entry,
-                                                              entry_of_frame)))
-        if len(parts) == 1:
-            return _matches(parts[0][0], np.array([SIGNAL_PDQ]), parts[0][1])
-        hits = Hits.merge([p[0] for p in parts], max_per_hash)
-        facts = np.concatenate([p[1] for p in parts])[_sources(hits, [p[0] for p in parts])]
-        return _matches(hits, np.array([SIGNAL_PDQ, SIGNAL_VPDQ]), facts)
+        signals = np.array([SIGNAL_PDQ, SIGNAL_VPDQ] if include_video_frames else [SIGNAL_PDQ])
+
+        def search(rows: tuple[int, int]) -> tuple[Hits, np.ndarray]:
+            part = hashes[rows[0]:rows[1]]
+            images = self._images.search(part, threshold, max_per_hash)
+            parts = [self._holders_of(self._images, images, every_entry)]
+            if include_video_frames:
+                frames = self._frames.search(part, threshold, max_per_hash)
+                parts.append(_closest_per_entry(*self._holders_of(
+                    self._frames, frames, every_entry, entry_of_frame)))
+            if len(parts) == 1:
+                return parts[0]
+            hits = Hits.merge([p[0] for p in parts], max_per_hash)
+            return hits, np.concatenate([p[1] for p in parts])[_sources(hits,
+                                                                        [p[0] for p in parts])]
+
+        with self._cores.take(len(hashes)) as slices:
+            cuts = np.linspace(0, len(hashes), slices + 1).astype(np.int64).tolist()
+            found = self._cores.map(search, list(zip(cuts[:-1], cuts[1:])))
+        return _matches(_joined([hits for hits, _ in found]), signals,
+                        np.concatenate([facts for _, facts in found]))
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
@@ -212,6 +237,18 @@ class ListState:
         # A video withdrawn between the search and this call counts as having no frames left.
         get = self._frame_counts.get
         return np.fromiter((get(e, 0) for e in entries.tolist()), np.int64, len(entries))
+
+
+def _joined(parts: list[Hits]) -> Hits:
+    """The hits of consecutive query slices as one result over all their queries."""
+    if len(parts) == 1:
+        return parts[0]
+    ends = np.cumsum([len(p) for p in parts[:-1]])
+    offsets = [parts[0].offsets] + [p.offsets[1:] + end for p, end in zip(parts[1:], ends)]
+    return Hits(np.concatenate(offsets), np.concatenate([p.ids for p in parts]),
+                np.concatenate([p.distances for p in parts]),
+                np.concatenate([p.truncated for p in parts]),
+                None if parts[0].part is None else np.concatenate([p.part for p in parts]))
 
 
 class _EveryHolder:

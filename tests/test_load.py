@@ -49,6 +49,19 @@ def test_small_run_checks_every_answer(tmp_path):
     assert summary["ratio_to_core"] > 0
     assert summary["cpu"]["server_percent"] is not None
     assert summary["cpu"]["client_percent"] is not None
+    cost = summary["cpu_cost"]
+    # CPU per answered hash, beside the core's own on the same queries: what a busy machine
+    # cannot hide. (A run this small may use less than one 10 ms tick of process CPU.)
+    assert cost["server_us_per_hash"] >= 0 and cost["client_us_per_hash"] >= 0
+    assert cost["core_us_per_hash"] > 0
+    if cost["server_us_per_hash"]:
+        assert cost["server_over_core"] == pytest.approx(
+            cost["server_us_per_hash"] / cost["core_us_per_hash"])
+    if cost["server_us_per_hash"] + cost["client_us_per_hash"]:
+        assert cost["projected_hashes_per_s"] == pytest.approx(
+            summary["machine"]["cores"] * 1e6
+            / (cost["server_us_per_hash"] + cost["client_us_per_hash"]))
+    assert "cpu per hash" in done.stdout
     assert summary["machine"]["cores"] >= 1 and summary["machine"]["cpu"]
     assert sum(summary["timeline"]["hashes_per_s"]) > 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,6 +3,8 @@
 Every rejected request must come back with its own status and a message naming the problem,
 and the server must keep serving afterwards.
 """
+import os
+
 import grpc
 import numpy as np
 import pytest
@@ -443,11 +445,14 @@ def test_a_message_over_max_message_bytes(start_server, connect):
     assert len(match(stubs, bytes(32 * 16)).matches) == 0
 
 
-@pytest.mark.parametrize("threads", [0, 1])
-def test_search_threads_reach_the_index(start_server, threads):
+@pytest.mark.parametrize("threads, index_threads, cores", [
+    (0, 1, len(os.sched_getaffinity(0))), (1, 1, 1), (2, 2, 1)])
+def test_search_threads_reach_the_index(start_server, threads, index_threads, cores):
+    """0: one thread a search, batches cut over the idle cores; N: N threads a search."""
     server = start_server(search_threads=threads)
-    assert server.app.state._images.inner.threads == threads
-    assert server.app.state._frames.inner.threads == threads
+    assert server.app.state._images.inner.threads == index_threads
+    assert server.app.state._frames.inner.threads == index_threads
+    assert server.app.state._cores.cores == cores
 
 
 def test_negative_search_threads_is_refused():
