@@ -35,7 +35,8 @@ def lists():
     queries[picks[:400]] = hashes[rng.integers(0, len(hashes), 400)]
     queries[picks[400:]] = frames[rng.integers(0, len(frames), 200)]
     queries[picks] ^= rng.integers(0, 2, (600, 32), dtype=np.uint8)
-    hashes[:20] = queries[picks[0]]     # 20 entries match one query: caps bite
+    hashes[:20] = queries[picks[0]]     # 20 distinct listed hashes match one query: caps bite
+    hashes[np.arange(20), np.arange(20) // 8] ^= (1 << (np.arange(20) % 8)).astype(np.uint8)
     sliced = listed(ListState(search_threads=0, cores=4), hashes, frames)
     whole = listed(ListState(search_threads=1), hashes, frames)
     return sliced, whole, queries
@@ -54,7 +55,7 @@ def test_a_sliced_batch_answers_exactly_as_a_whole_one(lists, frames, cap):
     want = whole.match_pdq(queries, 31, frames, cap)
     assert len(calls) == 4 and sum(calls) == len(queries)   # four slices, every query once
     assert len(want) >= (600 if frames else 400) and want.truncated.any() == bool(cap)
-    for field in ("positions", "entry_ids", "distances", "signal_types", "truncated"):
+    for field in ("positions", "entry_ids", "distances", "signal_types", "truncated", "holders"):
         assert np.array_equal(getattr(got, field), getattr(want, field)), field
 
 

@@ -24,7 +24,8 @@ def per_hit_answer(sequence, m: Matches, list_sequence) -> pb.MatchResponse:
                           distance=int(m.distances[i]),
                           signal_type=wire_signal[int(m.signal_types[i])],
                           video_frame=int(m.signal_types[i]) == SIGNAL_VPDQ,
-                          disputed=m.disputed is not None and bool(m.disputed[i]))
+                          disputed=m.disputed is not None and bool(m.disputed[i]),
+                          same_hash_entries=1 if m.holders is None else int(m.holders[i]))
                  for i in range(len(m))])
 
 
@@ -46,7 +47,8 @@ def test_random_hits_give_the_per_hit_answer():
     signals = rng.choice([SIGNAL_PDQ, SIGNAL_MD5, SIGNAL_VPDQ], n).astype(np.int8)
     matches = Matches(np.sort(rng.integers(0, queries, n)), rng.integers(0, 2**64, n, np.uint64),
                       rng.integers(0, 257, n).astype(np.int32), signals,
-                      rng.random(queries) < 0.01, disputed=rng.random(n) < 0.2)
+                      rng.random(queries) < 0.01, disputed=rng.random(n) < 0.2,
+                      holders=rng.integers(1, 2**31, n))
     got = convert.match_response(12, matches, 2**40)
     want = per_hit_answer(12, matches, 2**40)
     assert got == want
