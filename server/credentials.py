@@ -20,6 +20,17 @@ def new_case_id() -> str:
     return base64.b32encode(secrets.token_bytes(CASE_ID_BYTES)).decode().lower()
 
 
+def normalise_case_id(case_id: str) -> str:
+    """The case id as issued, from what a person typed: spaces and dashes dropped, lower case.
+    Variants of one id then count as attempts on the same case, never as other cases."""
+    return "".join(case_id.split()).replace("-", "").lower()
+
+
+def normalise_pin(pin: str) -> str:
+    """The PIN without the spaces or dashes a person may type between its digits."""
+    return "".join(pin.split()).replace("-", "")
+
+
 def new_pin() -> str:
     return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
 

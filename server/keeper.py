@@ -8,6 +8,7 @@ writes do not queue behind each other's PIN work.
 import logging
 
 from hashmatch.server import credentials
+from hashmatch.server.audit import case_ref
 from hashmatch.server.errors import StoreUnavailable
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
@@ -37,10 +38,19 @@ class ListKeeper:
         return case
 
     def withdraw_case(self, case_id: str, pin: str) -> int:
+        case_id, pin = _typed(case_id, pin)
         self.store.check_pin(case_id, pin)
         sequence = self.store.remove_case(case_id)
         self.follower.catch_up(sequence)
+        # Named as the audit log names it: the log must not list live case ids.
+        log.info("case withdrawn", extra={"fields": {"case": case_ref(case_id),
+                                                     "sequence": sequence}})
         return sequence
 
     def case_status(self, case_id: str, pin: str) -> CaseStatus:
-        return self.store.case_status(case_id, pin)
+        return self.store.case_status(*_typed(case_id, pin))
+
+
+def _typed(case_id: str, pin: str) -> tuple[str, str]:
+    """A case id and PIN as the person typed them, in the form they were issued."""
+    return credentials.normalise_case_id(case_id), credentials.normalise_pin(pin)

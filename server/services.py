@@ -16,6 +16,7 @@ import grpc
 from hashmatch.server import convert
 from hashmatch.server.abuse import CaseLimits
 from hashmatch.server.access import PLATFORM, PlatformLimits
+from hashmatch.server.audit import case_ref
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import abort, status_for
 from hashmatch.server.flood import FloodBreaker
@@ -77,23 +78,20 @@ class CasesService(pb_grpc.CasesServicer):
                             self.config.suppression_threshold)
         case = await self.run_case(self.keeper.submit_case, media)
         log.info("case submitted", extra={"fields": {
-            "case_id": case.case_id, "items": len(media), "sequence": case.sequence}})
+            "case": case_ref(case.case_id), "items": len(media), "sequence": case.sequence}})
         return convert.submit_response(case)
 
     @rpc_errors
     async def GetCaseStatus(self, request, context):
         convert.check_decoded(request)
         status = await self.run_case(self.keeper.case_status, request.case_id, request.pin)
-        outcomes = await self.run_case(self.store.case_outcomes, request.case_id)
+        outcomes = await self.run_case(self.store.case_outcomes, status.case_id)
         return convert.outcome_status_response(status, outcomes)
 
     @rpc_errors
     async def WithdrawCase(self, request, context):
         convert.check_decoded(request)
-        sequence = await self.run_case(self.keeper.withdraw_case, request.case_id,
-                                       request.pin)
-        log.info("case withdrawn", extra={"fields": {"case_id": request.case_id,
-                                                     "sequence": sequence}})
+        await self.run_case(self.keeper.withdraw_case, request.case_id, request.pin)
         return convert.pb.WithdrawCaseResponse()
 
 

@@ -4,6 +4,7 @@ Every rejected request must come back with its own status and a message naming t
 and the server must keep serving afterwards.
 """
 import os
+import time
 
 import grpc
 import numpy as np
@@ -240,6 +241,31 @@ def test_case_backs_off_after_repeated_wrong_pins(stubs):
         pb.GetCaseStatusRequest(case_id=case.case_id, pin=case.pin)))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "locked for" in error.details()
     assert "the right PIN works after that" in error.details()
+
+
+def test_case_ids_and_pins_count_as_typed_by_a_person(stubs):
+    """Spaces, dashes and capitals a person types are the same case and PIN: a variant of the
+    id is no fresh case to guess on, and the right PIN typed in groups works."""
+    case = stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(md5=b"n" * 16)]))
+    wrong = "0" * 8 if case.pin != "0" * 8 else "1" * 8
+    spaced = " ".join(case.case_id[i:i + 4] for i in range(0, len(case.case_id), 4))
+    variants = [case.case_id.upper(), spaced, "-".join(spaced.split()), f" {case.case_id} \t",
+                case.case_id]
+    for variant in variants:
+        error = rejected(lambda: stubs.cases.GetCaseStatus(
+            pb.GetCaseStatusRequest(case_id=variant, pin=wrong)))
+        assert "wrong PIN" in error.details(), variant
+    # Five variants were five wrong PINs on one case: the sixth try waits out the back-off.
+    error = rejected(lambda: stubs.cases.GetCaseStatus(
+        pb.GetCaseStatusRequest(case_id=spaced.upper(), pin=wrong)))
+    assert "next try is possible in 1 s" in error.details()
+    time.sleep(1.1)
+    typed_pin = f"{case.pin[:4]} - {case.pin[4:]}"
+    status = stubs.cases.GetCaseStatus(pb.GetCaseStatusRequest(case_id=spaced.upper(),
+                                                               pin=typed_pin))
+    assert status.case_id == case.case_id and status.image_count == 1
+    stubs.cases.WithdrawCase(pb.WithdrawCaseRequest(case_id=spaced, pin=typed_pin))
+    assert hits(match(stubs, b"n" * 16, MD5)) == []
 
 
 def test_restart_reloads_everything(start_server, random_hashes, connect, any_db):
