@@ -19,6 +19,7 @@ from hashmatch.clients import output
 from hashmatch.clients.cli import parse_duration, parse_since
 from hashmatch.server import config as server_config
 from hashmatch.server.config import ServerConfig
+from hashmatch.server.errors import RequestError, status_for
 from hashmatch.server.media import PDQ_BYTES
 from hashmatch.server.platforms import DEFAULT_GRACE_S
 from hashmatch.server.store import open_store
@@ -216,6 +217,9 @@ def cmd_list_import(args, reporter) -> None:
                 packed = np.frombuffer(b"".join(chunk), np.uint8).reshape(-1, PDQ_BYTES)
                 imported += store.import_pdq_hashes(packed)
                 bar.update(len(chunk))
+    except RequestError as error:   # the store refused (a limit, a database it cannot use)
+        code, message = status_for(error)
+        reporter.fail(f"{args.file}: {message}", code=code.name)
     finally:
         if store is not None:
             store.close()

@@ -267,6 +267,24 @@ def test_platform_add_and_list_import(capsys, tmp_path, random_hashes):
     assert f"{list_file}:4:" in err
 
 
+def test_list_import_the_store_refuses_says_why_without_a_traceback(capsys, tmp_path,
+                                                                    random_hashes):
+    from hashmatch.server.store import CASE_ENTRY_FIRST, open_store
+
+    db = tmp_path / "full.db"
+    store = open_store(str(db))
+    with store._db.transaction(write=True) as tx:      # room for 2 more imported ids
+        tx.execute("UPDATE meta SET value=? WHERE key='next_entry'", (CASE_ENTRY_FIRST - 2,))
+    store.close()
+    list_file = tmp_path / "list.txt"
+    list_file.write_text("".join(h.tobytes().hex() + "\n" for h in random_hashes(3, seed=4)))
+    code, lines, err = run(capsys, "list", "import", list_file, "--db", db, "--json")
+    assert code == 1 and "Traceback" not in err
+    assert lines[0]["code"] == "RESOURCE_EXHAUSTED"
+    assert "2 more can be imported" in lines[0]["error"] and f"{list_file}:" in err
+    assert lines[-1]["imported"] == 0
+
+
 def test_video_submit_and_match_by_frames_and_md5(capsys, live_server, tmp_path):
     from media import make_video, video_frames
 
