@@ -40,8 +40,9 @@ def test_feedback_snippet_reports_a_match_once(live_server, tmp_path):
     snippet = python_blocks(ROOT / "docs" / "FEEDBACK.md")[0]
     beach = bytes.fromhex("d0ab32bb0beb5afced032503f414cd44af54d86148cd58b35a8d1b26bf6a38d5")
     assert beach.hex() in snippet and "report_actions" in snippet
-    pb_grpc.CasesStub(grpc.insecure_channel(live_server.target)).SubmitCase(pb.SubmitCaseRequest(
-        media=[pb.MediaHashes(image=pb.ImageHashes(pdq=beach, quality=100))]))   # entry 1
+    (entry,) = pb_grpc.CasesStub(grpc.insecure_channel(live_server.target)).SubmitCase(
+        pb.SubmitCaseRequest(media=[pb.MediaHashes(image=pb.ImageHashes(pdq=beach, quality=100))]
+                             )).entry_ids
     store = open_store(live_server.db_path)
     try:
         key = store.add_platform("sitea", ["match", "feedback"])
@@ -51,4 +52,4 @@ def test_feedback_snippet_reports_a_match_once(live_server, tmp_path):
     runs = [subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120) for _ in range(2)]
     assert [(r.returncode, r.stdout) for r in runs] == [
-        (0, "upload-9120/1 False\n"), (0, "upload-9120/1 True\n")], runs[0].stderr
+        (0, f"upload-9120/{entry} False\n"), (0, f"upload-9120/{entry} True\n")], runs[0].stderr
