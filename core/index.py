@@ -8,6 +8,7 @@ released, so several threads search at once while writers change the list.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -52,13 +53,15 @@ class _BruteForceEngine:
 
 class _MultiIndexEngine:
     """The compiled multi-index hashing tables (`_kernels.MihIndex`): exact, sub-linear for
-    thresholds up to `max_indexed_threshold`, a scan above it or where probing would cost more."""
+    thresholds up to `max_indexed_threshold`, a scan above it or where probing would cost more.
+    layout: see LAYOUTS."""
 
-    def __init__(self, words: np.ndarray):
+    def __init__(self, words: np.ndarray, layout: str = "speed"):
         from hashmatch.core import _kernels
 
         self.words = words
-        self.tables = _kernels.MihIndex(words, threads=0, scan_ratio=SCAN_RATIO)
+        self.tables = _kernels.MihIndex(words, threads=0, scan_ratio=SCAN_RATIO,
+                                        chain=layout == "speed")
 
     def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
                dead: np.ndarray):
@@ -76,10 +79,18 @@ MIN_INDEXED_HASHES = 32768
 # serve) so a few hundred hashes reach them; else the scan answers most queries of a small list.
 SCAN_RATIO = 64
 
+# How the tables trade memory for speed (bytes a hash counted by memory_bytes(), hashes and ids
+# included; bench/README.md has the measurements). The rule: "speed" unless the list would not
+# fit the memory the deployment gives it at about 120 bytes a hash (132 from 2^24 hashes).
+#   speed:   16 x 16-bit slots with the chain filter at every size, about 118-120 B/hash.
+#   compact: 16 x 16-bit slots without it below 8M hashes (86 B/hash), 8 x 32-bit slots from 8M
+#            (64 B/hash), several times slower.
+LAYOUTS = ("speed", "compact")
 
-def _build_engine(ids: np.ndarray, words: np.ndarray):
+
+def _build_engine(ids: np.ndarray, words: np.ndarray, layout: str = "speed"):
     if len(words) >= MIN_INDEXED_HASHES and kernels.backend_name().startswith("cpp"):
-        return _MultiIndexEngine(words)
+        return _MultiIndexEngine(words, layout)
     return _BruteForceEngine(words)
 
 
@@ -96,15 +107,20 @@ class HashIndex:
         > 0 only the closest that many (ties by id), truncated[i] set where more matched.
         The cap holds while hits are collected, so a query's cost in memory is bounded.
     threads: threads one search may use (0: one per hardware thread).
+    layout: "speed" (default) or "compact", the memory the tables take (see LAYOUTS).
 
     Bases of MIN_INDEXED_HASHES or more are searched through the compiled multi-index tables
     when the C++ kernels are loaded; with HASHMATCH_KERNEL=numba or numpy every search is a scan
     by that backend (same answers, linear time).
     """
 
-    def __init__(self, threads: int = 0):
+    def __init__(self, threads: int = 0, layout: str = "speed"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.threads = threads
-        self._table = LiveTable(_build_engine, np.zeros((0, kernels.HASH_WORDS), np.uint64))
+        self.layout = layout
+        self._table = LiveTable(functools.partial(_build_engine, layout=layout),
+                                np.zeros((0, kernels.HASH_WORDS), np.uint64))
 
     def __len__(self) -> int:
         return len(self._table.snapshot())
@@ -166,6 +182,7 @@ class HashIndex:
             out["offset_bytes"] = list(s.engine.tables.offset_bytes)
             out["escaped_buckets"] = list(s.engine.tables.escaped_buckets)
             out["sorts_by_row"] = s.engine.tables.sorts_by_row
+            out["chained"] = s.engine.tables.chained
             out["max_indexed_threshold"] = s.engine.tables.max_indexed_threshold
         return out
 

@@ -57,6 +57,23 @@ inline bool found_earlier(const uint64_t* x, const MihIndex::Slot* slots, const 
     return false;
 }
 
+// Distance in 16-bit slot j of x (a query's XOR with a hash).
+inline int slot16_distance(const uint64_t* x, int j) {
+    return __builtin_popcountll((x[j >> 2] >> ((j & 3) * 16)) & 0xFFFF);
+}
+
+// The chain filter's twin of found_earlier: table j found the row (and will report it) when
+// x_j <= r_j and x_j + x_(j+1) <= r_j + r_(j+1) + 1, so table k reports it only if no j < k did.
+inline bool chain_found_earlier(const uint64_t* x, const int* radii, int k) {
+    for (int j = 0; j < k; ++j) {
+        const int here = slot16_distance(x, j);
+        if (here <= radii[j] &&
+            here + slot16_distance(x, (j + 1) & 15) <= radii[j] + radii[(j + 1) & 15] + 1)
+            return true;
+    }
+    return false;
+}
+
 // A candidate is packed as row << 32 | query-in-batch << 4 | slot.
 inline uint64_t pack_pair(uint32_t row, uint32_t query, int slot) {
     return (uint64_t{row} << 32) | (uint64_t{query} << 4) | static_cast<uint64_t>(slot);
@@ -72,6 +89,11 @@ struct VerifyArgs {
     int threshold;
     const MihIndex::Slot* slots;
     const int* radii;
+    bool chain;  // the chain filter found the candidates (see chain_found_earlier)
+
+    bool reported_earlier(const uint64_t* x, int k) const {
+        return chain ? chain_found_earlier(x, radii, k) : found_earlier(x, slots, radii, k);
+    }
 };
 
 constexpr size_t kHashAhead = 16;
@@ -90,7 +112,7 @@ inline void verify_scalar(const VerifyArgs& a, HitLists& hits) {
         const uint64_t x[4] = {q[0] ^ h[0], q[1] ^ h[1], q[2] ^ h[2], q[3] ^ h[3]};
         const int d = __builtin_popcountll(x[0]) + __builtin_popcountll(x[1]) +
                       __builtin_popcountll(x[2]) + __builtin_popcountll(x[3]);
-        if (d <= a.threshold && !found_earlier(x, a.slots, a.radii, k))
+        if (d <= a.threshold && !a.reported_earlier(x, k))
             hits.add(a.first + qi, pack_hit(row, d));
     }
 }
@@ -122,16 +144,92 @@ __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_a
         if (d > a.threshold) continue;
         alignas(32) uint64_t xs[4];
         _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
-        if (!found_earlier(xs, a.slots, a.radii, static_cast<int>(pair & 15)))
+        if (!a.reported_earlier(xs, static_cast<int>(pair & 15)))
             hits.add(a.first + qi, pack_hit(row, d));
     }
 }
 
-std::vector<MihIndex::Slot> layout_for(size_t n, int count) {
+// The chain filter over a table's probed buckets: appends row << 32 | tag for each row whose
+// stored next-slot bits are within the probe's next_limit of the query's (`want`).
+struct ChainScan {
+    const uint16_t* next;  // the table's next-slot bits, in row order
+    const uint8_t* rows;
+    int row_bytes;
+    uint32_t want;
+    uint64_t tag;  // query-in-batch << 4 | slot, as pack_pair
+};
+constexpr size_t kBucketsAhead = 16;
+
+template <bool kPrefetch>
+inline void chain_filter_scalar(const ChainScan& c, const MihIndex::Probe* probes, size_t count,
+                                std::vector<uint64_t>& pairs) {
+    for (size_t p = 0; p < count; ++p) {
+        if (kPrefetch && p + kBucketsAhead < count)
+            __builtin_prefetch(c.next + probes[p + kBucketsAhead].begin);
+        const MihIndex::Probe pr = probes[p];
+        for (uint32_t i = pr.begin; i < pr.end; ++i)
+            if (__builtin_popcount(c.next[i] ^ c.want) <= pr.next_limit)
+                pairs.push_back((uint64_t{read_row(c.rows, i, c.row_bytes)} << 32) | c.tag);
+    }
+}
+
+void chain_filter_portable(const ChainScan& c, const MihIndex::Probe* probes, size_t count,
+                           std::vector<uint64_t>& pairs) {
+    chain_filter_scalar<false>(c, probes, count, pairs);
+}
+
+__attribute__((target("popcnt"))) void chain_filter_popcnt(const ChainScan& c,
+                                                          const MihIndex::Probe* probes,
+                                                          size_t count,
+                                                          std::vector<uint64_t>& pairs) {
+    chain_filter_scalar<true>(c, probes, count, pairs);
+}
+
+// 32 rows a step: XOR, 16-bit popcount (BITALG) and compare, then the few survivors one by one.
+__attribute__((target("avx512f,avx512bw,avx512bitalg,popcnt"))) void chain_filter_bitalg(
+    const ChainScan& c, const MihIndex::Probe* probes, size_t count,
+    std::vector<uint64_t>& pairs) {
+    const __m512i want = _mm512_set1_epi16(static_cast<short>(c.want));
+    for (size_t p = 0; p < count; ++p) {
+        if (p + kBucketsAhead < count) __builtin_prefetch(c.next + probes[p + kBucketsAhead].begin);
+        const MihIndex::Probe pr = probes[p];
+        const __m512i limit = _mm512_set1_epi16(static_cast<short>(pr.next_limit));
+        for (uint32_t i = pr.begin; i < pr.end; i += 32) {
+            const uint32_t left = pr.end - i;
+            const __mmask32 in = left >= 32 ? ~__mmask32{0} : (__mmask32{1} << left) - 1;
+            const __m512i bits = _mm512_maskz_loadu_epi16(in, c.next + i);
+            const __m512i d = _mm512_popcnt_epi16(_mm512_xor_si512(bits, want));
+            for (uint32_t pass = _mm512_mask_cmple_epu16_mask(in, d, limit); pass;
+                 pass &= pass - 1) {
+                const uint32_t row = read_row(c.rows, i + __builtin_ctz(pass), c.row_bytes);
+                pairs.push_back((uint64_t{row} << 32) | c.tag);
+            }
+        }
+    }
+}
+
+bool cpu_has_bitalg() {
+#if defined(__x86_64__)
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bitalg");
+    }();
+    return has;
+#else
+    return false;
+#endif
+}
+
+std::vector<MihIndex::Slot> layout_for(size_t n, int count, int chain) {
     if (count != 0 && count != 8 && count != 16)
         throw std::invalid_argument("slots must be 0 (automatic), 8 or 16, got " +
                                     std::to_string(count));
-    if (count == 0) count = n < MihIndex::kWideFrom ? 16 : 8;
+    if (chain < -1 || chain > 1)
+        throw std::invalid_argument("chain must be -1 (automatic), 0 or 1, got " +
+                                    std::to_string(chain));
+    if (chain == 1 && count == 8)
+        throw std::invalid_argument("the chain filter needs 16 slots, got slots 8");
+    if (count == 0) count = chain == 1 || n < MihIndex::kWideFrom ? 16 : 8;
     const int width = 256 / count;
     // 16-bit slots are keyed whole. 32-bit slots are keyed on about log2(n) - 1 bits (22 from
     // 8M: two rows a bucket), so their tables stay a byte a bucket.
@@ -158,19 +256,21 @@ int row_bytes_for(size_t n, int forced) {
 }  // namespace
 
 MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, size_t scan_ratio,
-                   int sort_by_row, int row_bytes)
+                   int sort_by_row, int row_bytes, int chain)
     : hashes_(hashes),
       n_(n),
       row_bytes_(row_bytes_for(n, row_bytes)),
       scan_limit_(scan_ratio ? n / scan_ratio : SIZE_MAX),
-      slots_(layout_for(n, slots)) {
+      slots_(layout_for(n, slots, chain)) {
+    const bool chained = chain != 0 && slots_.size() == 16;
     // Sorting a batch's candidates by row, so the hashes stream in order, pays only where they
     // do not fit the last-level cache with room to spare: at 1M (32 MB of hashes) 1.5x faster on
     // Zen 4 (32 MiB L3), 1.2-1.5x slower on a Xeon with 260 MiB; slower at 10M on both, where the
     // wide slots find fewer candidates per listed hash.
-    sort_by_row_ = sort_by_row >= 0
-                       ? sort_by_row == 1
-                       : slots_.size() == 16 && n * kWords * 8 > last_level_cache_bytes() / 2;
+    // The chain filter leaves a few candidates a query: nothing to sort.
+    sort_by_row_ = sort_by_row >= 0 ? sort_by_row == 1
+                                    : slots_.size() == 16 && !chained &&
+                                          n * kWords * 8 > last_level_cache_bytes() / 2;
     if (n > 0xFFFFFFFFull) throw std::invalid_argument("MihIndex holds at most 2^32 - 1 hashes");
     probes_.resize(kMaxKeyBits + 1);
     for (const Slot& s : slots_) {
@@ -185,6 +285,7 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
     const size_t m = slots_.size();
     offsets_.resize(m);
     rows_.resize(m);
+    if (chained) next_.resize(m);
     parallel_for(m, threads, [&](size_t k0, size_t k1) {
         std::vector<uint32_t> values(n_);  // this slot of every row, read once from the hashes
         for (size_t k = k0; k < k1; ++k) {
@@ -211,6 +312,17 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
             }
             for (size_t b = off.size() - 1; b > 0; --b) off[b] = off[b - 1];
             off[0] = 0;
+            if (chained) {
+                // Slot k+1 of each row, where rows_[k] holds the row (32 spare entries let a
+                // vector filter read past a table's last bucket).
+                const Slot after = slots_[(k + 1) % m];
+                auto& next = next_[k];
+                next.assign(n_ + 32, 0);
+                std::vector<uint32_t> place(off.begin(), off.end() - 1);
+                for (size_t i = 0; i < n_; ++i)
+                    next[place[values[i]]++] =
+                        static_cast<uint16_t>(key_of(hashes_ + i * kWords, after));
+            }
             offsets_[k].build(off, n_);
         }
     });
@@ -274,15 +386,18 @@ size_t MihIndex::memory_bytes() const {
     size_t total = 0;
     for (size_t k = 0; k < slots_.size(); ++k)
         total += offsets_[k].bytes() + rows_[k].capacity();
+    for (const auto& next : next_) total += next.capacity() * sizeof(uint16_t);
     return total;
 }
 
-bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
-                       std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const {
-    // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists), each
-    // pass prefetching ahead so the random reads overlap. A probe is (begin << 32) | end.
+bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPath path,
+                       std::vector<Probe>& probes, std::vector<uint64_t>& pairs) const {
+    // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists, or with
+    // the chain filter their next-slot bits), each pass prefetching ahead so the random reads
+    // overlap.
     constexpr size_t kAhead = 16;
     const int m = static_cast<int>(slots_.size());
+    const bool chained = !next_.empty();
     size_t probe_start[kMaxSlots + 1];
     probes.clear();
     size_t total = 0;
@@ -295,12 +410,14 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
         const std::vector<uint32_t>& probe_masks = probes_[s.key_bits][radii[k]];
         const uint32_t* masks = probe_masks.data();
         const size_t np = probe_masks.size();
+        const int pair_limit = radii[k] + radii[(k + 1) % m] + 1;  // chain filter only
         for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off.address(v ^ masks[p]));
         for (size_t p = 0; p < np; ++p) {
             if (p + kAhead < np) __builtin_prefetch(off.address(v ^ masks[p + kAhead]));
             const uint32_t b = v ^ masks[p];
             const uint32_t begin = off.at(b), end = off.at(b + 1);
-            if (begin != end) probes.push_back((uint64_t{begin} << 32) | end);
+            if (begin != end)
+                probes.push_back({begin, end, pair_limit - __builtin_popcount(masks[p])});
             total += end - begin;
         }
     }
@@ -309,14 +426,25 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
     for (int k = 0; k < m; ++k) {
         const uint8_t* rows = rows_[k].data();
         const size_t p0 = probe_start[k], p1 = probe_start[k + 1];
+        if (chained) {
+            const ChainScan scan{next_[k].data(), rows, row_bytes_,
+                                 key_of(q, slots_[(k + 1) % m]), pack_pair(0, qi, k)};
+            for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
+                __builtin_prefetch(scan.next + probes[p].begin);
+            if (path == CpuPath::avx512 && cpu_has_bitalg())
+                chain_filter_bitalg(scan, probes.data() + p0, p1 - p0, pairs);
+            else if (path == CpuPath::portable)
+                chain_filter_portable(scan, probes.data() + p0, p1 - p0, pairs);
+            else
+                chain_filter_popcnt(scan, probes.data() + p0, p1 - p0, pairs);
+            continue;
+        }
         for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
-            __builtin_prefetch(rows + (probes[p] >> 32) * row_bytes_);
+            __builtin_prefetch(rows + size_t{probes[p].begin} * row_bytes_);
         for (size_t p = p0; p < p1; ++p) {
             if (p + kAhead < p1)
-                __builtin_prefetch(rows + (probes[p + kAhead] >> 32) * row_bytes_);
-            const uint32_t begin = static_cast<uint32_t>(probes[p] >> 32);
-            const uint32_t end = static_cast<uint32_t>(probes[p]);
-            for (uint32_t i = begin; i < end; ++i)
+                __builtin_prefetch(rows + size_t{probes[p + kAhead].begin} * row_bytes_);
+            for (uint32_t i = probes[p].begin; i < probes[p].end; ++i)
                 pairs.push_back(pack_pair(read_row(rows, i, row_bytes_), qi, k));
         }
     }
@@ -354,8 +482,9 @@ void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, cons
         }
         pairs.swap(sorted);  // the sorted candidates end in `sorted`
     }
-    const VerifyArgs args{queries + first * kWords, first, hashes_, sorted.data(), sorted.size(),
-                          threshold, slots_.data(), radii.data()};
+    const VerifyArgs args{queries + first * kWords, first,         hashes_,
+                          sorted.data(),           sorted.size(),  threshold,
+                          slots_.data(),           radii.data(),   chained()};
     switch (path) {
         case CpuPath::avx512: verify_avx512(args, hits); break;
         case CpuPath::avx2: verify_popcnt(args, hits); break;
@@ -382,11 +511,12 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
                          : size_t{1} << 18;
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
             if (test_fault() == TestFault::throw_in_worker) throw std::bad_alloc();
-            std::vector<uint64_t> probes, pairs, sorted;
+            std::vector<Probe> probes;
+            std::vector<uint64_t> pairs, sorted;
             size_t first = b;
             for (size_t i = b; i < e; ++i) {
                 use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
-                                       radii, probes, pairs);
+                                       radii, path, probes, pairs);
                 if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
                     verify(queries, first, threshold, radii, path, pairs, sorted, hits);
                     first = i + 1;
