@@ -149,27 +149,30 @@ __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_a
     }
 }
 
-// The chain filter over a table's probed buckets: appends row << 32 | tag for each row whose
-// stored next-slot bits are within the probe's next_limit of the query's (`want`).
+// The chain filter over a table's probed buckets: appends position << 32 | tag for each place
+// in the table whose stored next-slot bits are within the probe's next_limit of the query's
+// (`want`). The row at that place is read later, prefetched (MihIndex::verify).
 struct ChainScan {
-    const uint16_t* next;  // the table's next-slot bits, in row order
-    const uint8_t* rows;
-    int row_bytes;
+    const uint16_t* next;  // the table's next-slot bits, in bucket order
     uint32_t want;
     uint64_t tag;  // query-in-batch << 4 | slot, as pack_pair
 };
 constexpr size_t kBucketsAhead = 16;
 
+// Every cache line of a bucket's next-slot bits (at 10M a bucket spans about 5).
+inline void prefetch_bucket(const uint16_t* next, const MihIndex::Probe& p) {
+    for (uint32_t i = p.begin; i < p.end; i += 32) __builtin_prefetch(next + i);
+}
+
 template <bool kPrefetch>
 inline void chain_filter_scalar(const ChainScan& c, const MihIndex::Probe* probes, size_t count,
                                 std::vector<uint64_t>& pairs) {
     for (size_t p = 0; p < count; ++p) {
-        if (kPrefetch && p + kBucketsAhead < count)
-            __builtin_prefetch(c.next + probes[p + kBucketsAhead].begin);
+        if (kPrefetch && p + kBucketsAhead < count) prefetch_bucket(c.next, probes[p + kBucketsAhead]);
         const MihIndex::Probe pr = probes[p];
         for (uint32_t i = pr.begin; i < pr.end; ++i)
             if (__builtin_popcount(c.next[i] ^ c.want) <= pr.next_limit)
-                pairs.push_back((uint64_t{read_row(c.rows, i, c.row_bytes)} << 32) | c.tag);
+                pairs.push_back((uint64_t{i} << 32) | c.tag);
     }
 }
 
@@ -191,7 +194,7 @@ __attribute__((target("avx512f,avx512bw,avx512bitalg,popcnt"))) void chain_filte
     std::vector<uint64_t>& pairs) {
     const __m512i want = _mm512_set1_epi16(static_cast<short>(c.want));
     for (size_t p = 0; p < count; ++p) {
-        if (p + kBucketsAhead < count) __builtin_prefetch(c.next + probes[p + kBucketsAhead].begin);
+        if (p + kBucketsAhead < count) prefetch_bucket(c.next, probes[p + kBucketsAhead]);
         const MihIndex::Probe pr = probes[p];
         const __m512i limit = _mm512_set1_epi16(static_cast<short>(pr.next_limit));
         for (uint32_t i = pr.begin; i < pr.end; i += 32) {
@@ -201,8 +204,7 @@ __attribute__((target("avx512f,avx512bw,avx512bitalg,popcnt"))) void chain_filte
             const __m512i d = _mm512_popcnt_epi16(_mm512_xor_si512(bits, want));
             for (uint32_t pass = _mm512_mask_cmple_epu16_mask(in, d, limit); pass;
                  pass &= pass - 1) {
-                const uint32_t row = read_row(c.rows, i + __builtin_ctz(pass), c.row_bytes);
-                pairs.push_back((uint64_t{row} << 32) | c.tag);
+                pairs.push_back((uint64_t{i + __builtin_ctz(pass)} << 32) | c.tag);
             }
         }
     }
@@ -427,10 +429,10 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPa
         const uint8_t* rows = rows_[k].data();
         const size_t p0 = probe_start[k], p1 = probe_start[k + 1];
         if (chained) {
-            const ChainScan scan{next_[k].data(), rows, row_bytes_,
-                                 key_of(q, slots_[(k + 1) % m]), pack_pair(0, qi, k)};
+            const ChainScan scan{next_[k].data(), key_of(q, slots_[(k + 1) % m]),
+                                 pack_pair(0, qi, k)};
             for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
-                __builtin_prefetch(scan.next + probes[p].begin);
+                prefetch_bucket(scan.next, probes[p]);
             if (path == CpuPath::avx512 && cpu_has_bitalg())
                 chain_filter_bitalg(scan, probes.data() + p0, p1 - p0, pairs);
             else if (path == CpuPath::portable)
@@ -459,6 +461,20 @@ void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, cons
     // which the hardware prefetcher streams, instead of at random from memory. Else they are
     // verified in the order found, prefetched a few ahead.
     if (test_fault() == TestFault::drop_hits) pairs.clear();  // tests only: see TestFault
+    if (chained()) {
+        // The chain filter gave places in its tables: read their rows, prefetched ahead.
+        constexpr size_t kRowsAhead = 16;
+        const size_t count = pairs.size();
+        for (size_t c = 0; c < count; ++c) {
+            if (c + kRowsAhead < count) {
+                const uint64_t ahead = pairs[c + kRowsAhead];
+                __builtin_prefetch(rows_[ahead & 15].data() + (ahead >> 32) * row_bytes_);
+            }
+            const uint64_t pair = pairs[c];
+            const uint32_t row = read_row(rows_[pair & 15].data(), pair >> 32, row_bytes_);
+            pairs[c] = (uint64_t{row} << 32) | (pair & 0xFFFFFFFFu);
+        }
+    }
     if (!sort_by_row_ || pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
