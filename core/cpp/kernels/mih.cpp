@@ -153,9 +153,13 @@ __attribute__((target("avx512f,avx512vl,avx512vpopcntdq,popcnt"))) void verify_a
 // in the table whose stored next-slot bits are within the probe's next_limit of the query's
 // (`want`). The row at that place is read later, prefetched (MihIndex::verify).
 struct ChainScan {
-    const uint16_t* next;  // the table's next-slot bits, in bucket order
-    uint32_t want;
-    uint64_t tag;  // query-in-batch << 4 | slot, as pack_pair
+    const uint16_t* next;      // the table's next-slot bits, in bucket order
+    const uint64_t* queries;   // the batch's queries
+    MihIndex::Slot after;      // the next slot, whose bits `next` holds
+    int slot;                  // the table's slot
+
+    uint32_t want(const MihIndex::Probe& p) const { return key_of(queries + p.query * kWords, after); }
+    uint64_t tag(const MihIndex::Probe& p) const { return pack_pair(0, p.query, slot); }
 };
 constexpr size_t kBucketsAhead = 16;
 
@@ -170,9 +174,10 @@ inline void chain_filter_scalar(const ChainScan& c, const MihIndex::Probe* probe
     for (size_t p = 0; p < count; ++p) {
         if (kPrefetch && p + kBucketsAhead < count) prefetch_bucket(c.next, probes[p + kBucketsAhead]);
         const MihIndex::Probe pr = probes[p];
+        const uint32_t want = c.want(pr);
         for (uint32_t i = pr.begin; i < pr.end; ++i)
-            if (__builtin_popcount(c.next[i] ^ c.want) <= pr.next_limit)
-                pairs.push_back((uint64_t{i} << 32) | c.tag);
+            if (__builtin_popcount(c.next[i] ^ want) <= pr.next_limit)
+                pairs.push_back((uint64_t{i} << 32) | c.tag(pr));
     }
 }
 
@@ -192,10 +197,10 @@ __attribute__((target("popcnt"))) void chain_filter_popcnt(const ChainScan& c,
 __attribute__((target("avx512f,avx512bw,avx512bitalg,popcnt"))) void chain_filter_bitalg(
     const ChainScan& c, const MihIndex::Probe* probes, size_t count,
     std::vector<uint64_t>& pairs) {
-    const __m512i want = _mm512_set1_epi16(static_cast<short>(c.want));
     for (size_t p = 0; p < count; ++p) {
         if (p + kBucketsAhead < count) prefetch_bucket(c.next, probes[p + kBucketsAhead]);
         const MihIndex::Probe pr = probes[p];
+        const __m512i want = _mm512_set1_epi16(static_cast<short>(c.want(pr)));
         const __m512i limit = _mm512_set1_epi16(static_cast<short>(pr.next_limit));
         for (uint32_t i = pr.begin; i < pr.end; i += 32) {
             const uint32_t left = pr.end - i;
@@ -204,7 +209,7 @@ __attribute__((target("avx512f,avx512bw,avx512bitalg,popcnt"))) void chain_filte
             const __m512i d = _mm512_popcnt_epi16(_mm512_xor_si512(bits, want));
             for (uint32_t pass = _mm512_mask_cmple_epu16_mask(in, d, limit); pass;
                  pass &= pass - 1) {
-                pairs.push_back((uint64_t{i + __builtin_ctz(pass)} << 32) | c.tag);
+                pairs.push_back((uint64_t{i + __builtin_ctz(pass)} << 32) | c.tag(pr));
             }
         }
     }
@@ -220,6 +225,27 @@ bool cpu_has_bitalg() {
 #else
     return false;
 #endif
+}
+
+// Sorts v by bits [shift, shift + bits) of each value (LSD radix, stable, `digit` bits a pass),
+// with spare as scratch; the sorted values end in v.
+void radix_sort(std::vector<uint64_t>& v, std::vector<uint64_t>& spare, int shift, int bits,
+                int digit) {
+    spare.resize(v.size());
+    std::vector<uint32_t> count(size_t{1} << digit);
+    const uint64_t mask = (uint64_t{1} << digit) - 1;
+    for (int at = shift; at < shift + bits; at += digit) {
+        std::fill(count.begin(), count.end(), 0);
+        for (uint64_t x : v) ++count[(x >> at) & mask];
+        uint32_t sum = 0;
+        for (auto& c : count) {
+            const uint32_t here = c;
+            c = sum;
+            sum += here;
+        }
+        for (uint64_t x : v) spare[count[(x >> at) & mask]++] = x;
+        v.swap(spare);
+    }
 }
 
 std::vector<MihIndex::Slot> layout_for(size_t n, int count, int chain) {
@@ -392,14 +418,12 @@ size_t MihIndex::memory_bytes() const {
     return total;
 }
 
-bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPath path,
+bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii,
                        std::vector<Probe>& probes, std::vector<uint64_t>& pairs) const {
-    // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists, or with
-    // the chain filter their next-slot bits), each pass prefetching ahead so the random reads
-    // overlap.
+    // Bucket bounds first (offsets tables), then the rows of the buckets (bucket lists), each
+    // pass prefetching ahead so the random reads overlap.
     constexpr size_t kAhead = 16;
     const int m = static_cast<int>(slots_.size());
-    const bool chained = !next_.empty();
     size_t probe_start[kMaxSlots + 1];
     probes.clear();
     size_t total = 0;
@@ -412,14 +436,12 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPa
         const std::vector<uint32_t>& probe_masks = probes_[s.key_bits][radii[k]];
         const uint32_t* masks = probe_masks.data();
         const size_t np = probe_masks.size();
-        const int pair_limit = radii[k] + radii[(k + 1) % m] + 1;  // chain filter only
         for (size_t p = 0; p < np && p < kAhead; ++p) __builtin_prefetch(off.address(v ^ masks[p]));
         for (size_t p = 0; p < np; ++p) {
             if (p + kAhead < np) __builtin_prefetch(off.address(v ^ masks[p + kAhead]));
             const uint32_t b = v ^ masks[p];
             const uint32_t begin = off.at(b), end = off.at(b + 1);
-            if (begin != end)
-                probes.push_back({begin, end, pair_limit - __builtin_popcount(masks[p])});
+            if (begin != end) probes.push_back({begin, end, 0, qi});
             total += end - begin;
         }
     }
@@ -428,19 +450,6 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPa
     for (int k = 0; k < m; ++k) {
         const uint8_t* rows = rows_[k].data();
         const size_t p0 = probe_start[k], p1 = probe_start[k + 1];
-        if (chained) {
-            const ChainScan scan{next_[k].data(), key_of(q, slots_[(k + 1) % m]),
-                                 pack_pair(0, qi, k)};
-            for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
-                prefetch_bucket(scan.next, probes[p]);
-            if (path == CpuPath::avx512 && cpu_has_bitalg())
-                chain_filter_bitalg(scan, probes.data() + p0, p1 - p0, pairs);
-            else if (path == CpuPath::portable)
-                chain_filter_portable(scan, probes.data() + p0, p1 - p0, pairs);
-            else
-                chain_filter_popcnt(scan, probes.data() + p0, p1 - p0, pairs);
-            continue;
-        }
         for (size_t p = p0; p < p1 && p < p0 + kAhead; ++p)
             __builtin_prefetch(rows + size_t{probes[p].begin} * row_bytes_);
         for (size_t p = p0; p < p1; ++p) {
@@ -451,6 +460,65 @@ bool MihIndex::collect(const uint64_t* q, uint32_t qi, const Radii& radii, CpuPa
         }
     }
     return true;
+}
+
+size_t MihIndex::reach(const uint64_t* q, const Radii& radii) const {
+    size_t total = 0;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+        if (radii[k] < 0) continue;
+        const uint32_t v = key_of(q, slots_[k]);
+        const Offsets& off = offsets_[k];
+        for (uint32_t mask : probes_[slots_[k].key_bits][radii[k]])
+            total += off.at((v ^ mask) + 1) - off.at(v ^ mask);
+    }
+    return total;
+}
+
+void MihIndex::join_chain(const uint64_t* queries, size_t first, size_t last, const Radii& radii,
+                          CpuPath path, uint8_t* use_scan, std::vector<uint64_t>& keys,
+                          std::vector<uint64_t>& spare, std::vector<Probe>& probes,
+                          std::vector<uint64_t>& pairs) const {
+    const uint64_t* batch = queries + first * kWords;
+    const size_t count = last - first;
+    for (size_t i = 0; i < count; ++i)
+        use_scan[first + i] = reach(batch + i * kWords, radii) > scan_limit_;
+    const int m = static_cast<int>(slots_.size());
+    for (int k = 0; k < m; ++k) {
+        if (radii[k] < 0) continue;
+        const Slot s = slots_[k];
+        const int pair_limit = radii[k] + radii[(k + 1) % m] + 1;
+        // A probe key: bucket << 32 | query-in-batch << 4 | the next slot's limit.
+        keys.clear();
+        for (size_t i = 0; i < count; ++i) {
+            if (use_scan[first + i]) continue;
+            const uint32_t v = key_of(batch + i * kWords, s);
+            for (uint32_t mask : probes_[s.key_bits][radii[k]])
+                keys.push_back((uint64_t{v ^ mask} << 32) | (uint64_t{i} << 4) |
+                               static_cast<uint64_t>(pair_limit - __builtin_popcount(mask)));
+        }
+        if (keys.size() < 1024)  // a few queries: a radix pass would mostly clear its counts
+            std::sort(keys.begin(), keys.end());
+        else
+            radix_sort(keys, spare, 32, s.key_bits, 8);
+        const Offsets& off = offsets_[k];
+        probes.clear();
+        for (uint64_t key : keys) {
+            const uint32_t b = static_cast<uint32_t>(key >> 32);
+            const uint32_t begin = off.at(b), end = off.at(b + 1);
+            if (begin != end)
+                probes.push_back({begin, end, static_cast<int>(key & 15),
+                                  static_cast<uint32_t>(key >> 4) & (kMaxBatch - 1)});
+        }
+        const ChainScan scan{next_[k].data(), batch, slots_[(k + 1) % m], k};
+        for (size_t p = 0; p < probes.size() && p < kBucketsAhead; ++p)
+            prefetch_bucket(scan.next, probes[p]);
+        if (path == CpuPath::avx512 && cpu_has_bitalg())
+            chain_filter_bitalg(scan, probes.data(), probes.size(), pairs);
+        else if (path == CpuPath::portable)
+            chain_filter_portable(scan, probes.data(), probes.size(), pairs);
+        else
+            chain_filter_popcnt(scan, probes.data(), probes.size(), pairs);
+    }
 }
 
 void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, const Radii& radii,
@@ -478,24 +546,9 @@ void MihIndex::verify(const uint64_t* queries, size_t first, int threshold, cons
     if (!sort_by_row_ || pairs.size() < n_ / 2) {
         sorted.swap(pairs);
     } else {
-        constexpr int kDigit = 12;
         int row_bits = 1;
         while (row_bits < 32 && (size_t{1} << row_bits) < n_) ++row_bits;
-        sorted.resize(pairs.size());
-        std::vector<uint32_t> count(size_t{1} << kDigit);
-        const uint64_t mask = (uint64_t{1} << kDigit) - 1;
-        for (int shift = 32; shift < 32 + row_bits; shift += kDigit) {
-            std::fill(count.begin(), count.end(), 0);
-            for (uint64_t p : pairs) ++count[(p >> shift) & mask];
-            uint32_t sum = 0;
-            for (auto& c : count) {
-                const uint32_t here = c;
-                c = sum;
-                sum += here;
-            }
-            for (uint64_t p : pairs) sorted[count[(p >> shift) & mask]++] = p;
-            pairs.swap(sorted);
-        }
+        radix_sort(pairs, sorted, 32, row_bits, 12);
         pairs.swap(sorted);  // the sorted candidates end in `sorted`
     }
     const VerifyArgs args{queries + first * kWords, first,         hashes_,
@@ -528,11 +581,20 @@ Csr MihIndex::search(const uint64_t* queries, size_t nq, int threshold, CpuPath 
         parallel_for(nq, nq < 4 ? 1 : threads, [&](size_t b, size_t e) {
             if (test_fault() == TestFault::throw_in_worker) throw std::bad_alloc();
             std::vector<Probe> probes;
-            std::vector<uint64_t> pairs, sorted;
+            std::vector<uint64_t> pairs, sorted, keys;
+            if (chained()) {
+                for (size_t first = b; first < e; first += kJoinBatch) {
+                    const size_t last = std::min(e, first + kJoinBatch);
+                    join_chain(queries, first, last, radii, path, use_scan.data(), keys, sorted,
+                               probes, pairs);
+                    verify(queries, first, threshold, radii, path, pairs, sorted, hits);
+                }
+                return;
+            }
             size_t first = b;
             for (size_t i = b; i < e; ++i) {
                 use_scan[i] = !collect(queries + i * kWords, static_cast<uint32_t>(i - first),
-                                       radii, path, probes, pairs);
+                                       radii, probes, pairs);
                 if (i + 1 == e || pairs.size() >= flush_at || i + 1 - first == kMaxBatch) {
                     verify(queries, first, threshold, radii, path, pairs, sorted, hits);
                     first = i + 1;

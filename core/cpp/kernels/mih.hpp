@@ -55,12 +55,15 @@ public:
     static constexpr size_t kWideFrom = size_t{1} << 23;  // lists this long get 8 wide slots
     // By default a query whose probes would visit more than n / 64 rows is scanned instead.
     static constexpr size_t kScanRatio = 64;
+    // Queries whose chain-filter probes are sorted together (8 MiB of probes per table at most).
+    static constexpr size_t kJoinBatch = 8192;
 
     // One bucket to read: rows [begin, end) of a table, and (chain filter) the most the next
-    // slot's distance may add.
+    // slot's distance may add and the query (in its batch) that probes it.
     struct Probe {
         uint32_t begin, end;
         int next_limit;
+        uint32_t query;
     };
 
     struct Slot {
@@ -103,9 +106,20 @@ private:
     using Radii = std::vector<int>;
     Radii radii_for(int threshold) const;
     // Appends the candidates of one query (index qi in its batch) to pairs; false (nothing
-    // appended) when they would be more than scan_limit_ rows.
-    bool collect(const uint64_t* query, uint32_t qi, const Radii& radii, CpuPath path,
+    // appended) when they would be more than scan_limit_ rows. Tables without the chain filter.
+    bool collect(const uint64_t* query, uint32_t qi, const Radii& radii,
                  std::vector<Probe>& probes, std::vector<uint64_t>& pairs) const;
+    // Rows a query's probes reach (before any filter).
+    size_t reach(const uint64_t* query, const Radii& radii) const;
+    // The chain filter over queries [first, last) of the search (at most kJoinBatch): per
+    // table, the batch's probes sorted by bucket, so the buckets are read in ascending order
+    // and a bucket probed by several queries is read once; the survivors (place in the table
+    // << 32 | query-in-batch << 4 | slot) are appended to pairs. Marks in use_scan the queries
+    // whose probes reach more than scan_limit_ rows (left to the scan).
+    void join_chain(const uint64_t* queries, size_t first, size_t last, const Radii& radii,
+                    CpuPath path, uint8_t* use_scan, std::vector<uint64_t>& keys,
+                    std::vector<uint64_t>& spare, std::vector<Probe>& probes,
+                    std::vector<uint64_t>& pairs) const;
     // Verifies a batch's candidates (queries first, first + 1, ...) against the full hashes
     // into hits.
     void verify(const uint64_t* queries, size_t first, int threshold, const Radii& radii,
