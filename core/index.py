@@ -71,6 +71,27 @@ class _MultiIndexEngine:
         return int(self.tables.memory_bytes())
 
 
+class _NumbaChainEngine:
+    """The Numba twin of the speed layout (`hashmatch.core.mih_numba`), for the numba backend:
+    exact, sub-linear up to threshold 63, a scan above."""
+
+    def __init__(self, words: np.ndarray):
+        from hashmatch.core.mih_numba import ChainTables
+
+        self.words = words
+        self.tables = ChainTables(words)
+
+    def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
+               dead: np.ndarray):
+        if threshold > 63:
+            return kernels.range_search(queries, self.words, threshold, threads, max_per_query,
+                                        dead)
+        return kernels._limited(*self.tables.search(queries, threshold), max_per_query, dead)
+
+    def memory_bytes(self) -> int:
+        return self.tables.memory_bytes()
+
+
 # Below this many hashes a scan is as fast as the tables (measured: scan 141k q/s, tables 110k
 # at 20k hashes; tables 2.4x faster at 100k) and needs no memory for them.
 MIN_INDEXED_HASHES = 32768
@@ -89,8 +110,11 @@ LAYOUTS = ("speed", "compact")
 
 
 def _build_engine(ids: np.ndarray, words: np.ndarray, layout: str = "speed"):
-    if len(words) >= MIN_INDEXED_HASHES and kernels.backend_name().startswith("cpp"):
-        return _MultiIndexEngine(words, layout)
+    if len(words) >= MIN_INDEXED_HASHES:
+        if kernels.backend_name().startswith("cpp"):
+            return _MultiIndexEngine(words, layout)
+        if kernels.backend_name() == "numba" and layout == "speed":
+            return _NumbaChainEngine(words)
     return _BruteForceEngine(words)
 
 
@@ -110,8 +134,9 @@ class HashIndex:
     layout: "speed" (default) or "compact", the memory the tables take (see LAYOUTS).
 
     Bases of MIN_INDEXED_HASHES or more are searched through the compiled multi-index tables
-    when the C++ kernels are loaded; with HASHMATCH_KERNEL=numba or numpy every search is a scan
-    by that backend (same answers, linear time).
+    when the C++ kernels are loaded, through their Numba twin (speed layout) with
+    HASHMATCH_KERNEL=numba; otherwise every search is a scan by the backend (same answers,
+    linear time).
     """
 
     def __init__(self, threads: int = 0, layout: str = "speed"):

@@ -113,3 +113,54 @@ def test_chain_on_wide_lists_and_skewed_slots_stays_exact(cpu_path):
 def test_chain_needs_sixteen_slots():
     with pytest.raises(ValueError, match="the chain filter needs 16 slots, got slots 8"):
         _kernels.MihIndex(np.zeros((2, 4), np.uint64), slots=8, chain=True)
+
+
+@pytest.mark.parametrize("threshold", [0, 15, 20, 31, 32, 47, 63])
+def test_numba_twin_equals_brute_force_on_edge_data(edge_list, threshold):
+    from hashmatch.core.mih_numba import ChainTables
+
+    words, queries = edge_list
+    twin = ChainTables(words)
+    expected = as_lists(reference(queries, words, threshold))
+    assert as_lists(kernels._limited(*twin.search(queries, threshold))) == expected
+    compiled = _kernels.MihIndex(words, threads=1, scan_ratio=0, chain=True)
+    assert as_lists(compiled.search(queries, threshold, 1)) == expected
+
+
+def test_numba_twin_finds_tight_patterns_once():
+    from hashmatch.core.mih_numba import ChainTables
+
+    rng = np.random.default_rng(3)
+    words = random_words(rng, 500)
+    queries = np.stack([plant(rng, words[7], p) for p, _ in TIGHT.values()])
+    got = as_lists(kernels._limited(*ChainTables(words).search(queries, 31)))
+    assert got == range_search(queries, words, 31)
+    assert [(7, 31) in hits for hits in got] == [s > 0 for _, s in TIGHT.values()]
+
+
+def test_hash_index_on_the_numba_backend_uses_the_twin(monkeypatch):
+    from hashmatch.core import HashIndex
+    from hashmatch.core import index as index_module
+    from test_kernels_oracle import index_search, to_int
+
+    monkeypatch.setattr(index_module, "MIN_INDEXED_HASHES", 0)
+    rng = np.random.default_rng(8)
+    words = random_words(rng, 800)
+    ids = rng.permutation(10**6)[:800].astype(np.uint64)
+    entries = {int(i): to_int(w) for i, w in zip(ids, words)}
+    queries = np.concatenate([np.stack([plant(rng, words[r], TIGHT["twos-then-one"][0])
+                                        for r in range(5)]), words[:3], random_words(rng, 2)])
+    before = kernels.backend_name()
+    kernels.use_backend("numba")
+    try:
+        index = HashIndex()
+        index.add(ids, words)
+        index.compact()
+        assert index.describe()["engine"] == "NumbaChainEngine"
+        for threshold in (31, 64):
+            hits = index.search(queries, threshold)
+            got = [sorted(zip(hits.distances[a:b].tolist(), hits.ids[a:b].tolist()))
+                   for a, b in zip(hits.offsets[:-1], hits.offsets[1:])]
+            assert got == index_search(queries, entries, threshold)
+    finally:
+        kernels.use_backend("cpp" if before.startswith("cpp") else before)
