@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hashmatch.core import _kernels, kernels
-from test_index_mih import as_lists, reference
+from test_index_mih import as_lists, cpu_path, reference  # noqa: F401 (cpu_path: a fixture)
 from test_kernels_oracle import random_words, range_search
 
 # Slot distance patterns (slot 0 first) and how many starts k pass at threshold 31 (radius 1 a
@@ -48,14 +48,6 @@ def edge_list():
             queries.append(plant(rng, words[row], pattern))
             queries.append(plant(rng, words[row], pattern[::-1]))
     return words, np.stack(queries)
-
-
-@pytest.fixture(params=kernels.supported_cpu_paths())
-def cpu_path(request):
-    before = kernels.cpu_path() or "avx512"
-    kernels.use_cpu_path(request.param)
-    yield request.param
-    kernels.use_cpu_path(before)
 
 
 def test_tight_patterns_sit_on_the_bound():
