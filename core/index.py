@@ -101,11 +101,12 @@ MIN_INDEXED_HASHES = 32768
 SCAN_RATIO = 64
 
 # How the tables trade memory for speed (bytes a hash counted by memory_bytes(), hashes and ids
-# included; bench/README.md has the measurements). The rule: "speed" unless the list would not
-# fit the memory the deployment gives it at about 120 bytes a hash (132 from 2^24 hashes).
-#   speed:   16 x 16-bit slots with the chain filter at every size, about 118-120 B/hash.
-#   compact: 16 x 16-bit slots without it below 8M hashes (86 B/hash), 8 x 32-bit slots from 8M
-#            (64 B/hash), several times slower.
+# included; bench/README.md has the measurements). The rule: "speed" unless the list does not
+# fit the memory the deployment gives it at that layout's bytes a hash; then "compact".
+#   speed:   16 x 16-bit slots with the chain filter at every size: 117.6 B/hash at 1M, 116.4 at
+#            10M, 132 from 2^24 hashes (4-byte rows).
+#   compact: 16 x 16-bit slots without it below 8M hashes (85.6 B/hash at 1M), 8 x 32-bit slots
+#            from 8M (63.6 at 10M); 7-20x slower than speed in bench_index.
 LAYOUTS = ("speed", "compact")
 
 

@@ -291,6 +291,11 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
       scan_limit_(scan_ratio ? n / scan_ratio : SIZE_MAX),
       slots_(layout_for(n, slots, chain)) {
     const bool chained = chain != 0 && slots_.size() == 16;
+    // A row the probes reach costs the chain filter 2 bytes, not the 32 of a verified hash: the
+    // scan takes over at 16x the reach (n / 4 at the default ratio). On 60k PDQ hashes of
+    // generated pictures, whose clustered slots make crowded buckets, that searched 1.16x faster
+    // (median of 7 alternating runs, load 2-5.6; a random list never reaches either limit).
+    if (chained && scan_ratio) scan_limit_ = n / scan_ratio * 16;
     // Sorting a batch's candidates by row, so the hashes stream in order, pays only where they
     // do not fit the last-level cache with room to spare: at 1M (32 MB of hashes) 1.5x faster on
     // Zen 4 (32 MiB L3), 1.2-1.5x slower on a Xeon with 260 MiB; slower at 10M on both, where the
