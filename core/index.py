@@ -106,7 +106,7 @@ SCAN_RATIO = 64
 #   speed:   16 x 16-bit slots with the chain filter at every size: 117.6 B/hash at 1M, 116.4 at
 #            10M, 132 from 2^24 hashes (4-byte rows).
 #   compact: 16 x 16-bit slots without it below 8M hashes (85.6 B/hash at 1M), 8 x 32-bit slots
-#            from 8M (63.6 at 10M); 7-20x slower than speed in bench_index.
+#            from 8M (63.6 at 10M); 7-17x slower than speed in bench_index.
 LAYOUTS = ("speed", "compact")
 
 
