@@ -318,6 +318,10 @@ def project_100m(speed: dict[int, Contender]) -> dict | None:
     t = t1 + per_hash * (n - n1)
     offsets = 16 * 65537 * 4 / n
     memory = 32 + 4 + 16 * (4 + 2) + offsets
+    if per_hash <= 0:  # tiny lists or a load spike: no line to extend
+        return {"n": n, "bytes_per_hash": memory, "gb": memory * n / 1e9, "qps_1_thread": None,
+                "arithmetic": f"memory {memory:.1f} B/hash; no rate: a query took no longer "
+                              f"at {n2:,} hashes than at {n1:,}"}
     return {
         "n": n, "bytes_per_hash": memory, "gb": memory * n / 1e9, "qps_1_thread": 1 / t,
         "arithmetic": (f"memory: 32 (hash) + 4 (id) + 16 tables x (4-byte row + 2-byte next "
