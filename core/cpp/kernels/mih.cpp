@@ -318,6 +318,7 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
     const size_t m = slots_.size();
     offsets_.resize(m);
     rows_.resize(m);
+    largest_bucket_.resize(m);
     if (chained) next_.resize(m);
     parallel_for(m, threads, [&](size_t k0, size_t k1) {
         std::vector<uint32_t> values(n_);  // this slot of every row, read once from the hashes
@@ -357,6 +358,8 @@ MihIndex::MihIndex(const uint64_t* hashes, size_t n, int threads, int slots, siz
                         static_cast<uint16_t>(key_of(hashes_ + i * kWords, after));
             }
             offsets_[k].build(off, n_);
+            for (size_t b = 0; b + 1 < off.size(); ++b)
+                largest_bucket_[k] = std::max(largest_bucket_[k], off[b + 1] - off[b]);
         }
     });
 }
@@ -485,21 +488,32 @@ void MihIndex::join_chain(const uint64_t* queries, size_t first, size_t last, co
                           std::vector<uint64_t>& pairs) const {
     const uint64_t* batch = queries + first * kWords;
     const size_t count = last - first;
-    for (size_t i = 0; i < count; ++i)
-        use_scan[first + i] = reach(batch + i * kWords, radii) > scan_limit_;
     const int m = static_cast<int>(slots_.size());
+    // Where even the largest buckets cannot add up to scan_limit_ rows (uniform lists), no
+    // query is handed to the scan and its reach need not be counted.
+    size_t most = 0;
+    for (int k = 0; k < m; ++k)
+        if (radii[k] >= 0)
+            most += probes_[slots_[k].key_bits][radii[k]].size() * size_t{largest_bucket_[k]};
+    for (size_t i = 0; i < count; ++i)
+        use_scan[first + i] = most > scan_limit_ && reach(batch + i * kWords, radii) > scan_limit_;
+    std::vector<uint64_t> low;  // per probe mask: the next slot's limit, as a key's low bits
     for (int k = 0; k < m; ++k) {
         if (radii[k] < 0) continue;
         const Slot s = slots_[k];
+        const std::vector<uint32_t>& masks = probes_[s.key_bits][radii[k]];
         const int pair_limit = radii[k] + radii[(k + 1) % m] + 1;
+        low.resize(masks.size());
+        for (size_t p = 0; p < masks.size(); ++p)
+            low[p] = static_cast<uint64_t>(pair_limit - __builtin_popcount(masks[p]));
         // A probe key: bucket << 32 | query-in-batch << 4 | the next slot's limit.
         keys.clear();
         for (size_t i = 0; i < count; ++i) {
             if (use_scan[first + i]) continue;
             const uint32_t v = key_of(batch + i * kWords, s);
-            for (uint32_t mask : probes_[s.key_bits][radii[k]])
-                keys.push_back((uint64_t{v ^ mask} << 32) | (uint64_t{i} << 4) |
-                               static_cast<uint64_t>(pair_limit - __builtin_popcount(mask)));
+            const uint64_t query = uint64_t{i} << 4;
+            for (size_t p = 0; p < masks.size(); ++p)
+                keys.push_back((uint64_t{v ^ masks[p]} << 32) | query | low[p]);
         }
         if (keys.size() < 1024)  // a few queries: a radix pass would mostly clear its counts
             std::sort(keys.begin(), keys.end());

@@ -162,6 +162,7 @@ private:
     size_t n_;
     int row_bytes_;  // 3 while n < 2^24, else 4
     size_t scan_limit_;  // candidates a query may have before it is scanned instead
+    std::vector<uint32_t> largest_bucket_;  // per slot table: the most rows one bucket holds
     bool sort_by_row_;   // verify big candidate batches in row order (see the constructor)
     std::vector<Slot> slots_;
     std::vector<Offsets> offsets_;                // per slot
