@@ -31,6 +31,7 @@ class MihIndex:
     def __init__(
         self, hashes: npt.NDArray[np.uint64], threads: int = 0, slots: int = 0,
         scan_ratio: int = 64, sort_by_row: bool | None = None, row_bytes: int = 0,
+        chain: bool | None = None,
     ) -> None: ...
     def search(
         self, queries: npt.NDArray[np.uint64], threshold: int, threads: int = 1,
@@ -48,6 +49,8 @@ class MihIndex:
     def row_bytes(self) -> int: ...
     @property
     def sorts_by_row(self) -> bool: ...
+    @property
+    def chained(self) -> bool: ...
     @property
     def offset_bytes(self) -> list[int]: ...
     @property

@@ -8,6 +8,7 @@ released, so several threads search at once while writers change the list.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -52,13 +53,15 @@ class _BruteForceEngine:
 
 class _MultiIndexEngine:
     """The compiled multi-index hashing tables (`_kernels.MihIndex`): exact, sub-linear for
-    thresholds up to `max_indexed_threshold`, a scan above it or where probing would cost more."""
+    thresholds up to `max_indexed_threshold`, a scan above it or where probing would cost more.
+    layout: see LAYOUTS."""
 
-    def __init__(self, words: np.ndarray):
+    def __init__(self, words: np.ndarray, layout: str = "speed"):
         from hashmatch.core import _kernels
 
         self.words = words
-        self.tables = _kernels.MihIndex(words, threads=0, scan_ratio=SCAN_RATIO)
+        self.tables = _kernels.MihIndex(words, threads=0, scan_ratio=SCAN_RATIO,
+                                        chain=layout == "speed")
 
     def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
                dead: np.ndarray):
@@ -66,6 +69,27 @@ class _MultiIndexEngine:
 
     def memory_bytes(self) -> int:
         return int(self.tables.memory_bytes())
+
+
+class _NumbaChainEngine:
+    """The Numba twin of the speed layout (`hashmatch.core.mih_numba`), for the numba backend:
+    exact, sub-linear up to threshold 63, a scan above."""
+
+    def __init__(self, words: np.ndarray):
+        from hashmatch.core.mih_numba import ChainTables
+
+        self.words = words
+        self.tables = ChainTables(words)
+
+    def search(self, queries: np.ndarray, threshold: int, threads: int, max_per_query: int,
+               dead: np.ndarray):
+        if threshold > 63:
+            return kernels.range_search(queries, self.words, threshold, threads, max_per_query,
+                                        dead)
+        return kernels._limited(*self.tables.search(queries, threshold), max_per_query, dead)
+
+    def memory_bytes(self) -> int:
+        return self.tables.memory_bytes()
 
 
 # Below this many hashes a scan is as fast as the tables (measured: scan 141k q/s, tables 110k
@@ -76,10 +100,22 @@ MIN_INDEXED_HASHES = 32768
 # serve) so a few hundred hashes reach them; else the scan answers most queries of a small list.
 SCAN_RATIO = 64
 
+# How the tables trade memory for speed (bytes a hash counted by memory_bytes(), hashes and ids
+# included; bench/README.md has the measurements). The rule: "speed" unless the list does not
+# fit the memory the deployment gives it at that layout's bytes a hash; then "compact".
+#   speed:   16 x 16-bit slots with the chain filter at every size: 117.6 B/hash at 1M, 116.4 at
+#            10M, 132 from 2^24 hashes (4-byte rows).
+#   compact: 16 x 16-bit slots without it below 8M hashes (85.6 B/hash at 1M), 8 x 32-bit slots
+#            from 8M (63.6 at 10M); 7-17x slower than speed in bench_index.
+LAYOUTS = ("speed", "compact")
 
-def _build_engine(ids: np.ndarray, words: np.ndarray):
-    if len(words) >= MIN_INDEXED_HASHES and kernels.backend_name().startswith("cpp"):
-        return _MultiIndexEngine(words)
+
+def _build_engine(ids: np.ndarray, words: np.ndarray, layout: str = "speed"):
+    if len(words) >= MIN_INDEXED_HASHES:
+        if kernels.backend_name().startswith("cpp"):
+            return _MultiIndexEngine(words, layout)
+        if kernels.backend_name() == "numba" and layout == "speed":
+            return _NumbaChainEngine(words)
     return _BruteForceEngine(words)
 
 
@@ -96,15 +132,21 @@ class HashIndex:
         > 0 only the closest that many (ties by id), truncated[i] set where more matched.
         The cap holds while hits are collected, so a query's cost in memory is bounded.
     threads: threads one search may use (0: one per hardware thread).
+    layout: "speed" (default) or "compact", the memory the tables take (see LAYOUTS).
 
     Bases of MIN_INDEXED_HASHES or more are searched through the compiled multi-index tables
-    when the C++ kernels are loaded; with HASHMATCH_KERNEL=numba or numpy every search is a scan
-    by that backend (same answers, linear time).
+    when the C++ kernels are loaded, through their Numba twin (speed layout) with
+    HASHMATCH_KERNEL=numba; otherwise every search is a scan by the backend (same answers,
+    linear time).
     """
 
-    def __init__(self, threads: int = 0):
+    def __init__(self, threads: int = 0, layout: str = "speed"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.threads = threads
-        self._table = LiveTable(_build_engine, np.zeros((0, kernels.HASH_WORDS), np.uint64))
+        self.layout = layout
+        self._table = LiveTable(functools.partial(_build_engine, layout=layout),
+                                np.zeros((0, kernels.HASH_WORDS), np.uint64))
 
     def __len__(self) -> int:
         return len(self._table.snapshot())
@@ -166,6 +208,7 @@ class HashIndex:
             out["offset_bytes"] = list(s.engine.tables.offset_bytes)
             out["escaped_buckets"] = list(s.engine.tables.escaped_buckets)
             out["sorts_by_row"] = s.engine.tables.sorts_by_row
+            out["chained"] = s.engine.tables.chained
             out["max_indexed_threshold"] = s.engine.tables.max_indexed_threshold
         return out
 

@@ -57,6 +57,32 @@ def test_matches_oracle_at_every_threshold(monkeypatch, threshold, tables):
     assert ordered(got) == index_search(queries, entries, threshold)
 
 
+def test_both_layouts_of_tables_match_oracle(monkeypatch):
+    """layout="speed" (chain filter) and "compact" answer the same; compact takes less memory."""
+    use_tables(monkeypatch)
+    rng = np.random.default_rng(15)
+    words = random_words(rng, 2000)
+    words[1:4] = words[0]  # duplicates
+    words[4], words[5] = 0, np.uint64(2**64 - 1)
+    ids = np.arange(2000, dtype=np.uint64) * 3
+    entries = {int(i): to_int(w) for i, w in zip(ids, words)}
+    queries = np.concatenate([make_queries(rng, words, 30, max_flips=33), words[[0, 4, 5]]])
+    sizes = {}
+    for layout in ("speed", "compact"):
+        index = HashIndex(layout=layout)
+        index.add(ids, words)
+        index.compact()
+        assert index.describe()["chained"] == (layout == "speed")
+        for threshold in (16, 31, 32):
+            assert ordered(index.search(queries, threshold)) == index_search(queries, entries,
+                                                                             threshold)
+        sizes[layout] = index.memory_bytes()
+    # 16 tables x 2 bytes a row (and 32 rows of padding a table)
+    assert sizes["speed"] - sizes["compact"] == 16 * 2 * (2000 + 32)
+    with pytest.raises(ValueError, match="layout must be one of speed, compact, got 'fast'"):
+        HashIndex(layout="fast")
+
+
 def test_exact_distances_around_default_threshold():
     rng = np.random.default_rng(1)
     query = random_words(rng, 1)[0]

@@ -38,20 +38,23 @@ def data():
 
 
 @pytest.fixture(scope="module",
-                params=[(16, False, 0), (16, True, 0), (8, False, 0), (8, True, 0), (16, False, 4),
-                        (8, True, 4)],
-                ids=["16x16bit", "16x16bit-row-sorted", "8x32bit", "8x32bit-row-sorted",
-                     "16x16bit-4-byte-rows", "8x32bit-row-sorted-4-byte-rows"])
+                params=[(16, False, 0, True), (16, False, 0, False), (16, True, 0, False),
+                        (8, False, 0, False), (8, True, 0, False), (16, False, 4, True),
+                        (16, True, 4, True), (8, True, 4, False)],
+                ids=["16x16bit-chain", "16x16bit", "16x16bit-row-sorted", "8x32bit",
+                     "8x32bit-row-sorted", "16x16bit-chain-4-byte-rows",
+                     "16x16bit-chain-row-sorted-4-byte-rows", "8x32bit-row-sorted-4-byte-rows"])
 def tables(request, data):
     words, _ = data
-    slots, sort_by_row, row_bytes = request.param
+    slots, sort_by_row, row_bytes, chain = request.param
     # scan_ratio=0: the tables serve every query they can of this small list (by default 8
     # slots with radius 3 would hand most of them to the scan). sort_by_row: both verification
     # orders, whichever this machine's cache size would pick. row_bytes=4: the layout of lists
     # of 2^24 hashes and more, without building one.
     index = _kernels.MihIndex(words, threads=2, slots=slots, scan_ratio=0,
-                              sort_by_row=sort_by_row, row_bytes=row_bytes)
+                              sort_by_row=sort_by_row, row_bytes=row_bytes, chain=chain)
     assert len(index.slot_widths) == slots and sum(index.slot_widths) == 256
+    assert index.chained == chain
     assert index.sorts_by_row == sort_by_row
     assert index.row_bytes == (row_bytes or 3)
     return index

@@ -124,7 +124,7 @@ struct PyMihIndex {
 
 std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots,
                                      size_t scan_ratio, std::optional<bool> sort_by_row,
-                                     int row_bytes) {
+                                     int row_bytes, std::optional<bool> chain) {
     check_words(hashes, "hashes");
     auto out = std::make_unique<PyMihIndex>();
     out->hashes = hashes;
@@ -132,7 +132,8 @@ std::unique_ptr<PyMihIndex> make_mih(const Words& hashes, int threads, int slots
     const size_t n = static_cast<size_t>(hashes.shape(0));
     py::gil_scoped_release release;
     out->index = std::make_unique<MihIndex>(h, n, threads, slots, scan_ratio,
-                                            sort_by_row ? int(*sort_by_row) : -1, row_bytes);
+                                            sort_by_row ? int(*sort_by_row) : -1, row_bytes,
+                                            chain ? int(*chain) : -1);
     return out;
 }
 
@@ -197,7 +198,7 @@ PYBIND11_MODULE(_kernels, m) {
                            "Immutable multi-index hashing tables over hashes uint64[n, 4].")
         .def(py::init(&make_mih), py::arg("hashes"), py::arg("threads") = 0, py::arg("slots") = 0,
              py::arg("scan_ratio") = MihIndex::kScanRatio, py::arg("sort_by_row") = py::none(),
-             py::arg("row_bytes") = 0)
+             py::arg("row_bytes") = 0, py::arg("chain") = py::none())
         .def("search", &mih_search, py::arg("queries"), py::arg("threshold"),
              py::arg("threads") = 1, py::arg("max_per_query") = 0, py::arg("dead") = py::none())
         .def("memory_bytes", [](const PyMihIndex& self) { return self.index->memory_bytes(); })
@@ -213,6 +214,8 @@ PYBIND11_MODULE(_kernels, m) {
             for (const auto& s : self.index->slots()) widths.push_back(s.width);
             return widths;
         })
+        .def_property_readonly("chained",
+                               [](const PyMihIndex& self) { return self.index->chained(); })
         .def_property_readonly("sorts_by_row",
                                [](const PyMihIndex& self) { return self.index->sorts_by_row(); })
         .def_property_readonly("offset_bytes",

@@ -7,8 +7,16 @@
 // query probes every key within r_k in table k and verifies the rows found against the full
 // hash. Below 8M hashes the slots are 16 x 16 bits keyed whole; from 8M they are 8 x 32 bits
 // keyed on up to 22 (radius 3 each at threshold 31), which keeps the tables at about 28 bytes
-// a hash (3-byte rows, 1-byte bucket starts). An immutable object: built once, then searched
-// from any number of threads.
+// a hash (3-byte rows, 1-byte bucket starts): the compact layout.
+//
+// The speed layout (chain filter, 16 x 16-bit slots at any size) adds the pigeonring chain of
+// Qin & Xiao (PVLDB 12(1), 2018): with the 16 slot distances x_k on a ring and radii r_k with
+// sum (r_k + 1) = t + 1, a hash within t has some start k with x_k <= r_k AND
+// x_k + x_(k+1) <= r_k + r_(k+1) + 1. Table k stores slot k+1's 16 bits beside each row, so a
+// probe rejects almost every row of its bucket with one 16-bit popcount, without reading the
+// row's hash (1M, t = 31: about 11 hashes read a query instead of 4,150), for 2 more bytes a row
+// a table. A hit is reported by its first such start only, so no set is needed.
+// An immutable object: built once, then searched from any number of threads.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -45,8 +53,19 @@ public:
     static constexpr int kMaxKeyBits = 22;
     static constexpr int kMaxProbeRadius = 3;
     static constexpr size_t kWideFrom = size_t{1} << 23;  // lists this long get 8 wide slots
-    // By default a query whose probes would visit more than n / 64 rows is scanned instead.
+    // By default a query whose probes would visit more than n / 64 rows is scanned instead
+    // (n / 4 with the chain filter, where a visited row costs 2 bytes, not 32).
     static constexpr size_t kScanRatio = 64;
+    // Queries whose chain-filter probes are sorted together (8 MiB of probes per table at most).
+    static constexpr size_t kJoinBatch = 8192;
+
+    // One bucket to read: rows [begin, end) of a table, and (chain filter) the most the next
+    // slot's distance may add and the query (in its batch) that probes it.
+    struct Probe {
+        uint32_t begin, end;
+        int next_limit;
+        uint32_t query;
+    };
 
     struct Slot {
         int start;     // first bit (bit i is bit i % 64 of word i / 64)
@@ -59,8 +78,11 @@ public:
     // scans a query the tables can serve (tests set it so that small lists reach the tables). sort_by_row: 0 or 1 forces the verification
     // order (see sorts_by_row), -1 picks it from n and the cache size. row_bytes: 3 or 4 forces
     // the width of a stored row (tests cover 4-byte rows without 2^24 hashes), 0 picks it.
+    // chain: 1 stores the chain filter's bits (16 slots at any n; slots must be 0 or 16), 0 does
+    // not, -1 stores them whenever the layout has 16 slots.
     MihIndex(const uint64_t* hashes, size_t n, int threads, int slots = 0,
-             size_t scan_ratio = kScanRatio, int sort_by_row = -1, int row_bytes = 0);
+             size_t scan_ratio = kScanRatio, int sort_by_row = -1, int row_bytes = 0,
+             int chain = -1);
 
     // Same contract as range_search(): CSR ordered by (distance, row) per query, exact for
     // every threshold (queries the tables cannot serve cheaply are answered by the scan
@@ -71,6 +93,7 @@ public:
     size_t size() const { return n_; }
     int row_bytes() const { return row_bytes_; }
     bool sorts_by_row() const { return sort_by_row_; }
+    bool chained() const { return !next_.empty(); }
     const std::vector<Slot>& slots() const { return slots_; }
     // Per slot table: bytes a bucket start takes (1 or 4) and buckets escaped (see Offsets).
     std::vector<int> offset_bytes() const;
@@ -84,9 +107,20 @@ private:
     using Radii = std::vector<int>;
     Radii radii_for(int threshold) const;
     // Appends the candidates of one query (index qi in its batch) to pairs; false (nothing
-    // appended) when they would be more than scan_limit_ rows.
+    // appended) when they would be more than scan_limit_ rows. Tables without the chain filter.
     bool collect(const uint64_t* query, uint32_t qi, const Radii& radii,
-                 std::vector<uint64_t>& probes, std::vector<uint64_t>& pairs) const;
+                 std::vector<Probe>& probes, std::vector<uint64_t>& pairs) const;
+    // Rows a query's probes reach (before any filter).
+    size_t reach(const uint64_t* query, const Radii& radii) const;
+    // The chain filter over queries [first, last) of the search (at most kJoinBatch): per
+    // table, the batch's probes sorted by bucket, so the buckets are read in ascending order
+    // and a bucket probed by several queries is read once; the survivors (place in the table
+    // << 32 | query-in-batch << 4 | slot) are appended to pairs. Marks in use_scan the queries
+    // whose probes reach more than scan_limit_ rows (left to the scan).
+    void join_chain(const uint64_t* queries, size_t first, size_t last, const Radii& radii,
+                    CpuPath path, uint8_t* use_scan, std::vector<uint64_t>& keys,
+                    std::vector<uint64_t>& spare, std::vector<Probe>& probes,
+                    std::vector<uint64_t>& pairs) const;
     // Verifies a batch's candidates (queries first, first + 1, ...) against the full hashes
     // into hits.
     void verify(const uint64_t* queries, size_t first, int threshold, const Radii& radii,
@@ -128,10 +162,13 @@ private:
     size_t n_;
     int row_bytes_;  // 3 while n < 2^24, else 4
     size_t scan_limit_;  // candidates a query may have before it is scanned instead
+    std::vector<uint32_t> largest_bucket_;  // per slot table: the most rows one bucket holds
     bool sort_by_row_;   // verify big candidate batches in row order (see the constructor)
     std::vector<Slot> slots_;
     std::vector<Offsets> offsets_;                // per slot
     std::vector<TableVector<uint8_t>> rows_;      // per slot: n rows of row_bytes_, + padding
+    // Chain filter only, per slot k: slot k+1's 16 bits of each row, in the order of rows_[k].
+    std::vector<TableVector<uint16_t>> next_;
     // probes_[key_bits][r]: every key mask with popcount <= r, ascending, so masks that differ
     // only in their low bits (neighbouring buckets, one cache line) are probed together.
     std::vector<std::vector<std::vector<uint32_t>>> probes_;
