@@ -94,7 +94,8 @@ class App:
         self.config = config
         self.store = open_outcome_store(config.db_path)
         self.state = ListState(search_threads=config.search_threads,
-                               hold_disputed=config.disputed_entries == "hold")
+                               hold_disputed=config.disputed_entries == "hold",
+                               layout=config.index_layout)
         if config.follow:   # a read-only copy of another server's list; --db keeps platforms
             self.follower = SyncFollower(config.follow, config.follow_api_key
                                          or os.environ.get("HASHMATCH_API_KEY"), self.state)

@@ -12,6 +12,8 @@ import dataclasses
 import os
 import tomllib
 
+from hashmatch.core.index import LAYOUTS
+
 MIB = 1024 * 1024
 MAX_AGE_S = 24 * 3600.0  # gRPC takes milliseconds as a 32-bit int
 
@@ -102,6 +104,10 @@ class ServerConfig:
     # batch at full load, never more search threads than cores. N > 0: every search spreads
     # over N threads whatever else runs (bench/README.md, load generator).
     search_threads: int = 0
+    # How the index trades memory for speed (core/index.py LAYOUTS): "speed" (about 118 bytes a
+    # hash at 1M-10M, 132 from 2^24) unless the list does not fit the memory the server is given
+    # at that size; then "compact" (86 bytes a hash at 1M, 64 at 10M; 7-17x slower searches).
+    index_layout: str = "speed"
     shutdown_grace_s: float = 5.0
     log_level: str = "INFO"
     # host:port for a Prometheus text endpoint over HTTP; None: no endpoint.
@@ -164,6 +170,9 @@ class ServerConfig:
         for name in ("change_retention_s", "sync_heartbeat_s", "sync_stall_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.index_layout not in LAYOUTS:
+            raise ValueError(f"index_layout must be one of {', '.join(LAYOUTS)}, got "
+                             f"{self.index_layout!r}")
         if self.search_threads < 0:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
@@ -245,6 +254,8 @@ HELP = {
     "worker_threads": "threads for matching and store work",
     "search_threads": "threads one search may use (0 = one, a batch cut over the cores idle "
                       "when it starts; N = every search on N threads)",
+    "index_layout": "speed (about 118 bytes a hash) or compact (86 at 1M, 64 at 10M, 7-17x "
+                    "slower): speed unless the list does not fit the server's memory at it",
     "shutdown_grace_s": "seconds calls in progress get on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_listen": "HOST:PORT for a Prometheus text endpoint (off if unset)",

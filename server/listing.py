@@ -84,12 +84,13 @@ def usable_cores() -> int:
 
 class ListState:
     def __init__(self, search_threads: int = 0, hold_disputed: bool = False,
-                 cores: int | None = None):
+                 cores: int | None = None, layout: str = "speed"):
         """search_threads: threads one search may use; 0 = one, with a batch cut into slices
         over the cores idle when it starts (cores.py; `cores`, default: those this process
         may use). See ServerConfig.
-        hold_disputed: disputed entries stop matching (else they match with disputed set)."""
-        self._search_threads = search_threads
+        hold_disputed: disputed entries stop matching (else they match with disputed set).
+        layout: the PDQ indexes' tables (core.index.LAYOUTS)."""
+        self._search_threads, self._layout = search_threads, layout
         self._cores = CoreShare((cores or usable_cores()) if search_threads == 0 else 1)
         # Held and disputed entries; the follower applies the log's state ops to it.
         self.holds = EntryHolds(hold_disputed)
@@ -98,8 +99,8 @@ class ListState:
         self.loaded = False
 
     def _empty(self) -> None:
-        self._images = SharedIndex(HashIndex(threads=self._search_threads or 1))
-        self._frames = SharedIndex(HashIndex(threads=self._search_threads or 1))
+        self._images = SharedIndex(HashIndex(self._search_threads or 1, self._layout))
+        self._frames = SharedIndex(HashIndex(self._search_threads or 1, self._layout))
         self._md5 = SharedIndex(Md5Index())
         self._frame_counts: dict[int, int] = {}
 
@@ -132,7 +133,7 @@ class ListState:
     def load(self, rows: ListRows) -> None:
         """Replaces the whole list with a snapshot (start-up, or a reload after a gap), built
         aside and swapped in, so searches never see it half loaded."""
-        fresh = ListState(self._search_threads)
+        fresh = ListState(self._search_threads, layout=self._layout)
         fresh.apply(rows, np.zeros(0, np.uint64))
         self._images, self._frames, self._md5, self._frame_counts = (
             fresh._images, fresh._frames, fresh._md5, fresh._frame_counts)

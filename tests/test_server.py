@@ -481,6 +481,25 @@ def test_search_threads_reach_the_index(start_server, threads, index_threads, co
     assert server.app.state._cores.cores == cores
 
 
+@pytest.mark.parametrize("layout, chained", [("speed", True), ("compact", False)])
+def test_index_layout_reaches_the_tables(start_server, random_hashes, connect, layout, chained):
+    """The setting picks the tables the list is searched with, also after a reload."""
+    from hashmatch.core.index import MIN_INDEXED_HASHES
+
+    listed = random_hashes(MIN_INDEXED_HASHES + 10, seed=11)
+    server = start_server(index_layout=layout, imported=listed)
+    for _ in range(2):
+        assert server.app.state._images.inner.describe()["chained"] is chained
+        assert len(match(connect(server), listed[5].tobytes()).matches) == 1
+        server.app.follower.load()
+
+
+def test_unknown_index_layout_is_refused():
+    from hashmatch.server.config import ServerConfig
+    with pytest.raises(ValueError, match="index_layout must be one of speed, compact, got 'fast'"):
+        ServerConfig(index_layout="fast")
+
+
 def test_negative_search_threads_is_refused():
     from hashmatch.server.config import ServerConfig
     with pytest.raises(ValueError, match="search_threads must be >= 0, got -1"):
