@@ -26,6 +26,7 @@ from hashmatch.server import logs, tls
 from hashmatch.server.abuse import CaseLimits, case_pool
 from hashmatch.server.access import Authenticator, PlatformLimits, require_role
 from hashmatch.server.config import ServerConfig
+from hashmatch.server.errors import ShuttingDown
 from hashmatch.server.gate import Gate
 from hashmatch.server.flood import FloodBreaker
 from hashmatch.server.follower import Follower
@@ -139,6 +140,7 @@ class App:
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
         self.loaded: asyncio.Task | None = None
+        self.stopping = False
         self._health_watch: asyncio.Task | None = None
         self._pruning: asyncio.Task | None = None
         self._key_watch: asyncio.Task | None = None
@@ -175,13 +177,21 @@ class App:
 
     async def run(self, fn, *args):
         """Runs blocking matching work on a worker thread."""
+        self._refuse_when_stopping()
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def run_case(self, fn, *args):
         """Runs blocking case work (store commit, scrypt) on a case thread; refused at once when
         `case_queue` calls are already waiting or running."""
+        self._refuse_when_stopping()
         with self.case_limits.queued():
             return await asyncio.get_running_loop().run_in_executor(self.case_pool, fn, *args)
+
+    def _refuse_when_stopping(self) -> None:
+        # Streams still open while stop() closes the pools (a Sync follower) would otherwise
+        # meet a closed executor and answer INTERNAL.
+        if self.stopping:
+            raise ShuttingDown("the server is shutting down; try again or another server")
 
     async def _admit_case(self, method: str, metadata, peer: str) -> None:
         self.case_limits.admit(method, peer)
@@ -265,6 +275,7 @@ class App:
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then let calls in progress finish for `grace` seconds."""
+        self.stopping = True
         if self._pruning:
             self._pruning.cancel()
         if self._key_watch:

@@ -46,6 +46,10 @@ class NotReady(RequestError):
     """The list is still loading from the store."""
 
 
+class ShuttingDown(NotReady):
+    """The server is stopping: calls still open get this instead of work on its closed pools."""
+
+
 class StoreUnavailable(RequestError):
     """The list database cannot be reached (PostgreSQL down or restarting); nothing was
     written, and the same call may succeed once it is back."""

@@ -500,6 +500,21 @@ def test_unknown_index_layout_is_refused():
         ServerConfig(index_layout="fast")
 
 
+def test_calls_open_while_the_server_stops_get_unavailable(live_server, stubs):
+    """While stop() closes the worker pools, calls still open (a Sync stream, a batch) get
+    UNAVAILABLE, not INTERNAL from a closed executor."""
+    live_server.app.stopping = True
+    try:
+        error = rejected(lambda: match(stubs, bytes(32)))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in error.details()
+        error = rejected(lambda: stubs.cases.SubmitCase(pb.SubmitCaseRequest(
+            media=[image(md5=b"s" * 16)])))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        live_server.app.stopping = False
+    assert match(stubs, bytes(32)).matches is not None
+
+
 def test_negative_search_threads_is_refused():
     from hashmatch.server.config import ServerConfig
     with pytest.raises(ValueError, match="search_threads must be >= 0, got -1"):
