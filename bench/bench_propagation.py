@@ -28,6 +28,7 @@ import numpy as np
 
 from bench import machine
 from bench.pgcluster import PrivateCluster
+from hashmatch.server.config import CASE_RATES_OFF
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
@@ -43,8 +44,10 @@ def start_servers(url: str, workdir: Path, n: int) -> list[tuple[subprocess.Pope
         procs.append((subprocess.Popen(
             [sys.executable, "-m", "hashmatch.server", "--db", url, "--listen", "127.0.0.1:0",
              "--port-file", str(port_file), "--worker-threads", "2",
-             # revoked keys are polled until refused: the bench is one address, never slowed
-             "--auth-failure-rate-per-s", "0"],
+             # The bench is one address: its cases and withdrawals must not meet the anonymous
+             # rate limits, and revoked keys it polls until refused must not slow it.
+             "--auth-failure-rate-per-s", "0",
+             *(f"--{name.replace('_', '-')}={value}" for name, value in CASE_RATES_OFF.items())],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), port_file))
     deadline = time.monotonic() + 120
     servers = []

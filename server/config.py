@@ -18,6 +18,12 @@ MIB = 1024 * 1024
 MAX_AGE_S = 24 * 3600.0  # gRPC takes milliseconds as a 32-bit int
 
 
+# The anonymous rate limits turned off: for benchmarks and tests that send every case from one
+# address, which the defaults would (rightly) slow to a trickle.
+CASE_RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
+                  "lookup_rate_per_peer": 0, "lookup_rate_global": 0}
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     db_path: str = "hashmatch.db"

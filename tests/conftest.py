@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from hashmatch.server.app import ServerThread
-from hashmatch.server.config import ServerConfig
+from hashmatch.server.config import CASE_RATES_OFF, ServerConfig
 from bench.pgcluster import PrivateCluster
 from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -69,8 +69,6 @@ class LiveServer:
 
 # Tests submit cases far faster than any person would: the anonymous call rates are off unless a
 # test sets them (tests/test_abuse.py does). Every other limit keeps its default.
-CASE_RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
-                  "lookup_rate_per_peer": 0, "lookup_rate_global": 0}
 
 
 @pytest.fixture

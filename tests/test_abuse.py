@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 from hashmatch.server.buckets import peer_address
-from hashmatch.server.config import from_args
+from hashmatch.server.config import CASE_RATES_OFF, from_args
 from hashmatch.server.errors import RETRY_AFTER_KEY
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 PDQ = pb.SIGNAL_TYPE_PDQ
-RATES_OFF = {"submit_rate_per_peer": 0, "submit_rate_global": 0, "submit_hashes_per_s": 0,
-             "lookup_rate_per_peer": 0, "lookup_rate_global": 0, "refusal_delay_s": 0}
+RATES_OFF = {**CASE_RATES_OFF, "refusal_delay_s": 0}
 
 
 def md5_case(n: int = 1) -> pb.SubmitCaseRequest:
