@@ -145,7 +145,8 @@ def test_case_calls_beyond_the_queue_are_refused_at_once(start_server, connect):
 
 
 def test_failing_keys_slow_the_peer_but_never_a_known_key(start_server, connect):
-    server = start_server(auth_failure_burst=3, auth_failure_rate_per_s=0.01, worker_threads=1)
+    server = start_server(auth_failure_burst=3, auth_failure_rate_per_s=0.01, worker_threads=1,
+                          refusal_delay_s=1)
     stubs = connect(server)
     batch = pb.MatchRequest(signal_type=PDQ, hashes=np.random.default_rng(0).integers(
         0, 256, 32, dtype=np.uint8).tobytes())

@@ -229,7 +229,7 @@ def test_target_mode_waits_out_the_anonymous_rate_limit(start_server, bench_on_p
     import asyncio
 
     from bench import load_streams as ls
-    server = start_server(submit_rate_per_peer=1.0, submit_burst_per_peer=1)
+    server = start_server(submit_rate_per_peer=1.0, submit_burst_per_peer=1, refusal_delay_s=0)
     hashes = np.random.default_rng(5).integers(0, 256, (3, 32), dtype=np.uint8)
 
     async def submit():
