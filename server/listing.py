@@ -133,7 +133,8 @@ class ListState:
     def load(self, rows: ListRows) -> None:
         """Replaces the whole list with a snapshot (start-up, or a reload after a gap), built
         aside and swapped in, so searches never see it half loaded."""
-        fresh = ListState(self._search_threads, layout=self._layout)
+        # Only its indexes are kept: cores=1 spares it a slice pool of its own.
+        fresh = ListState(self._search_threads, cores=1, layout=self._layout)
         fresh.apply(rows, np.zeros(0, np.uint64))
         self._images, self._frames, self._md5, self._frame_counts = (
             fresh._images, fresh._frames, fresh._md5, fresh._frame_counts)
