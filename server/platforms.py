@@ -117,11 +117,6 @@ class PlatformKeys:
             return KeyCheck(name, refused=EXPIRED)
         return KeyCheck(name, frozenset(filter(None, roles.split(","))), expires)
 
-    def platform_roles_for_key(self, api_key: str) -> tuple[str, frozenset[str]] | None:
-        """(name, roles) of the platform with this key while the key is valid, or None."""
-        check = self.key_check(api_key)
-        return None if check.refused else (check.name, check.roles)
-
     def platforms(self) -> list[PlatformInfo]:
         """Every platform with its roles and keys (oldest first), by name."""
         with self._db.transaction(write=False) as tx:

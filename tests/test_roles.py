@@ -14,6 +14,7 @@ from hashmatch.server import credentials
 from hashmatch.server import store as store_module
 from hashmatch.server.access import Caller, require_role
 from hashmatch.server.errors import InvalidRequest, PermissionDenied
+from hashmatch.server.platforms import KeyCheck
 from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 
@@ -30,7 +31,7 @@ def test_platforms_from_before_roles_keep_matching(any_db, monkeypatch):
     store = open_store(any_db)
     try:
         assert store.schema_version() == len(store_module.MIGRATIONS)
-        assert store.platform_roles_for_key(key) == ("old", frozenset({"match"}))
+        assert store.key_check(key) == KeyCheck("old", frozenset({"match"}))
     finally:
         store.close()
 
@@ -40,10 +41,9 @@ def test_roles_are_stored_and_checked(any_db):
     try:
         key = store.add_platform("mirror-eu", ["replicate", "match"])
         plain = store.add_platform("plain")
-        assert store.platform_roles_for_key(key) == ("mirror-eu",
-                                                     frozenset({"match", "replicate"}))
-        assert store.platform_roles_for_key(plain) == ("plain", frozenset({"match"}))
-        assert store.platform_roles_for_key(key + "x") is None
+        assert store.key_check(key) == KeyCheck("mirror-eu", frozenset({"match", "replicate"}))
+        assert store.key_check(plain) == KeyCheck("plain", frozenset({"match"}))
+        assert store.key_check(key + "x").refused
         with pytest.raises(InvalidRequest, match="superuser"):
             store.add_platform("bad", ["match", "superuser"])
         with pytest.raises(InvalidRequest, match="non-empty"):
@@ -66,7 +66,7 @@ def test_cli_platform_add_with_roles(capsys, tmp_path):
     assert record["roles"] == ["match", "replicate"]
     store = open_store(db)
     try:
-        assert store.platform_roles_for_key(record["api_key"])[1] == {"match", "replicate"}
+        assert store.key_check(record["api_key"]).roles == {"match", "replicate"}
     finally:
         store.close()
     assert cli.main(["platform", "add", "x", "--roles", "match,root", "--db", db]) == 2

@@ -14,6 +14,7 @@ from hashmatch.server import store as store_module
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
 from hashmatch.server.outcomes import open_outcome_store
+from hashmatch.server.platforms import KeyCheck
 from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.store import OP_ADD, OP_REMOVE, open_store
 
@@ -233,8 +234,8 @@ def test_withdrawn_hash_bytes_leave_the_sqlite_files(tmp_path):
 
 def test_platform_names_are_unique(store):
     key = store.add_platform("a")
-    assert store.platform_roles_for_key(key) == ("a", frozenset({"match"}))
-    assert store.platform_roles_for_key(key + "x") is None
+    assert store.key_check(key) == KeyCheck("a", frozenset({"match"}))
+    assert store.key_check(key + "x").refused
     with pytest.raises(InvalidRequest, match="already exists"):
         store.add_platform("a")
 
