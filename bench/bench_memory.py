@@ -1,9 +1,11 @@
 """What anonymous callers can make the server hold: `python -m bench.bench_memory`.
 
 Measures, on server subprocesses, the sizes behind `abuse.memory_bound` (server RSS a hash
-admitted through SubmitCase adds, an open connection, an address's token bucket) and the peak
-RSS of one connection flooding SubmitCase with garbage bodies of max_message_bytes, with and
-without refusal_delay_s and http2_bdp_probe. Numbers are for docs/SECURITY.md ("Memory").
+admitted through SubmitCase adds, an open connection, an address's token bucket), the peak RSS
+of one gRPC connection flooding SubmitCase with garbage bodies of max_request_bytes (with and
+without refusal_delay_s and http2_bdp_probe), and a raw HTTP/2 flood (bench/h2flood.py) from
+many connections that fills every window, beside the bound abuse.memory_bound computes for
+them. Numbers are for docs/SECURITY.md ("Memory").
 """
 import argparse
 import multiprocessing
@@ -113,21 +115,58 @@ def garbage_flood(calls: int, body: int, seconds: float, server_args: list[str])
             f"{before / 2**20:.0f} -> {peak / 2**20:.0f} MB, server CPU {cpu:.3f} s/s")
 
 
+def raw_flood(connections: int, seconds: float, server_args: list[str]) -> str:
+    """`connections` HTTP/2 connections from bench.h2flood (every stream open, every window
+    filled, nothing read) against a server with the anonymous rates at their defaults, beside
+    abuse.memory_bound for that many connections."""
+    import psutil
+
+    from bench.h2flood import flood
+    from bench.load_server import ManagedServer, random_hashes
+    from hashmatch.server.abuse import memory_bound
+    from hashmatch.server.config import from_args
+
+    with ManagedServer(random_hashes(100_000, 0), server_args) as server:
+        proc = psutil.Process(server.process.pid)
+        time.sleep(1.0)
+        before = peak = proc.memory_info().rss
+
+        def sample():
+            nonlocal peak
+            peak = max(peak, proc.memory_info().rss)
+
+        config = from_args(["--db", str(server.db_path), *server_args])
+        result = flood(server.target, connections, seconds,
+                       declared=config.max_request_bytes - 100_000, on_tick=sample)
+    bound = memory_bound(config, list_hashes=config.max_list_hashes, connections=connections)
+    return (f"{' '.join(server_args) or 'defaults'}: {connections} connections x "
+            f"{result.streams_per_connection} streams, {result.ended / seconds:,.0f} calls "
+            f"ended/s; held unread at most {result.peak_outstanding / 2**20:,.1f} MiB; peak RSS "
+            f"{before / 2**20:.0f} -> {peak / 2**20:.0f} MiB (+{(peak - before) / 2**20:.0f}); "
+            f"bound without the list {sum(bound.values()) / 2**20:,.0f} MiB")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_memory", description=__doc__)
     p.add_argument("--cases", type=int, default=40)
     p.add_argument("--connections", type=int, default=1000)
     p.add_argument("--flood-calls", type=int, default=64)
-    p.add_argument("--body-bytes", type=int, default=8_000_000)
+    p.add_argument("--body-bytes", type=int, default=2_000_000)
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--raw-connections", default="1,64,512",
+                   help="connection counts for the raw HTTP/2 flood at the defaults")
     args = p.parse_args(argv)
     print(per_hash(args.cases))
     print(per_connection(args.connections))
     print(per_bucket())
     print(f"one connection, {args.flood_calls} calls of {args.body_bytes:,} garbage bytes "
           f"for {args.seconds:g} s:")
-    for server_args in ([], ["--refusal-delay-s=0"], ["--http2-bdp-probe=false"]):
+    for server_args in ([], ["--refusal-delay-s=0"], ["--http2-bdp-probe=true"]):
         print("  " + garbage_flood(args.flood_calls, args.body_bytes, args.seconds, server_args))
+    print(f"raw HTTP/2 flood (bench/h2flood.py) for {args.seconds:g} s:")
+    for connections in (int(n) for n in args.raw_connections.split(",")):
+        print("  " + raw_flood(connections, args.seconds, []))
+    print("  " + raw_flood(4, args.seconds, ["--http2-bdp-probe=true"]))
     print(f"load average {os.getloadavg()[0]:.1f}")
     return 0
 

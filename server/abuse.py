@@ -25,12 +25,13 @@ SUBMIT, LOOKUP = "submit", "lookup"
 CASE_METHODS = {"SubmitCase": SUBMIT, "GetCaseStatus": LOOKUP, "WithdrawCase": LOOKUP}
 # Measured on the development VM (docs/SECURITY.md, "Memory"), rounded up: server RSS a hash
 # admitted through SubmitCase adds (370 B for video frames), an address's token bucket (248 B),
-# and an open connection that made one call (20.4 KB); `python -m bench.bench_memory`.
+# an open connection that made one call (20.4 KB), an open call beyond its body (28 KB), and
+# what gRPC holds beyond the body bytes it buffers (0.3 of them); `python -m bench.bench_memory`.
 LIST_BYTES_PER_HASH = 400
 PEER_BUCKET_BYTES = 300
 CONNECTION_BYTES = 32 * 1024
-# An HTTP/2 stream's flow-control window before the server reads, without BDP probing.
-STREAM_WINDOW_BYTES = 64 * 1024
+CALL_BYTES = 32 * 1024
+BUFFER_OVERHEAD = 0.5
 
 
 class _CallLimit:
@@ -151,25 +152,89 @@ def memory_bound(config: ServerConfig, list_hashes: int = 0,
     """Bytes anonymous callers can make the server hold beyond what it holds now, by cause.
 
     `list_hashes`: what the list holds now; `connections`: open connections (default
-    max_connections). Every open call may have up to max_message_bytes of body buffered by
-    HTTP/2 before the server reads it (flow-control windows grow to that on fast links; 64 KB
-    with http2_bdp_probe off); the calls past the gate also hold the body and a decoded copy,
-    at most as many as the global buckets' bursts and the case queue let through (all open
-    calls when a global rate is off).
+    max_connections). Each connection may have max_concurrent_streams calls open, and each
+    call may have its stream's window of body buffered before the server reads it
+    (http2_stream_window_bytes; with http2_bdp_probe the window grows to the link, so up to a
+    whole request). Bodies are read only once the gate let the call through: a key's, or for
+    anonymous calls under BodyReads (max_anonymous_reads at once); the Cases calls past the gate
+    also hold a decoded copy while they wait, at most as many as the global buckets' bursts and
+    the case queue let through (all open calls when a global rate is off).
     """
     connections = config.max_connections if connections is None else connections
-    body, calls = config.max_message_bytes, connections * config.max_concurrent_streams
-    unread = body if config.http2_bdp_probe else min(body, STREAM_WINDOW_BYTES)
+    body, calls = config.max_request_bytes, connections * config.max_concurrent_streams
+    unread = body if config.http2_bdp_probe else min(body, config.http2_stream_window_bytes)
     admitted = calls
     if config.submit_rate_global and config.lookup_rate_global:
         admitted = min(calls, config.submit_burst_global + config.lookup_burst_global
                        + config.case_queue)
+    reading = min(calls, config.max_anonymous_reads)
     peer_limits = (bool(config.submit_rate_per_peer) + bool(config.lookup_rate_per_peer)
                    + bool(config.auth_failure_rate_per_s))
+    bodies = {
+        "bodies of open calls": calls * unread,
+        "bodies being read": reading * body,
+        "bodies past the gate (read and decoded)": admitted * 2 * body,
+    }
     return {
         "list": max(0, config.max_list_hashes - list_hashes) * LIST_BYTES_PER_HASH,
-        "bodies of open calls": calls * unread,
-        "bodies past the gate (read and decoded)": admitted * 2 * body,
+        **bodies,
+        "call state and buffer overhead": calls * CALL_BYTES + int(
+            BUFFER_OVERHEAD * (bodies["bodies of open calls"] + bodies["bodies being read"])),
         "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
         "connections": connections * CONNECTION_BYTES,
     }
+
+
+def body_bytes(bound: dict[str, int]) -> int:
+    """The request bytes a `memory_bound` lets callers make the server buffer (no overheads)."""
+    return sum(n for cause, n in bound.items() if cause.startswith("bodies"))
+
+
+def machine_memory_bytes() -> int | None:
+    """The memory this process may use: its cgroup's limit (v2 memory.max) when set, else the
+    machine's MemTotal; None where neither can be read (not Linux)."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            return int(limit)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (RSS), 0 where /proc cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def report_memory_bound(config: ServerConfig, list_hashes: int) -> dict[str, int]:
+    """Logs what anonymous callers can make the server hold on top of what it holds now, by
+    cause (INFO), or a WARNING naming the settings to lower when that and the resident memory
+    exceed the machine's (or cgroup's) memory. Returns the bound by cause."""
+    bound = memory_bound(config, list_hashes)
+    held, machine, total = resident_bytes(), machine_memory_bytes(), sum(bound.values())
+    fields = {"bound_bytes": total, "resident_bytes": held, "machine_bytes": machine,
+              **{_field(cause): n for cause, n in bound.items()}}
+    if machine is not None and held + total > machine:
+        log.warning("anonymous callers can make this server hold more memory than the machine "
+                    "has: lower max_list_hashes, max_connections, max_concurrent_streams or "
+                    "max_request_bytes (docs/SECURITY.md, Memory)", extra={"fields": fields})
+    else:
+        log.info("memory bound", extra={"fields": fields})
+    return bound
+
+
+def _field(cause: str) -> str:
+    return cause.split(" (")[0].replace(" ", "_") + "_bytes"

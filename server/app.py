@@ -23,16 +23,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from hashmatch.server import logs, tls
-from hashmatch.server.abuse import CaseLimits, case_pool
+from hashmatch.server.abuse import CaseLimits, case_pool, memory_bound, report_memory_bound
 from hashmatch.server.access import Authenticator, PlatformLimits, require_role
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import ShuttingDown
-from hashmatch.server.gate import Gate
+from hashmatch.server.gate import BodyReads, Gate, anyone
 from hashmatch.server.flood import FloodBreaker
 from hashmatch.server.follower import Follower
 from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
-from hashmatch.server.metrics import Metrics
+from hashmatch.server.metrics import Metrics, list_hashes
 from hashmatch.server.outcomes import open_outcome_store
 from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
                                        TolerantDecoding)
@@ -47,6 +47,10 @@ log = logging.getLogger("hashmatch.server")
 CASE_THREADS = 2
 FILES_SPARE = 256
 SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# The role a key needs for each keyed service (Cases needs none).
+SERVICE_ROLES = {"Matching": "match", "ListInfo": "match", "Replication": "replicate",
+                 "Feedback": "feedback", "Review": "admin", "Admin": "admin"}
 
 
 def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -57,7 +61,7 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
             age.append(("grpc.max_connection_age_grace_ms",
                         int(config.max_connection_age_grace_s * 1000)))
     return age + [
-        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_request_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
@@ -68,6 +72,9 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.max_allowed_incoming_connections", config.max_connections),
         ("grpc.max_concurrent_streams", config.max_concurrent_streams),
         ("grpc.http2.bdp_probe", int(config.http2_bdp_probe)),
+        # Without BDP probing, a stream's window until the server reads a message (then grown
+        # to the message's size): what an unread call can make the server buffer.
+        ("grpc.http2.lookahead_bytes", config.http2_stream_window_bytes),
         # A connection that never sends the HTTP/2 preface (or finishes TLS) is closed after it.
         ("grpc.server_handshake_timeout_ms", int(config.handshake_timeout_s * 1000)),
         ("grpc.max_connection_idle_ms", int(config.max_connection_idle_s * 1000)),
@@ -103,7 +110,8 @@ class App:
         else:
             self.follower = Follower(self.store, self.state, config.follow_interval_s)
         self.keeper = ListKeeper(self.store, self.state, self.follower)
-        self.metrics = Metrics(self.state, self.follower, config.max_list_hashes)
+        self.metrics = Metrics(self.state, self.follower, config.max_list_hashes,
+                               functools.partial(memory_bound, config))
         # A read-only copy never writes the log: its breaker stays off.
         self.flood = FloodBreaker(0 if config.follow else config.flood_limit,
                                   config.flood_window_s,
@@ -120,9 +128,15 @@ class App:
         # cannot hold up platform matching.
         self.case_pool = case_pool(CASE_THREADS)
         self.health = HealthServicer()
-        self.gate = Gate({"Cases": self._admit_case, "Matching": self._authenticate,
-                          "ListInfo": self._authenticate}, self.metrics.count_error,
-                         config.refusal_delay_s, config.max_delayed_refusals)
+        # Every call's key (or, for Cases, its address's limits) is checked before its body is
+        # read; the servicers of keyed services check the role again themselves.
+        checks = {f"hashmatch.v1.{service}": self._key_with(role)
+                  for service, role in SERVICE_ROLES.items()}
+        self.gate = Gate({**checks, "hashmatch.v1.Cases": self._admit_case, HEALTH: anyone},
+                         self.metrics.count_error,
+                         config.refusal_delay_s, config.max_delayed_refusals,
+                         BodyReads(config.max_anonymous_reads, config.anonymous_reads_per_address,
+                                   config.anonymous_read_timeout_s or None))
         self.server = grpc.aio.server(interceptors=[self.gate, TolerantDecoding()],
                                       options=_grpc_options(config),
                                       compression=grpc.Compression.NoCompression)
@@ -130,7 +144,7 @@ class App:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if config.reflection:
             reflection.enable_server_reflection(
-                [*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                [*SERVICES, HEALTH,
                  reflection.SERVICE_NAME], self.server)
         if config.tls_cert:
             self.port = self.server.add_secure_port(config.listen, tls.server_credentials(
@@ -196,11 +210,13 @@ class App:
     async def _admit_case(self, method: str, metadata, peer: str) -> None:
         self.case_limits.admit(method, peer)
 
-    async def _authenticate(self, method: str, metadata, peer: str) -> str:
-        """Matching and ListInfo need a key with the 'match' role; returns its platform."""
-        caller = await self.auth.caller(metadata, peer, method)
-        require_role(caller, "match")
-        return caller.name
+    def _key_with(self, role: str):
+        """The gate's check of a keyed service: a key with `role`; returns its platform."""
+        async def check(method: str, metadata, peer: str) -> str:
+            caller = await self.auth.caller(metadata, peer, method)
+            require_role(caller, role)
+            return caller.name
+        return check
 
     async def _set_health(self, status) -> None:
         for name in ("", *SERVICES):
@@ -216,7 +232,7 @@ class App:
         if self.config.web_listen:
             from hashmatch.server.web import start_web  # aiohttp only when the page is on
             self.web = await start_web(self.config.web_listen, self.config.listen, self.port,
-                                       self.config.max_message_bytes)
+                                       self.config.max_request_bytes, self.gate.reads)
         log.info("listening", extra={"fields": {"port": self.port, "db": self.store.where,
                                                 "kernel_backend": kernel_backend()}})
         self.loaded = asyncio.create_task(self._load())
@@ -246,6 +262,7 @@ class App:
             "sequence": self.state.sequence,
             "load_s": round(time.monotonic() - started, 3),
             "index_bytes": self.state.index_memory_bytes(), **self.state.counts()}})
+        report_memory_bound(self.config, list_hashes(self.state))
 
     async def _watch_lag(self) -> None:
         """NOT_SERVING while the list trails the log's head by more than max_lag_s."""

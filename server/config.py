@@ -64,31 +64,41 @@ class ServerConfig:
     case_queue: int = 16
     # A call refused by a rate limit gets its answer after this many seconds, so one
     # connection's flood runs at most max_concurrent_streams / delay calls a second; at most
-    # max_delayed_refusals wait at once (more are answered at once): each may hold up to
-    # max_message_bytes of unread body. 0: answer at once. 10 s, not 1: at 1 s one client's
-    # refusals still raised platform p99 1.7x on an idle machine, at 10 s by 1.07x (median;
-    # docs/SECURITY.md); the caller is over its rate anyway and told when to retry.
+    # max_delayed_refusals wait at once (more are answered at once). 0: answer at once. 10 s,
+    # not 1: at 1 s one client's refusals still raised platform p99 1.7x on an idle machine, at
+    # 10 s by 1.07x (median; docs/SECURITY.md); the caller is over its rate anyway and told when
+    # to retry.
     refusal_delay_s: float = 10.0
     max_delayed_refusals: int = 64
     # HTTP/2 streams (calls) one connection may have open; more wait in the client. A platform
-    # uses one per MatchStream (max_streams_per_platform).
-    max_concurrent_streams: int = 64
-    # gRPC grows each stream's flow-control window to the link's bandwidth-delay product, so a
-    # caller may send a whole body (up to max_message_bytes) before the server reads or refuses
-    # it. Off: 64 KB a stream until the server reads, so refused bodies mostly never arrive
-    # (docs/SECURITY.md, "Memory"), at the cost of throughput on high-latency links.
-    http2_bdp_probe: bool = True
+    # uses one per MatchStream (max_streams_per_platform) and a few for unary calls.
+    max_concurrent_streams: int = 32
+    # What a caller may send before the server reads (docs/SECURITY.md, "Memory"): with BDP
+    # probing gRPC grows each stream's window to the link (64 MiB on loopback), so any caller
+    # could park a whole request body in every open call. Off, a stream may send
+    # http2_stream_window_bytes until the server reads a message, and then that message.
+    # Off costs a far platform with few streams and small batches throughput (bench_link).
+    http2_bdp_probe: bool = False
+    http2_stream_window_bytes: int = 64 * 1024
+    # Anonymous request bodies (Cases, health) read at once, from one address at once, and how
+    # long one may take to arrive: once read, a stream's window grows to its whole request.
+    max_anonymous_reads: int = 64
+    anonymous_reads_per_address: int = 8
+    anonymous_read_timeout_s: float = 10.0
     # Hashes the list may hold; past it SubmitCase is refused (and a WARNING logged) until an
     # operator raises it. About 64-86 bytes of index memory a hash (README, index table), and
-    # about 370 bytes of server RSS a video frame submitted (docs/SECURITY.md, "Memory").
-    max_list_hashes: int = 50_000_000
+    # about 370 bytes of server RSS a video frame submitted (docs/SECURITY.md, "Memory"): with
+    # the connection limits below, anonymous callers can make a server on an empty list hold
+    # about 12 GiB at the defaults (abuse.memory_bound; logged at start). Raise both with memory.
+    max_list_hashes: int = 20_000_000
     # Failed API keys one peer may send in a burst, and how fast that allowance comes back;
     # past it the peer's keys are not looked up (RESOURCE_EXHAUSTED) until it refills.
     auth_failure_burst: int = 20
     auth_failure_rate_per_s: float = 0.1
     # Connections: the server's total (gRPC drops extra ones at accept), how long a connection
     # may take to send its HTTP/2 preface, and how long one with no call in progress may idle.
-    max_connections: int = 10_000
+    # Each connection's calls can make the server buffer max_concurrent_streams stream windows.
+    max_connections: int = 1_000
     handshake_timeout_s: float = 10.0
     max_connection_idle_s: float = 600.0
     # TLS: PEM files, re-read when they change. With tls_client_ca set, clients must present a
@@ -98,6 +108,10 @@ class ServerConfig:
     tls_client_ca: str | None = None
     # gRPC server reflection lists every service and message to anyone: off unless asked for.
     reflection: bool = False
+    # Largest request the server reads (an 8 MiB body would let each admitted anonymous call
+    # hold 8 MiB); the largest legitimate one is about 1 MiB at the default limits (a case of
+    # max_case_hashes frames), see largest_request_bytes. Answers may be up to max_message_bytes.
+    max_request_bytes: int = 2 * MIB
     max_message_bytes: int = 8 * MIB
     keepalive_time_s: float = 60.0
     keepalive_timeout_s: float = 20.0
@@ -161,7 +175,8 @@ class ServerConfig:
                      "worker_threads", "max_case_hashes", "submit_burst_per_peer",
                      "submit_burst_global", "lookup_burst_per_peer", "lookup_burst_global",
                      "case_queue", "max_delayed_refusals", "max_concurrent_streams",
-                     "max_list_hashes", "auth_failure_burst", "max_connections"):
+                     "max_list_hashes", "auth_failure_burst", "max_connections",
+                     "max_anonymous_reads", "anonymous_reads_per_address"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_connection_age_s", "max_connection_age_grace_s"):
@@ -185,7 +200,8 @@ class ServerConfig:
             raise ValueError(f"search_threads must be >= 0, got {self.search_threads}")
         for name in ("submit_rate_per_peer", "submit_rate_global", "submit_hashes_per_s",
                      "lookup_rate_per_peer", "lookup_rate_global", "auth_failure_rate_per_s",
-                     "handshake_timeout_s", "max_connection_idle_s", "refusal_delay_s"):
+                     "handshake_timeout_s", "max_connection_idle_s", "refusal_delay_s",
+                     "anonymous_read_timeout_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -204,8 +220,24 @@ class ServerConfig:
         if not 0 <= self.suppression_threshold <= 256:
             raise ValueError("suppression_threshold must be in 0..256, got "
                              f"{self.suppression_threshold}")
+        if not 1024 <= self.http2_stream_window_bytes <= 1 << 30:
+            raise ValueError("http2_stream_window_bytes must be in 1024..2**30, got "
+                             f"{self.http2_stream_window_bytes}")
+        if self.max_request_bytes < largest_request_bytes(self):
+            raise ValueError(f"max_request_bytes ({self.max_request_bytes}) is under the largest "
+                             "request the limits allow (max_batch_hashes, max_case_hashes, "
+                             f"max_video_frames): {largest_request_bytes(self)} bytes")
         if self.max_video_frames >= 1 << 24:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
+
+
+def largest_request_bytes(config: ServerConfig) -> int:
+    """Bytes of the largest request the limits let a caller make, rounded up: a match batch of
+    max_batch_hashes PDQs (32 B each), a video query of max_video_frames frames (32 B and a
+    quality), a case of max_case_hashes hashes (at most 48 B each on the wire, a photo's PDQ and
+    MD5 with their tags) in max_case_items items."""
+    return 4096 + max(32 * config.max_batch_hashes, 40 * config.max_video_frames,
+                      48 * config.max_case_hashes + 64 * config.max_case_items)
 
 
 HELP = {
@@ -242,6 +274,11 @@ HELP = {
     "max_concurrent_streams": "calls one connection may have open at once",
     "http2_bdp_probe": "grow HTTP/2 windows to the link (false: 64 KB a stream until read, so "
                        "refused bodies are not received)",
+    "http2_stream_window_bytes": "with http2_bdp_probe false: bytes a call may send before "
+                                 "the server reads it",
+    "max_anonymous_reads": "anonymous request bodies (Cases, health) read at once",
+    "anonymous_reads_per_address": "anonymous request bodies read at once from one address",
+    "anonymous_read_timeout_s": "seconds an anonymous request body may take to arrive",
     "max_list_hashes": "hashes the list may hold before SubmitCase is refused",
     "auth_failure_burst": "failed API keys one IP may send before it is slowed",
     "auth_failure_rate_per_s": "failed API keys a second one IP is allowed back",
@@ -252,7 +289,8 @@ HELP = {
     "tls_key": "PEM private key for --tls-cert",
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mTLS)",
     "reflection": "answer gRPC reflection (lists every service to anyone)",
-    "max_message_bytes": "largest request or answer message",
+    "max_request_bytes": "largest request message the server reads",
+    "max_message_bytes": "largest answer message (and web bridge answer)",
     "keepalive_time_s": "seconds between keepalive pings",
     "keepalive_timeout_s": "seconds to wait for a keepalive answer",
     "max_connection_age_s": "seconds before a client connection is asked to reconnect, so "

@@ -6,6 +6,8 @@ path. Values are updated from worker threads under a lock.
 import asyncio
 import threading
 
+from hashmatch.server.abuse import resident_bytes
+
 
 def list_hashes(state) -> int:
     """Hashes the list holds, the unit of the max_list_hashes budget: photo PDQs, MD5s, frames."""
@@ -14,9 +16,13 @@ def list_hashes(state) -> int:
 
 
 class Metrics:
-    def __init__(self, state, follower, max_list_hashes: int = 0):
+    """`memory_bound(list_hashes) -> {cause: bytes}`: what anonymous callers can still make the
+    server hold (abuse.memory_bound), shown beside its resident memory."""
+
+    def __init__(self, state, follower, max_list_hashes: int = 0, memory_bound=None):
         self._state, self._follower = state, follower
         self._max_list_hashes = max_list_hashes
+        self._memory_bound = memory_bound
         self._lock = threading.Lock()
         self.batches = self.hashes = self.matches = self.auth_failures = 0
         self.errors: dict[str, int] = {}
@@ -63,11 +69,18 @@ class Metrics:
                 "# TYPE hashmatch_flood_holds_total counter",
                 f"hashmatch_flood_holds_total {self.flood_holds}",
             ]
+        listed = list_hashes(self._state)
+        if self._memory_bound is not None:
+            lines += ["# TYPE hashmatch_memory_bound_bytes gauge",
+                      *(f'hashmatch_memory_bound_bytes{{cause="{cause.split(" (")[0]}"}} {n}'
+                        for cause, n in self._memory_bound(listed).items()),
+                      "# TYPE hashmatch_resident_bytes gauge",
+                      f"hashmatch_resident_bytes {resident_bytes()}"]
         lines += ["# TYPE hashmatch_list_size gauge",
                   *(f'hashmatch_list_size{{kind="{kind}"}} {n}'
                     for kind, n in self._state.counts().items()),
                   "# TYPE hashmatch_list_hashes gauge",
-                  f"hashmatch_list_hashes {list_hashes(self._state)}",
+                  f"hashmatch_list_hashes {listed}",
                   "# TYPE hashmatch_list_hashes_budget gauge",
                   f"hashmatch_list_hashes_budget {self._max_list_hashes}",
                   "# TYPE hashmatch_list_sequence gauge",

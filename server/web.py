@@ -23,6 +23,7 @@ from aiohttp import web
 
 from hashmatch.server.buckets import FORWARDED_PEER_HEADER
 from hashmatch.server.errors import InvalidRequest, RequestError, status_for
+from hashmatch.server.gate import BodyReads
 from hashmatch.v1 import hashmatch_pb2 as pb
 
 log = logging.getLogger("hashmatch.server.web")
@@ -83,12 +84,14 @@ def trailers(code: grpc.StatusCode, message: str = "") -> bytes:
 class WebBridge:
     """Serves web/static and forwards gRPC-Web calls of the Cases service to `grpc_target`."""
 
-    def __init__(self, grpc_target: str, max_message_bytes: int, static_dir: str = STATIC_DIR):
+    def __init__(self, grpc_target: str, max_request_bytes: int, reads: BodyReads,
+                 static_dir: str = STATIC_DIR):
         self.static_dir = os.path.realpath(static_dir)
-        self.max_body = max_message_bytes + FRAME_HEADER.size
+        self.reads = reads      # the gRPC port's: bodies of anonymous calls read at once
+        self.max_body = max_request_bytes + FRAME_HEADER.size
         self.channel = grpc.aio.insecure_channel(grpc_target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", max_request_bytes)])
         self.calls = {name: self.channel.unary_unary(name) for name in CASE_METHODS}
         self.app = web.Application(client_max_size=self.max_body,
                                    middlewares=[self._security_headers])
@@ -137,9 +140,8 @@ class WebBridge:
             raise web.HTTPUnsupportedMediaType(
                 text="content type must be application/grpc-web+proto, got "
                      f"{request.content_type!r}")
-        body = await request.read()
         try:
-            message = unwrap_request(body)
+            message = unwrap_request(await self.reads.read(request, request.remote or "unknown"))
             # The browser's address, so the per-address limits count each person on their own
             # (the gate believes it only from loopback, where this bridge calls from).
             answer = await self.calls[method](
@@ -162,12 +164,12 @@ def local_target(listen: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def start_web(listen: str, grpc_listen: str, grpc_port: int,
-                    max_message_bytes: int) -> WebBridge:
+async def start_web(listen: str, grpc_listen: str, grpc_port: int, max_request_bytes: int,
+                    reads: BodyReads) -> WebBridge:
     """Starts the page and bridge on `listen` (HOST:PORT, port 0 picks one); returns the bridge,
     `bridge.port` bound."""
     host, _, port = listen.rpartition(":")
-    bridge = WebBridge(local_target(grpc_listen, grpc_port), max_message_bytes)
+    bridge = WebBridge(local_target(grpc_listen, grpc_port), max_request_bytes, reads)
     await bridge.start(host.strip("[]"), int(port))
     log.info("web page listening", extra={"fields": {"port": bridge.port}})
     return bridge

@@ -5,6 +5,7 @@ Call rates here are set per test (conftest turns them off for every other test).
 """
 import contextlib
 import logging
+import re
 import threading
 import time
 import types
@@ -120,6 +121,9 @@ def test_the_list_budget_refuses_new_cases_with_one_warning(start_server, connec
     text = server.app.metrics.render()
     assert 'hashmatch_case_refused_total{limit="budget"} 3' in text
     assert "hashmatch_list_hashes 4\n" in text and "hashmatch_list_hashes_budget 4\n" in text
+    assert 'hashmatch_memory_bound_bytes{cause="list"} 0\n' in text     # the budget is spent
+    assert re.search(r'hashmatch_memory_bound_bytes\{cause="bodies of open calls"\} [1-9]', text)
+    assert re.search(r"hashmatch_resident_bytes [1-9]", text)
 
 
 def test_case_calls_beyond_the_queue_are_refused_at_once(start_server, connect):

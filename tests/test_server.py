@@ -463,8 +463,12 @@ def test_concurrent_submits_and_withdrawals_keep_the_list_consistent(stubs, rand
     assert {c.signal_type: c.count for c in info.counts}[PDQ] == 8
 
 
-def test_a_message_over_max_message_bytes(start_server, connect):
-    server = start_server(max_message_bytes=64 * 1024)
+SMALL_REQUESTS = {"max_request_bytes": 64 * 1024, "max_batch_hashes": 1024,
+                  "max_case_hashes": 1000, "max_case_items": 100, "max_video_frames": 1000}
+
+
+def test_a_message_over_max_request_bytes(start_server, connect):
+    server = start_server(**SMALL_REQUESTS)
     stubs = connect(server)
     error = rejected(lambda: match(stubs, bytes(32 * 4096)))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

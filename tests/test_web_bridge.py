@@ -17,6 +17,7 @@ import urllib.request
 
 import grpc
 import pytest
+from test_server import SMALL_REQUESTS
 
 from hashmatch.server import web
 from hashmatch.server.web import CSP, grpc_web_frame
@@ -28,7 +29,7 @@ STATIC = ROOT / "web" / "static"
 
 @pytest.fixture
 def site(start_server):
-    server = start_server(web_listen="127.0.0.1:0", max_message_bytes=64 * 1024)
+    server = start_server(web_listen="127.0.0.1:0", **SMALL_REQUESTS)
     return server, f"http://127.0.0.1:{server.app.web.port}"
 
 
@@ -124,7 +125,7 @@ def test_bridge_refuses_other_services_and_bad_requests_and_keeps_serving(site):
         assert status == 200 and f"grpc-status:{invalid}".encode() in body
         assert urllib.parse.quote(rule, safe=" ").encode() in body, (bad, body)
     status, _, _ = http(base + "/hashmatch.v1.Cases/SubmitCase", grpc_web_frame(0, bytes(70_000)))
-    assert status == 413  # over max_message_bytes: refused before it reaches the servicer
+    assert status == 413  # over max_request_bytes: refused before it reaches the servicer
     assert call(base, "SubmitCase", an_image().SerializeToString())[1] == 0
 
 
