@@ -82,14 +82,15 @@ class FailureDigest:
     """Counts refused keys per address and hands out the audit rows that report them.
 
     Runs on the event loop (no lock). An address's first refusal is written at once (`note`
-    returns its row); what it is refused after that is counted and goes into its next row,
-    which `flush` hands out once the address has had no row for a window: at most one row per
-    address per window. The caller flushes every `window_s / 12` while anything is counted and
-    once at shutdown (`final`), so a counted refusal reaches the table within two windows and two
-    flushes even if its address never calls again. At most `most` rows a window in all: addresses left over
-    once `most - 1` were written are summed into one row for OTHER_PEERS (plus one more of those
-    at shutdown). Memory: the counts of at most `max_peers` addresses (further ones are summed
-    as others at once) and the last row's time of the addresses written in the last window.
+    returns its row); what it is refused after that is counted and goes into its next row, which
+    `flush` hands out once the address has had no row for a window: at most one row per address
+    per window. The caller flushes every `window_s / 12` while anything is counted and once at
+    shutdown (`final`), so a counted refusal reaches the table within two windows and two
+    flushes even if its address never calls again. At most `most` rows a window in all:
+    addresses left over once `most - 1` were written are summed into one row for OTHER_PEERS
+    (plus one more of those at shutdown). Memory: the counts of at most `max_peers` addresses
+    (further ones are summed as others at once) and the last row's time of the addresses written
+    in the last window.
     """
 
     def __init__(self, window_s: float | None = None, most: int = MAX_FAILURE_ROWS,
