@@ -9,6 +9,7 @@ Limits are a token bucket of hashes per second and a count of open streams, both
 Neither a key nor its digest is ever logged.
 """
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -18,7 +19,7 @@ import threading
 import time
 
 from hashmatch.server import credentials
-from hashmatch.server.audit import FailureDigest
+from hashmatch.server.audit import SLOWED, FailureDigest
 from hashmatch.server.buckets import PeerBuckets, TokenBucket, peer_address
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import (LimitExceeded, PermissionDenied, RateLimited,
@@ -61,7 +62,8 @@ class Authenticator:
     Failed attempts are counted per peer (a token bucket of `auth_failure_burst`, refilled at
     `auth_failure_rate_per_s`); a peer that has spent it gets RESOURCE_EXHAUSTED without a
     lookup until it refills. A key already known is never slowed, whoever else fails. Refused
-    keys go to the audit log, aggregated per peer (audit.FailureDigest).
+    keys and the slow-down's refusals go to the audit log, aggregated per peer
+    (audit.FailureDigest), flushed while any are counted and at `close`.
     """
 
     def __init__(self, store: Store, config: ServerConfig, metrics):
@@ -71,6 +73,8 @@ class Authenticator:
         # began before a revocation from putting the key back into the emptied cache.
         self._known_lock, self._generation = threading.Lock(), 0
         self._audit = FailureDigest()
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._unwritten: collections.deque[tuple] = collections.deque()    # audit rows
         rate, self._burst = config.auth_failure_rate_per_s, config.auth_failure_burst
         self._failures = PeerBuckets(rate, self._burst) if rate else None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hashmatch-auth")
@@ -86,6 +90,7 @@ class Authenticator:
             return caller
         failures = self._failures(peer) if self._failures is not None else None
         if failures is not None and (wait := failures.wait_s(1)):
+            self._audit_refusal(peer, method, SLOWED)
             raise RateLimited(f"too many failed API keys from this address (auth_failure_burst "
                               f"{self._burst}); keys from it are not checked for now", wait)
         if not key:
@@ -150,9 +155,7 @@ class Authenticator:
 
     def _failed(self, failures, peer: str, method: str, reason: str) -> None:
         self._metrics.count_auth_failure()
-        detail = self._audit.note(peer, reason, time.monotonic())
-        if detail is not None:
-            self._pool.submit(self._record_refusal, peer, method, detail)
+        self._audit_refusal(peer, method, reason)
         fields = {"peer": peer, "method": method, "reason": reason}
         if failures is None:
             log.info("API key refused", extra={"fields": fields})
@@ -162,15 +165,53 @@ class Authenticator:
                     "API key refused; peer slowed" if slowed else "API key refused",
                     extra={"fields": fields})
 
-    def _record_refusal(self, peer: str, method: str, detail: str) -> None:
+    def _audit_refusal(self, peer: str, method: str, reason: str) -> None:
+        """Counts a refusal into the audit digest; writes a row it hands out at once and has
+        the rest flushed every `window_s / 12` while any are counted (on the event loop)."""
+        row = self._audit.note(peer, method, reason, time.monotonic())
+        if row is not None:
+            self._write_audit([row])
+        if self._flush_at is None:
+            self._flush_audit(later=True)
+
+    def _flush_audit(self, later: bool = False) -> None:
+        """Writes the digest's rows that are due (`later`: only schedules), then calls itself
+        again while refusals remain counted."""
+        self._flush_at = None
+        if not later:
+            self._write_audit(self._audit.flush(time.monotonic()))
+        if self._audit.pending:
+            self._flush_at = asyncio.get_running_loop().call_later(self._audit.window_s / 12,
+                                                                   self._flush_audit)
+
+    def _write_audit(self, rows: list[tuple]) -> None:
+        if rows:
+            self._unwritten.extend(rows)
+            self._pool.submit(self._drain_audit)
+
+    def _drain_audit(self) -> None:
+        """Writes the audit rows queued so far in one transaction (on the key thread; at close,
+        on the caller's). Each row is taken from the queue once, whoever drains it."""
+        rows = []
+        with contextlib.suppress(IndexError):
+            while True:
+                rows.append(self._unwritten.popleft())
+        if not rows:
+            return
         try:
-            self._store.record_audit(f"peer {peer}", "key.refused", method, detail)
-        except Exception as exc:  # noqa: BLE001 - the refusal stands; the log line says why
-            log.warning("could not write a refused key to the audit log",
-                        extra={"fields": {"peer": peer, "error": str(exc)}})
+            self._store.record_audits(rows)
+        except Exception as exc:  # noqa: BLE001 - the refusals stand; the log line says why
+            log.warning("could not write refused keys to the audit log",
+                        extra={"fields": {"rows": len(rows), "error": str(exc)}})
 
     def close(self) -> None:
+        """Stops the key thread; first queues every refusal the digest still counts, and writes
+        what the thread had not written yet (before the store closes)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._unwritten.extend(self._audit.flush(time.monotonic(), final=True))
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._drain_audit()
 
 
 class PlatformLimits:

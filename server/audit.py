@@ -6,8 +6,10 @@ commit together) and read by `hashmatch audit list` and Admin.ListAudit. Nothing
 updates or deletes them (tests/test_keys.py greps the SQL for such a path). No secret ever goes
 in: no key, no key digest, no PIN; a withdrawn case is named by `case_ref`, not its id.
 
-Refused keys are aggregated (FailureDigest): at most one row per peer per window and a bounded
-number per window in all, so a flood of bad keys cannot grow the database without bound.
+Refused keys (and calls the per-address slow-down refused without looking at a key) are
+aggregated (FailureDigest): at most one row per address per window and a bounded number per window
+in all, so a flood of bad keys cannot grow the database without bound, yet every refusal is
+counted in some row.
 """
 import collections
 import dataclasses
@@ -18,6 +20,9 @@ import time
 log = logging.getLogger("hashmatch.server")
 FAILURE_WINDOW_S = 60.0     # one audit row per peer per window for refused keys ...
 MAX_FAILURE_ROWS = 100      # ... and at most this many such rows per window, all peers together
+MAX_FAILING_PEERS = 1_000   # addresses counted one by one; refusals from more are summed as ...
+OTHER_PEERS = "other peers"  # ... the actor of the row for addresses without a row of their own
+SLOWED = "slowed, key not checked"   # reason of a refusal by the per-address slow-down
 MAX_LISTED = 10_000         # rows one read returns at most
 CASE_REF_HEX = 12           # hex characters of a case id's SHA-256 kept in `case_ref`
 
@@ -54,10 +59,12 @@ def write(tx, actor: str, action: str, subject: str, detail: str = "",
 class AuditLog:
     """The store's audit methods (a mixin of Store: uses its `_db`)."""
 
-    def record_audit(self, actor: str, action: str, subject: str, detail: str = "") -> None:
-        """Appends one row in a transaction of its own (for events with no other write)."""
+    def record_audits(self, rows) -> None:
+        """Appends (actor, action, subject, detail) rows in one transaction of their own (for
+        events with no other write)."""
         with self._db.transaction(write=True) as tx:
-            write(tx, actor, action, subject, detail)
+            for row in rows:
+                write(tx, *row)
 
     def audit_rows(self, since_unix: int = 0, after_id: int = 0,
                    limit: int = MAX_LISTED) -> list[AuditRow]:
@@ -72,35 +79,79 @@ class AuditLog:
 
 
 class FailureDigest:
-    """Counts refused keys per peer and says when one audit row should be written.
+    """Counts refused keys per address and hands out the audit rows that report them.
 
-    Runs on the event loop (no lock). A peer gets a row on its first refusal in a window; the
-    refusals after it are counted into its next row (forgotten when it stays quiet for two
-    windows). Once `most` rows were written in a window, further peers are only counted by the
-    metrics. Memory stays bounded by the rows of the last three windows.
+    Runs on the event loop (no lock). An address's first refusal is written at once (`note`
+    returns its row); what it is refused after that is counted and goes into its next row, which
+    `flush` hands out once the address has had no row for a window: at most one row per address
+    per window. The caller flushes every `window_s / 12` while anything is counted and once at
+    shutdown (`final`), so a counted refusal reaches the table within two windows and two
+    flushes even if its address never calls again. At most `most` rows a window in all:
+    addresses left over once `most - 1` were written are summed into one row for OTHER_PEERS
+    (plus one more of those at shutdown). Memory: the counts of at most `max_peers` addresses
+    (further ones are summed as others at once) and the last row's time of the addresses written
+    in the last window.
     """
 
-    def __init__(self, window_s: float = FAILURE_WINDOW_S, most: int = MAX_FAILURE_ROWS):
-        self._window, self._most = window_s, most
-        self._last: dict[str, float] = {}                       # peer -> its last row
-        self._since: dict[str, collections.Counter] = {}        # refusals since that row
-        self._started, self._written = -window_s, 0
+    def __init__(self, window_s: float | None = None, most: int = MAX_FAILURE_ROWS,
+                 max_peers: int = MAX_FAILING_PEERS):
+        self.window_s = FAILURE_WINDOW_S if window_s is None else window_s
+        self._most, self._max_peers = most, max_peers
+        self._counts: dict[str, collections.Counter] = {}   # refusals not yet in a row
+        self._last: dict[str, float] = {}                    # peer -> its last row
+        self._started, self._written = -self.window_s, 0
 
-    def note(self, peer: str, reason: str, now: float) -> str | None:
-        """Counts one refusal; returns the detail of the row to write now, or None."""
-        if now - self._started >= self._window:
-            self._started, self._written = now, 0
-            self._last = {p: t for p, t in self._last.items() if now - t < 2 * self._window}
-            self._since = {p: c for p, c in self._since.items() if p in self._last}
+    @property
+    def pending(self) -> bool:
+        """Whether refusals are counted that no row handed out yet reports."""
+        return bool(self._counts)
+
+    def note(self, peer: str, method: str, reason: str, now: float) -> tuple | None:
+        """Counts one refusal of a call to `method`; returns the row to write now (as `flush`
+        gives them), or None."""
+        self._roll(now)
+        counts = self._counts.get(peer)
+        if counts is None:
+            if len(self._counts) >= self._max_peers:
+                peer = OTHER_PEERS
+            counts = self._counts.setdefault(peer, collections.Counter())
+        counts[method, reason] += 1
+        if peer != OTHER_PEERS and self._due(peer, now) and self._written < self._most - 1:
+            return self._row(peer, now)
+        return None
+
+    def flush(self, now: float, final: bool = False) -> list[tuple]:
+        """The rows due now, (actor, action, subject, detail) each: every address with refusals
+        counted and no row in the last window (`final`: every address, at shutdown)."""
+        self._roll(now)
+        rows = []
+        for peer in [p for p in self._counts if p != OTHER_PEERS and (final or self._due(p, now))]:
+            if self._written < self._most - 1:
+                rows.append(self._row(peer, now))
+            else:
+                self._counts.setdefault(OTHER_PEERS, collections.Counter()).update(
+                    self._counts.pop(peer))
+        if OTHER_PEERS in self._counts and (final or self._due(OTHER_PEERS, now)):
+            rows.append(self._row(OTHER_PEERS, now))
+        return rows
+
+    def _due(self, peer: str, now: float) -> bool:
         last = self._last.get(peer)
-        if last is not None and now - last < self._window:
-            self._since[peer][reason] += 1
-            return None
-        if self._written >= self._most:
-            return None
+        return last is None or now - last >= self.window_s
+
+    def _roll(self, now: float) -> None:
+        if now - self._started >= self.window_s:
+            self._started, self._written = now, 0
+            self._last = {p: t for p, t in self._last.items() if now - t < self.window_s}
+
+    def _row(self, peer: str, now: float) -> tuple:
         self._written += 1
-        counts = self._since.pop(peer, collections.Counter())
-        counts[reason] += 1
-        self._last[peer], self._since[peer] = now, collections.Counter()
-        return "; ".join(f"{n} x {r}" for r, n in sorted(counts.items())) + (
-            f" (at most one row per peer per {self._window:g} s)")
+        self._last[peer] = now
+        counts = self._counts.pop(peer)
+        by_reason = collections.Counter()
+        for (_, reason), n in counts.items():
+            by_reason[reason] += n
+        methods = ",".join(sorted({method for method, _ in counts}))
+        detail = "; ".join(f"{n} x {r}" for r, n in sorted(by_reason.items()))
+        return (OTHER_PEERS if peer == OTHER_PEERS else f"peer {peer}", "key.refused", methods,
+                f"{detail} (at most one row per address per {self.window_s:g} s)")

@@ -1,12 +1,14 @@
 """Token buckets, and one bucket per caller as far as a caller can be told apart: its address.
 
-gRPC gives the peer as "ipv4:1.2.3.4:5678", "ipv6:[::1]:5678" or "unix:/path". Limits key on the
-IP without the port; an IPv6 address is cut to its /64, because one host is routinely handed a
+gRPC gives the peer as "ipv4:1.2.3.4:5678", "ipv6:%5B::1%5D:5678" (percent-encoded) or
+"unix:/path"; `_host` decodes it, once, for every caller. Limits, logs and the audit log key on
+the IP without the port; an IPv6 address is cut to its /64, because one host is routinely handed a
 whole /64 and could otherwise take a fresh address for every call.
 """
 import collections
 import ipaddress
 import time
+import urllib.parse
 
 MAX_PEERS = 50_000  # buckets kept; the least recently seen go first
 
@@ -34,20 +36,28 @@ class TokenBucket:
         return True
 
 
-def peer_address(peer: str | None) -> str:
-    """The limit key for a `context.peer()` string: "1.2.3.4", "2001:db8:1:2::/64", "unix"."""
-    if not peer:
-        return "unknown"
-    kind, _, rest = peer.partition(":")
+def _host(peer: str | None) -> tuple[str, str]:
+    """(kind, IP) of a `context.peer()` string: ("ipv6", "::1") for "ipv6:%5B::1%5D:5678" (or
+    its decoded form), ("ipv4", "1.2.3.4"), ("unix", ""); the IP loses port, brackets and
+    zone."""
+    kind, _, rest = urllib.parse.unquote(peer or "").partition(":")
     if kind == "ipv4":
-        return rest.rpartition(":")[0] or rest
+        return kind, rest.rpartition(":")[0] or rest
     if kind == "ipv6":
         host = rest.rpartition(":")[0].strip("[]") if rest.startswith("[") else rest
+        return kind, host.split("%")[0]
+    return kind, ""
+
+
+def peer_address(peer: str | None) -> str:
+    """The limit key for a `context.peer()` string: "1.2.3.4", "2001:db8:1:2::/64", "unix"."""
+    kind, host = _host(peer)
+    if kind == "ipv6":
         try:
-            return str(ipaddress.ip_network(f"{host.split('%')[0]}/64", strict=False))
+            return str(ipaddress.ip_network(f"{host}/64", strict=False))
         except ValueError:
             return host
-    return kind
+    return host or kind or "unknown"
 
 
 # Set by the web page's bridge (web.py) to the browser's address; believed only from loopback.
@@ -57,8 +67,7 @@ FORWARDED_PEER_HEADER = "x-hashmatch-forwarded-for"
 def caller_address(peer: str | None, metadata=()) -> str:
     """The limit key of a call: its peer's, or for a loopback peer (the web bridge) the address
     the bridge forwarded, so that people using the page are limited one by one."""
-    kind, _, rest = (peer or "").partition(":")
-    host = rest.rpartition(":")[0].strip("[]").split("%")[0] if kind in ("ipv4", "ipv6") else ""
+    _, host = _host(peer)
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -110,15 +110,23 @@ def test_nothing_updates_or_deletes_audit_rows():
 
 def test_failure_digest_writes_one_row_per_peer_per_window_and_a_bounded_number():
     digest = FailureDigest(window_s=60, most=3)
-    assert digest.note("10.0.0.1", UNKNOWN, 0.0) == "1 x unknown API key (at most one row " \
-                                                   "per peer per 60 s)"
-    assert all(digest.note("10.0.0.1", r, t) is None for r, t in
+    assert digest.note("10.0.0.1", "MatchBatch", UNKNOWN, 0.0) == (
+        "peer 10.0.0.1", "key.refused", "MatchBatch",
+        "1 x unknown API key (at most one row per address per 60 s)")
+    assert all(digest.note("10.0.0.1", "MatchBatch", r, t) is None for r, t in
                [(UNKNOWN, 1.0), (REVOKED, 2.0), (UNKNOWN, 59.0)])
-    assert digest.note("10.0.0.1", UNKNOWN, 61.0).startswith(
-        "1 x revoked API key; 3 x unknown API key")     # the ones counted since, and this one
-    assert digest.note("10.0.0.2", UNKNOWN, 62.0) and digest.note("10.0.0.3", UNKNOWN, 63.0)
-    assert digest.note("10.0.0.4", UNKNOWN, 64.0) is None           # 3 rows in this window
-    assert digest.note("10.0.0.4", UNKNOWN, 122.0) is not None      # a new window
+    _, _, methods, detail = digest.note("10.0.0.1", "GetListInfo", UNKNOWN, 61.0)
+    assert methods == "GetListInfo,MatchBatch"      # the ones counted since, and this one
+    assert detail.startswith("1 x revoked API key; 3 x unknown API key")
+    assert digest.note("10.0.0.2", "MatchBatch", UNKNOWN, 62.0)
+    # 2 rows in this window: the third and last is kept for every other address together
+    assert digest.note("10.0.0.3", "MatchBatch", UNKNOWN, 63.0) is None
+    assert digest.note("10.0.0.4", "MatchBatch", UNKNOWN, 64.0) is None
+    [others] = digest.flush(65.0)
+    assert others[0] == audit.OTHER_PEERS and others[3].startswith("2 x unknown API key")
+    assert digest.note("10.0.0.4", "MatchBatch", UNKNOWN, 66.0) is None
+    assert digest.flush(67.0) == []                 # no fourth row in this window
+    assert digest.note("10.0.0.4", "MatchBatch", UNKNOWN, 122.0) is not None   # a new window
 
 
 # ---------------------------------------------------------------------- every server
