@@ -3,14 +3,19 @@
 An index caps each query's hits while it collects them (the cost bound of a batch). A filter
 applied afterwards (held entries, core/holds.py) may then drop hits that took capped places, so
 a listed entry further away would be lost although fewer than `cap` hits were kept. The fix
-here: search with cap + 1, filter, and search again, with the cap doubled, only the queries
-whose kept hits do not prove the answer yet. A query is settled when its search was not cut
-(every hit seen), or when it kept more than `cap` hits and its cap-th kept hit is ordered no
-later than the last hit the search returned (everything the search left out comes after it).
+here: search with cap + 1, filter, and search again, the cap GROWTH times larger, only the
+queries whose kept hits do not prove the answer yet. A query is settled when its search was not
+cut (every hit seen), or when it kept more than `cap` hits and its cap-th kept hit is ordered
+no later than the last hit the search returned (everything the search left out comes after it).
 
-Cost: a query searched again has met at least as many dropped hits as its cap doubled, so its
-last cap is below 2 x (cap + 1 + dropped hits ahead of its answer) and all its passes together
-build under twice that; with nothing dropped, one pass of cap + 1.
+Cost: a search that leaves a query unsettled returned at most `cap` hits the filter kept as
+they were (cap + 1 of them settle it), so its cap was at most cap + H, H being the hits within
+the query's reach that the filter drops or names otherwise (entries held). The last cap is
+below GROWTH x (cap + 1 + H), and all passes together build under 4/3 of that (GROWTH 4), about
+5.3 x (cap + 1 + H) hits. With nothing dropped: one pass of cap + 1. Each pass is a search, so
+GROWTH trades hits for passes: a query near 1,000 held hashes with cap 16 takes 4 passes (8
+doubling). A pass never holds more hits than the first did (the later ones search the queries
+left in groups that fit), except for a single query whose cap alone is larger.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from hashmatch.core.hits import Hits
+
+GROWTH = 4
 
 
 class Pass(NamedTuple):
@@ -50,8 +57,12 @@ def closest_kept(search: Callable[[np.ndarray, int], Pass], queries: int,
     if not cap:
         found = search(np.arange(queries, dtype=np.int64), 0)
         return dataclasses.replace(found.hits, truncated=np.zeros(queries, bool)), found.facts
-    rows, limit, done = np.arange(queries, dtype=np.int64), cap + 1, []
-    while True:
+    # No search builds more hits at once than the first (cap + 1 a query): later ones, with
+    # larger caps, take the queries left in groups that fit.
+    budget = (cap + 1) * queries
+    pending, done = [(np.arange(queries, dtype=np.int64), cap + 1)], []
+    while pending:
+        rows, limit = pending.pop()
         found = search(rows, limit)
         counts = np.diff(found.hits.offsets)
         settled = ~np.asarray(found.more, bool)
@@ -61,9 +72,9 @@ def closest_kept(search: Callable[[np.ndarray, int], Pass], queries: int,
             settled[full] |= _at_most([k[at] for k in found.keys],
                                       [b[full] for b in found.bound])
         done.append((rows, settled, *_first(found, settled, counts, cap)))
-        if settled.all():
-            break
-        rows, limit = rows[~settled], 2 * limit
+        left, limit = rows[~settled], GROWTH * limit
+        group = max(1, budget // limit)
+        pending += [(left[i:i + group], limit) for i in range(0, len(left), group)]
     if len(done) == 1:
         return done[0][2], done[0][3]
     return _spliced(done, queries)
