@@ -91,6 +91,9 @@ def _at_most(a: list, b: list) -> np.ndarray:
 def _first(found: Pass, settled: np.ndarray, counts: np.ndarray, cap: int):
     """(hits, facts): the first `cap` kept hits of each settled query, with its flag."""
     hits = found.hits
+    if settled.all() and not (counts > cap).any():      # the common case: nothing to cut
+        return dataclasses.replace(hits, truncated=np.zeros(len(counts), bool),
+                                   part=None), found.facts
     positions = hits.positions()
     rank = np.arange(len(hits)) - hits.offsets[positions]
     keep = settled[positions] & (rank < cap)
