@@ -132,6 +132,29 @@ def test_held_videos_take_no_place_in_a_query_frames_cap():
         assert flags(found) == [not hold_disputed]
 
 
+def test_searches_again_hold_no_more_hits_at_once_than_the_first(q):
+    """Walking past 200 held variants takes several searches with larger caps; those of more
+    than one query hash build no more hits than the first search could (cap + 1 a hash)."""
+    rng = np.random.default_rng(45)
+    variants = {e: near(q, *rng.choice(np.arange(100, 256), 1 + e % 3, replace=False))
+                for e in range(1, 201)}
+    state = listing({**variants, 1000: near(q, *range(6))}, held=list(variants))
+    queries = np.stack([near(q, b) for b in range(20)])
+    searches, search = [], state._images.search
+
+    def counted(part, threshold, limit):
+        found = search(part, threshold, limit)
+        searches.append((len(part), len(found)))
+        return found
+
+    state._images.search = counted
+    got, truncated = pdq(state, queries, 4)
+    assert got == [(p, 1000, 5 if p < 6 else 7, SIGNAL_PDQ) for p in range(20)]
+    assert truncated == [False] * 20
+    assert len(searches) > 1 and searches[0] == (20, 20 * 5)
+    assert all(hits <= 20 * 5 for n, hits in searches if n > 1)
+
+
 # ---------------------------------------------------------------------- against a reference
 
 def _distance(a: bytes, b: bytes) -> int:
