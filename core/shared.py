@@ -294,9 +294,13 @@ class SharedIndex:
         """`hits` of `search` with every id holding each stored hash, ordered by (distance,
         primary, id), at most max_per_query ids a query (truncated set where some were cut);
         the cost is the ids kept, however many hold a hash."""
+        return self.expand_named(hits, max_per_query)[0]
+
+    def expand_named(self, hits: Hits, max_per_query: int = 0) -> tuple[Hits, np.ndarray]:
+        """(expand(hits, max_per_query), uint64[m]: the primary of each id's stored hash)."""
         members = self._members
         if not len(members.member):
-            return hits
+            return hits, hits.ids
         counts = self.holders(hits.ids, members)
         truncated = hits.truncated.copy()
         limit = None
@@ -312,7 +316,8 @@ class SharedIndex:
         query = np.repeat(hits.positions(), counts)
         new_offsets = np.zeros(len(hits.offsets), np.int64)
         np.cumsum(np.bincount(query, minlength=len(hits.offsets) - 1), out=new_offsets[1:])
-        return Hits(new_offsets, ids, np.repeat(hits.distances, counts), truncated)
+        return (Hits(new_offsets, ids, np.repeat(hits.distances, counts), truncated),
+                np.repeat(hits.ids, counts))
 
     def items(self):
         """(ids uint64[n] ascending, records[n]): every id held and its record."""

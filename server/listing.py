@@ -7,7 +7,8 @@ smallest entry id not held, with how many hold it (docs/SECURITY.md). The follow
 (follower.py) applies the change log here in order, under its lock; readers never take it:
 each core index is safe to search while it changes. Results come back as `Matches`, built from
 the core's `Hits` (ordered by position, distance, entry id), capped per query hash as the
-`Query` says.
+`Query` says. Held entries are dropped inside the capped search (core.capped), so they never
+take a capped place from an entry that is not held.
 """
 import dataclasses
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from hashmatch.core import HashIndex, Md5Index, backend_name
 from hashmatch.core import video as vpdq
+from hashmatch.core.capped import Pass, closest_kept, last_keys
 from hashmatch.core.hits import Hits
 from hashmatch.core.signals import SIGNAL_MD5, SIGNAL_PDQ, SIGNAL_VPDQ
 from hashmatch.core.holds import EntryHolds
@@ -38,7 +40,7 @@ class Matches:
     entry_ids: np.ndarray        # uint64
     distances: np.ndarray        # int32
     signal_types: np.ndarray     # int8: SIGNAL_*
-    truncated: np.ndarray        # bool[queries]
+    truncated: np.ndarray        # bool[queries]: more matches not held than returned
     query_percent: np.ndarray | None = None     # float64, video queries only
     compared_percent: np.ndarray | None = None
     disputed: np.ndarray | None = None          # bool: hits on disputed entries (holds.py)
@@ -174,9 +176,10 @@ class ListState:
 
     def match_pdq(self, hashes: np.ndarray, threshold: int, include_video_frames: bool,
                   max_per_hash: int = 0, every_entry: bool = False) -> Matches:
-        """Photo (and video frame) hits, at most max_per_hash distinct listed hashes a query
-        hash, one match each (core.shared.one_per_hash); every_entry: a match for every entry
-        holding a hash found (no cap on them), as a suppression needs to hold them all.
+        """Photo (and video frame) hits on entries not held, at most max_per_hash distinct
+        listed hashes a query hash, one match each (core.shared.one_per_hash); every_entry: a
+        match for every entry holding a hash found, held or not (no cap on them), as a
+        suppression needs to hold them all.
         The batch is cut into query slices over the idle cores (cores.py), each slice searching
         the list as it is when the slice starts; the slices' hits are joined in query order."""
         self._require_loaded()
@@ -184,12 +187,10 @@ class ListState:
 
         def search(rows: tuple[int, int]) -> tuple[Hits, np.ndarray]:
             part = hashes[rows[0]:rows[1]]
-            images = self._images.search(part, threshold, max_per_hash)
-            parts = [self._holders_of(self._images, images, every_entry)]
+            parts = [self._closest(self._images, part, threshold, max_per_hash, every_entry)]
             if include_video_frames:
-                frames = self._frames.search(part, threshold, max_per_hash)
-                parts.append(_closest_per_entry(*self._holders_of(
-                    self._frames, frames, every_entry, entry_of_frame)))
+                parts.append(_closest_per_entry(*self._closest(
+                    self._frames, part, threshold, max_per_hash, every_entry, entry_of_frame)))
             if len(parts) == 1:
                 return parts[0]
             hits = Hits.merge([p[0] for p in parts], max_per_hash)
@@ -204,8 +205,29 @@ class ListState:
 
     def match_md5(self, md5s: np.ndarray, max_per_hash: int = 0) -> Matches:
         self._require_loaded()
-        hits, facts = self._holders_of(self._md5, self._md5.search(md5s, 0, max_per_hash))
+        hits, facts = self._closest(self._md5, md5s, 0, max_per_hash)
         return _matches(hits, np.array([SIGNAL_MD5]), facts)
+
+    def _closest(self, index: SharedIndex, queries: np.ndarray, threshold: int, cap: int,
+                 every_entry: bool = False, entry_of=None) -> tuple[Hits, np.ndarray]:
+        """(hits, facts) as _holders_of gives them: the closest `cap` stored hashes a query
+        (0: all) with a holder not held, each naming one (core.capped: held entries take no
+        capped place, and truncated says whether more such hashes are in reach)."""
+        if every_entry:
+            return self._holders_of(index, index.search(queries, threshold, cap), True, entry_of)
+
+        def search(rows: np.ndarray, limit: int) -> Pass:
+            found = index.search(queries[rows], threshold, limit)
+            ids = found.ids if entry_of is None else entry_of(found.ids)
+            hits, facts = self._holders_of(index, found, entry_of=entry_of)
+            keep, disputed = self.holds.screen(hits.ids)
+            if keep is not None:
+                facts[:, DISPUTED] |= disputed
+                hits, facts = hits.select(keep), facts[keep]
+            return Pass(hits, facts, (hits.distances, hits.ids), found.truncated,
+                        last_keys(found.offsets, found.distances, ids))
+
+        return closest_kept(search, len(queries), cap)
 
     def _holders_of(self, index: SharedIndex, hits: Hits, every_entry: bool = False,
                     entry_of=None) -> tuple[Hits, np.ndarray]:
@@ -222,18 +244,20 @@ class ListState:
 
     def match_video(self, frames: np.ndarray, qualities, threshold: int, min_query: float,
                     min_compared: float, max_videos: int = 0, max_per_frame: int = 0) -> Matches:
-        """One query video; at most max_videos listed videos (closest first) in the answer,
-        each query frame counting at most its max_per_frame closest listed frames."""
+        """One query video; at most max_videos listed videos not held (closest first) in the
+        answer, each query frame counting at most its max_per_frame closest listed frames of
+        videos not held."""
         self._require_loaded()
-        found = vpdq.match_video(_EveryHolder(self._frames), frames, self._listed_frame_counts,
+        found = vpdq.match_video(_EveryHolder(self._frames, self.holds), frames,
+                                 self._listed_frame_counts,
                                  qualities=qualities, threshold=threshold,
                                  min_query=min_query, min_compared=min_compared,
                                  max_per_frame=max_per_frame)
         n = min(len(found), max_videos) if max_videos else len(found)
-        return Matches(np.zeros(n, np.int64), found.entry_ids[:n], found.distances[:n],
-                       np.full(n, SIGNAL_VPDQ, np.int8), np.array([n < len(found)]),
-                       found.query_percent[:n], found.compared_percent[:n],
-                       holders=np.ones(n, np.int64))
+        return screen(Matches(np.zeros(n, np.int64), found.entry_ids[:n], found.distances[:n],
+                              np.full(n, SIGNAL_VPDQ, np.int8), np.array([n < len(found)]),
+                              found.query_percent[:n], found.compared_percent[:n],
+                              holders=np.ones(n, np.int64)), self.holds)
 
     def _listed_frame_counts(self, entries: np.ndarray) -> np.ndarray:
         # A video withdrawn between the search and this call counts as having no frames left.
@@ -254,15 +278,26 @@ def _joined(parts: list[Hits]) -> Hits:
 
 
 class _EveryHolder:
-    """A SharedIndex searched as one row per holder: vPDQ judges each listed video on its own
-    frames, so a frame hash two videos hold counts for both (max_per_query holders a query)."""
+    """A SharedIndex of video frames searched as one row per holder not held: vPDQ judges each
+    listed video on its own frames, so a frame hash two videos hold counts for both (the
+    closest max_per_query holders a query, ordered by distance, stored hash, frame id; frames
+    of held videos take no place, core.capped)."""
 
-    def __init__(self, index: SharedIndex):
-        self._index = index
+    def __init__(self, index: SharedIndex, holds: EntryHolds):
+        self._index, self._holds = index, holds
 
     def search(self, queries, threshold: int, max_per_query: int = 0) -> Hits:
-        return self._index.expand(self._index.search(queries, threshold, max_per_query),
-                                  max_per_query)
+        def search(rows: np.ndarray, limit: int) -> Pass:
+            hits, primaries = self._index.expand_named(
+                self._index.search(queries[rows], threshold, limit), limit)
+            keys = (hits.distances, primaries, hits.ids)
+            bound = last_keys(hits.offsets, *keys)
+            keep, _ = self._holds.screen(entry_of_frame(hits.ids))
+            if keep is not None:
+                hits, keys = hits.select(keep), tuple(k[keep] for k in keys)
+            return Pass(hits, np.zeros((len(hits), 0)), keys, hits.truncated, bound)
+
+        return closest_kept(search, len(queries), max_per_query)[0]
 
 
 def _sources(merged: Hits, parts: list[Hits]) -> np.ndarray:
@@ -294,9 +329,8 @@ def _closest_per_entry(hits: Hits, facts: np.ndarray) -> tuple[Hits, np.ndarray]
 
 def run_query(state: ListState, query) -> Matches:
     """Dispatches a validated `media.Query` to the matcher for its signal type, with the
-    per-hash cap its batch size allows (see per_hash_cap), then drops hits on held entries and
-    marks those on disputed ones. The screen runs after the cap: a held entry can take a capped
-    slot from a listed one (see docs/FEEDBACK.md)."""
+    per-hash cap its batch size allows (see per_hash_cap). The matchers leave out held entries
+    before they cap (a held entry never takes a capped place) and mark disputed ones."""
     cap = per_hash_cap(query.max_per_hash, query.max_per_batch, len(query.hashes))
     if query.signal == SIGNAL_VPDQ:
         found = state.match_video(query.hashes, query.frame_qualities, query.threshold,
@@ -308,7 +342,7 @@ def run_query(state: ListState, query) -> Matches:
         found = state.match_md5(query.hashes, cap)
     else:
         found = state.match_pdq(query.hashes, query.threshold, query.include_video_frames, cap)
-    return screen(found, state.holds)
+    return found
 
 
 def screen(found: Matches, holds: EntryHolds) -> Matches:

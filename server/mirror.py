@@ -69,7 +69,8 @@ class Mirror:
         if self.digest() != (end.digest_rows, end.list_digest):     # what was written, read back
             raise CopyBroken(f"the copy written at {end.sequence} does not match the snapshot's "
                              "digest")
-        self.store.replica_end_snapshot(self.source, end.sequence, end.resume_token)
+        self.store.replica_end_snapshot(self.source, end.sequence, end.resume_token,
+                                        rows.held_entries, rows.disputed_entries)
         self.token = end.resume_token
         self._step("snapshot", end.sequence, end.sequence, end.digest_rows)
 

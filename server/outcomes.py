@@ -21,7 +21,8 @@ from hashmatch.server.store import OP_REMOVE
 
 REMOVED, NOT_VIOLATING, NEEDS_REVIEW, QUALITY_UNKNOWN = 1, 2, 3, 4
 ACTIONS = (REMOVED, NOT_VIOLATING, NEEDS_REVIEW, QUALITY_UNKNOWN)
-# Why an entry is held back (entry_state.held); wire values of HeldReason.
+# Why an entry is held back (entry_state.held); wire values of HeldReason (a copy of another
+# server holds entries as replica_store.COPIED).
 DISPUTED, FLOOD, SUPPRESSED = 1, 2, 3
 REINSTATE, REMOVE = "reinstate", "remove"
 MAX_HELD_LISTED = 10_000     # entries one ListHeld answer lists (decide on them, then ask again)

@@ -3,17 +3,24 @@ mirror's durable copy, on the same tables and transactions as Store (store.py).
 
 A mirror's copy keeps the source's entry ids and repeats its change log, so a server started on
 the copy's file serves it like any list. Every change batch, its log rows and the token to
-resume after it are written in one transaction.
+resume after it are written in one transaction. The copy keeps `entry_state` too (the snapshot's
+held and disputed entries, then the log's state ops), which a server reads at start-up: without
+it a server on the copy would match what the source holds back.
 """
 import secrets
 import time
 
 import numpy as np
 
+from hashmatch.core.holds import OP_DISPUTE, OP_HOLD, OP_REINSTATE, OP_REMOVE
 from hashmatch.server.media import KIND_IMAGE, KIND_VIDEO, PDQ_BYTES, ListRows
 from hashmatch.server.store import CASE_ENTRY_FIRST, IMPORT_BLOCK, Store
 
 REPLICA_CASE = "(replica)"    # the case a mirror's entries belong to (their cases are elsewhere)
+# entry_state.held of an entry a copy holds because its source does: the log says that it is
+# held, not why (outcomes.py: 1-3 are the source's own reasons).
+COPIED = 4
+COPIED_DETAIL = "held on the server this copy follows (the reason is kept there)"
 
 
 class ReplicaStore(Store):
@@ -74,7 +81,7 @@ class ReplicaStore(Store):
     def replica_begin_snapshot(self) -> None:
         """Empties the list (and forgets the token): a snapshot is about to be copied in."""
         with self._db.transaction(write=True) as tx:
-            for table in ("replica", "changes", "hash_blocks", "entries"):
+            for table in ("replica", "changes", "hash_blocks", "entries", "entry_state"):
                 tx.execute(f"DELETE FROM {table}")
             tx.execute("INSERT INTO cases (id, pin_salt, pin_hash, created) VALUES (?,?,?,?) "
                        "ON CONFLICT DO NOTHING", (REPLICA_CASE, b"", b"", int(time.time())))
@@ -84,9 +91,15 @@ class ReplicaStore(Store):
         with self._db.transaction(write=True) as tx:
             self._insert_rows(tx, rows, rows.sequence)
 
-    def replica_end_snapshot(self, source: str, sequence: int, token: bytes) -> None:
-        """The snapshot is complete at `sequence`: the copy resumes from `token`."""
+    def replica_end_snapshot(self, source: str, sequence: int, token: bytes, held=(),
+                             disputed=()) -> None:
+        """The snapshot is complete at `sequence`, with the entries it holds and disputes:
+        the copy resumes from `token`."""
+        now = int(time.time())
+        log = [(sequence, 1, OP_HOLD, e) for e in np.asarray(held, np.uint64).tolist()]
+        log += [(sequence, 1, OP_DISPUTE, e) for e in np.asarray(disputed, np.uint64).tolist()]
         with self._db.transaction(write=True) as tx:
+            self._apply_states(tx, log, now)
             self._set_position(tx, source, sequence, token)
 
     def replica_apply(self, source: str, log: list[tuple[int, int, int, int]], added: ListRows,
@@ -97,10 +110,29 @@ class ReplicaStore(Store):
         with self._db.transaction(write=True) as tx:
             tx.executemany("INSERT INTO changes VALUES (?,?,?,?,?)",
                            [(*change, now) for change in log])
+            self._apply_states(tx, log, now)
             for entry in np.asarray(removed, np.uint64).tolist():
                 self._remove_entry(tx, entry)
             self._insert_rows(tx, added, added.sequence)
             self._set_position(tx, source, added.sequence, token)
+
+    @staticmethod
+    def _apply_states(tx, log, now: int) -> None:
+        """entry_state after the log rows (seq, count, op, first_entry), in order, as
+        core.holds.EntryHolds applies them: hold, dispute, and reinstate or remove (clears)."""
+        for seq, count, op, first in log:
+            if op == OP_HOLD:
+                tx.execute("INSERT INTO entry_state VALUES (?,?,0,?,?,?) ON CONFLICT (entry) DO "
+                           "UPDATE SET held=excluded.held, seq=excluded.seq, at=excluded.at, "
+                           "detail=excluded.detail", (first, COPIED, seq, now, COPIED_DETAIL))
+            elif op == OP_DISPUTE:
+                tx.execute("INSERT INTO entry_state VALUES (?,0,1,?,?,'') ON CONFLICT (entry) DO "
+                           "UPDATE SET disputed=1, seq=excluded.seq, at=excluded.at",
+                           (first, seq, now))
+            elif op in (OP_REINSTATE, OP_REMOVE):
+                tx.execute("UPDATE entry_state SET held=0, disputed=0, seq=?, at=? WHERE entry "
+                           "BETWEEN ? AND ? AND (held<>0 OR disputed<>0)",
+                           (seq, now, first, first + count - 1))
 
     def _set_position(self, tx, source: str, sequence: int, token: bytes) -> None:
         tx.execute("UPDATE meta SET value=? WHERE key='next_seq'", (sequence + 1,))

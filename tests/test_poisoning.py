@@ -85,26 +85,25 @@ def test_a_held_holder_does_not_hide_the_others(start_server, random_hashes, con
 
 
 def oracle(queries, listed: dict, held: set, disputed: set, threshold: int, cap: int):
-    """The rule by brute force: per query, the `cap` closest distinct listed hashes (ties by
-    the smallest entry holding each); one match each naming the smallest holder not held, with
-    how many holders are not held and whether any of them is disputed; all-held hashes
-    dropped."""
+    """The rule by brute force: per query, every distinct listed hash in reach with a holder
+    not held, one match each naming the smallest such holder, with how many holders are not
+    held and whether any of them is disputed; the `cap` first by (distance, entry named), and
+    truncated where more are left (held entries take no capped place)."""
     by_hash: dict[bytes, list[int]] = {}
     for entry, h in sorted(listed.items()):
         by_hash.setdefault(h, []).append(entry)
     out, truncated = [], []
     for p, q in enumerate(queries):
         qi = int.from_bytes(bytes(q), "little")
-        found = sorted(((qi ^ int.from_bytes(h, "little")).bit_count(), ids[0], ids)
-                       for h, ids in by_hash.items()
-                       if (qi ^ int.from_bytes(h, "little")).bit_count() <= threshold)
-        truncated.append(bool(cap) and len(found) > cap)
         rows = []
-        for d, _, ids in found[:cap or None]:
+        for h, ids in by_hash.items():
+            d = (qi ^ int.from_bytes(h, "little")).bit_count()
             free = [e for e in ids if e not in held]
-            if free:
+            if d <= threshold and free:
                 rows.append((p, d, free[0], len(free), bool(disputed.intersection(free))))
-        out += sorted(rows)
+        rows.sort()
+        truncated.append(bool(cap) and len(rows) > cap)
+        out += rows[:cap or None]
     return out, truncated
 
 
