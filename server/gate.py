@@ -1,12 +1,12 @@
-"""The gate: every hashmatch.v1 call is checked on the event loop before its body is read.
+"""The gate: every hashmatch.v1 and health call is checked on the event loop before its body
+is read.
 
 A grpc.aio interceptor cannot see the caller's address, and a unary handler has its request read
 and decoded before any code of ours runs. So the gate serves each unary method as a
-request-streaming one: its behaviour first checks the peer and the metadata (the API key for
-Matching and ListInfo, the anonymous rate limits for Cases), refuses with the mapped status while
-the body is still unread, and only then reads the one request and calls the servicer. For
-Matching and ListInfo the platform name is left in `access.PLATFORM`, so servicers and matching
-workers never look at keys.
+request-streaming one: its behaviour first checks the peer and the metadata (an API key with the
+service's role, the anonymous rate limits for Cases), refuses with the mapped status while the
+body is still unread, and only then reads the one request and calls the servicer. The platform
+name is left in `access.PLATFORM`, so Matching's servicers and workers never look at keys.
 
 The body of a call no key vouches for (Cases, and the health service, which is open to anyone
 and gated for this alone) is read under `BodyReads`: gRPC grows a stream's window to a whole
