@@ -213,6 +213,15 @@ class TlsFiles:
         if (self.cert is None) != (self.key is None):
             raise ValueError("a client certificate needs both cert and key files")
 
+    @classmethod
+    def wanted(cls, tls: bool, ca: str | None, cert: str | None,
+               key: str | None) -> "TlsFiles | None":
+        """The settings of a `--tls --ca --cert --key` set of flags: TLS when `tls` or any file
+        is given (ValueError for a cert without its key), None (plaintext) otherwise."""
+        if not (tls or ca or cert or key):
+            return None
+        return cls(ca, cert, key)
+
     def credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials from these files (read now; a client cert makes it mTLS)."""
         def read(path):

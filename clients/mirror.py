@@ -16,6 +16,7 @@ import threading
 import grpc
 import numpy as np
 
+from hashmatch.clients.client import TlsFiles
 from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.core import HashIndex, Md5Index
 from hashmatch.core.holds import EntryHolds
@@ -84,10 +85,11 @@ class ListMirror:
     `match` and `match_md5` search it without a call to the server."""
 
     def __init__(self, target: str, api_key: str, threads: int = 0,
-                 hold_disputed: bool = False):
+                 hold_disputed: bool = False, tls: TlsFiles | None = None):
         """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
         threads: threads one search may use (0 = all cores); hold_disputed: disputed entries
-        do not match (else they match with `disputed` set). Held entries never match."""
+        do not match (else they match with `disputed` set). Held entries never match.
+        tls: copy over TLS (and mTLS with a client certificate), as HashmatchClient does."""
         self.holds = EntryHolds(hold_disputed)
         self.target, self._threads = target, threads
         self._lock = threading.Lock()           # held while a batch is applied
@@ -95,7 +97,7 @@ class ListMirror:
         self.sequence = 0
         self.head = 0
         self.token: bytes | None = None
-        self._sync = SyncClient(target, api_key, self)
+        self._sync = SyncClient(target, api_key, self, tls)
         self._thread: threading.Thread | None = None
 
     @property
