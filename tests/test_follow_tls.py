@@ -88,6 +88,7 @@ def first_failure(target: str, tls: TlsFiles | None) -> SetUpFailed:
     return failed.value
 
 
+@pytest.mark.timeout(60)    # a regression retries forever
 def test_settings_that_do_not_fit_the_primary_say_what_to_check(start_server, pki, tmp_path):
     primary = tls_primary(start_server, pki, mtls=False)
     assert "may serve TLS" in first_failure(primary.target, None).details()
@@ -118,6 +119,7 @@ def test_hashmatch_mirror_copies_an_mtls_primary_durably(start_server, pki, tmp_
     assert primary_digest(primary.target, replicator, pki.tls)[1] == 10
 
 
+@pytest.mark.timeout(60)    # a regression retries forever
 def test_mirror_tls_flags_are_checked(tmp_path, capsys):
     db = str(tmp_path / "copy.db")
     assert cli.main(["mirror", "--from", "127.0.0.1:1", "--db", db, "--cert", "c.pem"]) == \
