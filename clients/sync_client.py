@@ -10,11 +10,12 @@ snapshot again, logged; a batch that does not follow on from the copy's sequence
 discarded and taken again. A refused key ends `run()` with the error: retrying will not help.
 
 `tls` (client.TlsFiles, the client library's) reads over TLS, with a client certificate for a
-source that requires one (mTLS). A connection set-up that fails before the source has sent
-anything (a TLS handshake failed, or the source closed the connection as it was set up: it
-serves TLS to a plaintext reader, or wants a client certificate it did not get) also ends
-`run()`, as SetUpFailed: these settings do not fit the source, and retrying would hide that.
-Once the source has answered, the same failures are retried like any other.
+source that requires one (mTLS). A connection set-up that fails SET_UP_TRIES times in a row
+before the source has sent anything (a TLS handshake failed, or the source closed the
+connection as it was set up: it serves TLS to a plaintext reader, or wants a client
+certificate it did not get) also ends `run()`, as SetUpFailed: these settings do not fit the
+source, and retrying forever would hide that. Once the source has answered, the same failures
+are retried like any other.
 """
 import logging
 import threading
@@ -32,6 +33,9 @@ log = logging.getLogger("hashmatch.clients")
 RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)     # waits between reconnects, the last one repeating
 FINAL = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
          grpc.StatusCode.UNIMPLEMENTED)
+# Failed set-ups in a row (about 0.35 s of waits) before a source that never answered is given
+# up: one briefly at its connection limit also closes connections as they are set up.
+SET_UP_TRIES = 3
 
 
 def entries_of(packed: bytes) -> np.ndarray:
@@ -78,7 +82,8 @@ def set_up_hint(error: grpc.RpcError, tls: TlsFiles | None) -> str | None:
     if "Socket closed" not in details:
         return None
     if tls is None:
-        return "the source closed the connection as it was set up: it may serve TLS (give its CA)"
+        return ("the source closed the connection as it was set up: it may serve TLS (give "
+                "its CA), or be at its connection limit")
     if tls.cert is None:
         return ("the source closed the connection after the TLS handshake: it may require a "
                 "client certificate (mTLS; give a certificate and key)")
@@ -132,7 +137,7 @@ class SyncClient:
                 if code in FINAL:
                     raise
                 hint = None if self._answered else set_up_hint(exc, self.tls)
-                if hint is not None:
+                if hint is not None and failures >= SET_UP_TRIES - 1:
                     self.error = SetUpFailed(exc, hint)
                     raise self.error from None
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
