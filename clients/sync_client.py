@@ -61,9 +61,11 @@ class SetUpFailed(grpc.RpcError):
         self._code, self._details = error.code(), f"{hint} ({error.details()})"
 
     def code(self) -> grpc.StatusCode:
+        """The status the connection failed with (UNAVAILABLE)."""
         return self._code
 
     def details(self) -> str:
+        """What to check, then gRPC's own details."""
         return self._details
 
     def __str__(self) -> str:
