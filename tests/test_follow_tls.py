@@ -9,10 +9,12 @@ retrying in silence.
 import types
 
 import grpc
+import numpy as np
 import pytest
 
 from hashmatch.clients import cli
-from hashmatch.clients.client import TlsFiles
+from hashmatch.clients.client import HashmatchError, TlsFiles
+from hashmatch.clients.mirror import ListMirror
 from hashmatch.clients.sync_client import SetUpFailed, SyncClient
 from hashmatch.server.config import ServerConfig
 from hashmatch.v1 import hashmatch_pb2 as pb
@@ -74,6 +76,22 @@ def test_an_mtls_primary_refuses_a_follower_without_a_client_certificate(start_s
                     follow_cert=pki.tls.cert, follow_key=pki.tls.key)
     new_case(primary.target, 5, tls=pki.tls)
     wait_until(lambda: finds(copy, 5), timeout=10, what="the case on the mTLS follower")
+
+
+def test_list_mirror_copies_an_mtls_server_and_says_why_it_cannot(start_server, pki):
+    primary = tls_primary(start_server, pki, mtls=True)
+    new_case(primary.target, 6, tls=pki.tls)
+    key = replicate_key(primary.db_path)[0][1]
+    no_cert = ListMirror(primary.target, key, tls=TlsFiles(pki.ca))
+    try:
+        with pytest.raises(HashmatchError) as refused:
+            no_cert.start(timeout=30)
+    finally:
+        no_cert.stop()
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "client certificate" in refused.value.message
+    with ListMirror(primary.target, key, tls=pki.tls) as copy:
+        assert len(copy.match(np.frombuffer(photo_pdq(6), np.uint8), threshold=0)) == 1
 
 
 def first_failure(target: str, tls: TlsFiles | None) -> SetUpFailed:
