@@ -15,7 +15,8 @@ before the source has sent anything (a TLS handshake failed, or the source close
 connection as it was set up: it serves TLS to a plaintext reader, or wants a client
 certificate it did not get) also ends `run()`, as SetUpFailed: these settings do not fit the
 source, and retrying forever would hide that. Once the source has answered, the same failures
-are retried like any other.
+are retried like any other. Before each reconnect the TLS files are looked at again: renewed
+ones (a client certificate before the old one expires) make a new channel.
 """
 import logging
 import threading
@@ -114,14 +115,33 @@ class SyncClient:
     def __init__(self, target: str, api_key: str | None, copy, tls: TlsFiles | None = None):
         self.target, self.copy, self.tls = target, copy, tls
         self.metadata = [("x-api-key", api_key)] if api_key else []
-        self._channel = open_channel(target, [("grpc.max_receive_message_length",
-                                               MAX_MESSAGE_BYTES)], tls)
-        self.stub = pb_grpc.ReplicationStub(self._channel)
+        self._open()
         self._stop = threading.Event()
         self._call = None
         self.snapshotted = threading.Event()    # set once the copy has a snapshot applied
         self.error: grpc.RpcError | None = None
         self._answered = False      # the source has sent a message since this client started
+
+    def _open(self) -> None:
+        """A channel with the TLS files as they are now (OSError when one cannot be read)."""
+        self._stamp = self.tls.stamp() if self.tls else None    # before the files are read
+        self._channel = open_channel(self.target, [("grpc.max_receive_message_length",
+                                                    MAX_MESSAGE_BYTES)], self.tls)
+        self.stub = pb_grpc.ReplicationStub(self._channel)
+
+    def _reopen_if_renewed(self) -> None:
+        if self.tls is None or self.tls.stamp() == self._stamp:
+            return
+        old = self._channel
+        try:
+            self._open()
+        except OSError as exc:      # mid-renewal: keep the channel we have, look again later
+            log.warning("TLS files unreadable; keeping the last ones", extra={"fields": {
+                "source": self.target, "error": str(exc)}})
+            return
+        old.close()
+        log.info("TLS files renewed; reconnecting with them", extra={"fields": {
+            "source": self.target}})
 
     def run(self) -> None:
         """Copies until `stop()`; raises on PERMISSION_DENIED, UNAUTHENTICATED and
@@ -130,6 +150,7 @@ class SyncClient:
         failures = 0
         while not self._stop.is_set():
             try:
+                self._reopen_if_renewed()
                 self._read(self.copy.token)
                 failures = 0
             except grpc.RpcError as exc:

@@ -6,6 +6,7 @@ A copy whose TLS settings do not fit the primary (plaintext to TLS, a CA that di
 no client certificate for mTLS) ends with an error that says what to check, instead of
 retrying in silence.
 """
+import os
 import types
 
 import grpc
@@ -92,6 +93,30 @@ def test_list_mirror_copies_an_mtls_server_and_says_why_it_cannot(start_server, 
     assert "client certificate" in refused.value.message
     with ListMirror(primary.target, key, tls=pki.tls) as copy:
         assert len(copy.match(np.frombuffer(photo_pdq(6), np.uint8), threshold=0)) == 1
+
+
+def renew(*paths: str) -> None:
+    """Dates rewritten files 2 s later, so a renewal shows whatever the clock's resolution."""
+    for path in paths:
+        later = os.stat(path).st_mtime_ns + 2_000_000_000
+        os.utime(path, ns=(later, later))
+
+
+def test_a_follower_reconnects_with_its_renewed_client_certificate(start_server, pki,
+                                                                   tmp_path):
+    primary = tls_primary(start_server, pki, mtls=True)
+    copy = follower(start_server, tmp_path, primary, "follower", follow_ca=pki.ca,
+                    follow_cert=pki.tls.cert, follow_key=pki.tls.key)
+    # The primary comes back trusting only a new client CA, and the follower's files now hold
+    # a certificate from it: only the renewed files can reconnect.
+    primary.stop()
+    renewed = CA(tmp_path, "renewed-client-ca")
+    renewed.issue("follower", cert_path=pki.tls.cert, key_path=pki.tls.key)
+    renew(pki.tls.cert, pki.tls.key)
+    primary = start_server(db_path=primary.db_path, listen=primary.target, tls_cert=pki.cert,
+                           tls_key=pki.key, tls_client_ca=str(renewed.pem))
+    new_case(primary.target, 8, tls=pki.tls)
+    wait_until(lambda: finds(copy, 8), timeout=15, what="the case after the renewal")
 
 
 def first_failure(target: str, tls: TlsFiles | None) -> SetUpFailed:
