@@ -140,6 +140,8 @@ class SyncClient:
                 "source": self.target, "error": str(exc)}})
             return
         old.close()
+        if self._stop.is_set():     # stop() may have closed the old channel, not this one
+            self._channel.close()
         log.info("TLS files renewed; reconnecting with them", extra={"fields": {
             "source": self.target}})
 
