@@ -78,13 +78,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(str(err))
         if not args.api_key:
             p.error("--target needs a platform key: --api-key or $HASHMATCH_API_KEY")
-    args.tls_files = None
-    if args.tls or args.ca or args.cert or args.key:
-        from hashmatch.clients.client import TlsFiles
-        try:
-            args.tls_files = TlsFiles(args.ca, args.cert, args.key)
-        except ValueError as err:
-            p.error(str(err))
+    from hashmatch.clients.client import TlsFiles
+    try:
+        args.tls_files = TlsFiles.wanted(args.tls, args.ca, args.cert, args.key)
+    except ValueError as err:
+        p.error(str(err))
     checks = [
         (MIN_BATCH <= args.batch_size <= MAX_BATCH,
          f"--batch-size must be {MIN_BATCH}..{MAX_BATCH}, got {args.batch_size}"),

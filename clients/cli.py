@@ -198,15 +198,18 @@ def match_pairs(client: HashmatchClient, kind: str, pairs: list[tuple], threshol
     return hits
 
 
+def tls_of(args) -> TlsFiles | None:
+    """The TLS that --tls, --ca, --cert and --key ask for (None: plaintext)."""
+    try:
+        return TlsFiles.wanted(args.tls, args.ca, args.cert, args.key)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _client(args, api_key: str | None = None) -> HashmatchClient:
     """A client of every server in --server (or $HASHMATCH_SERVER), calls spread over them;
     TLS when --tls, --ca or --cert is given."""
-    tls = None
-    if args.tls or args.ca or args.cert or args.key:
-        try:
-            tls = TlsFiles(args.ca, args.cert, args.key)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+    tls = tls_of(args)
     try:
         return HashmatchClient(args.server, api_key=api_key, timeout=args.timeout, tls=tls)
     except OSError as error:
@@ -613,7 +616,9 @@ class CommandTable:
                                                 required=True)
 
 
-def _tls_flags(parser: argparse.ArgumentParser, default) -> None:
+def tls_flags(parser: argparse.ArgumentParser, default) -> None:
+    """--tls, --ca, --cert, --key (read back with tls_of): every command that connects, and
+    the operator's `mirror`."""
     parser.add_argument("--tls", action="store_true", default=default or False,
                         help="connect with TLS, trusting the system's CAs (implied by --ca)")
     parser.add_argument("--ca", metavar="FILE", default=default,
@@ -636,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=server_help)
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
-    _tls_flags(common, argparse.SUPPRESS)
+    tls_flags(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="hashmatch",
@@ -649,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=server_help)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT_S:g})")
-    _tls_flags(parser, None)
+    tls_flags(parser, None)
     parser.add_argument("--version", action="version", version=f"hashmatch {_version()}")
     table = CommandTable(parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
                          output_flags, common)

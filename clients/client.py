@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -212,6 +213,26 @@ class TlsFiles:
     def __post_init__(self):
         if (self.cert is None) != (self.key is None):
             raise ValueError("a client certificate needs both cert and key files")
+
+    @classmethod
+    def wanted(cls, tls: bool, ca: str | None, cert: str | None,
+               key: str | None) -> "TlsFiles | None":
+        """The settings of a `--tls --ca --cert --key` set of flags: TLS when `tls` or any file
+        is given (ValueError for a cert without its key), None (plaintext) otherwise."""
+        if not (tls or ca or cert or key):
+            return None
+        return cls(ca, cert, key)
+
+    def stamp(self) -> tuple:
+        """The files' modification times and sizes (None for one that cannot be read): when it
+        changes, the files were renewed."""
+        def of(path):
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None
+            return info.st_mtime_ns, info.st_size
+        return tuple(of(path) for path in (self.ca, self.cert, self.key) if path)
 
     def credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials from these files (read now; a client cert makes it mTLS)."""

@@ -12,10 +12,12 @@ a snapshot again. `digest()` uses core.replica's canonical form, the one the ser
 import dataclasses
 import logging
 import threading
+import time
 
 import grpc
 import numpy as np
 
+from hashmatch.clients.client import HashmatchError, TlsFiles
 from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.core import HashIndex, Md5Index
 from hashmatch.core.holds import EntryHolds
@@ -84,10 +86,11 @@ class ListMirror:
     `match` and `match_md5` search it without a call to the server."""
 
     def __init__(self, target: str, api_key: str, threads: int = 0,
-                 hold_disputed: bool = False):
+                 hold_disputed: bool = False, tls: TlsFiles | None = None):
         """target: the server (HOST:PORT); api_key: a key with the 'replicate' role;
         threads: threads one search may use (0 = all cores); hold_disputed: disputed entries
-        do not match (else they match with `disputed` set). Held entries never match."""
+        do not match (else they match with `disputed` set). Held entries never match.
+        tls: copy over TLS (and mTLS with a client certificate), as HashmatchClient does."""
         self.holds = EntryHolds(hold_disputed)
         self.target, self._threads = target, threads
         self._lock = threading.Lock()           # held while a batch is applied
@@ -95,7 +98,7 @@ class ListMirror:
         self.sequence = 0
         self.head = 0
         self.token: bytes | None = None
-        self._sync = SyncClient(target, api_key, self)
+        self._sync = SyncClient(target, api_key, self, tls)
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,10 +117,17 @@ class ListMirror:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Waits for the first snapshot; TimeoutError (naming the last error) when none came."""
-        if not self._sync.snapshotted.wait(timeout):
-            raise TimeoutError(f"no snapshot from {self.target} within {timeout:g} s"
-                               + (f": {self.error.details()}" if self.error else ""))
+        """Waits for the first snapshot. HashmatchError as soon as copying has ended (a refused
+        key; TLS settings that do not fit the server, saying what to check); TimeoutError
+        (naming the last error) when no snapshot came within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not self._sync.snapshotted.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if self.error is not None and self._thread is not None \
+                    and not self._thread.is_alive():
+                raise HashmatchError.from_rpc_error(self.error, self.target)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no snapshot from {self.target} within {timeout:g} s"
+                                   + (f": {self.error.details()}" if self.error else ""))
 
     def stop(self) -> None:
         """Stops copying (the copy stays readable as it is)."""
@@ -134,7 +144,7 @@ class ListMirror:
     def _run(self) -> None:
         try:
             self._sync.run()
-        except grpc.RpcError as exc:    # a refused key: wait_ready reports it
+        except grpc.RpcError as exc:    # a refused key, SetUpFailed: wait_ready reports it
             log.error("the server refused to replicate: %s", exc.details())
 
     # ------------------------------------------------------------ reading

@@ -8,6 +8,15 @@ applied. FAILED_PRECONDITION (another epoch, below the retention floor) makes th
 snapshot again, logged; a batch that does not follow on from the copy's sequence is refused
 (the stream reopens from the token), never skipped. A snapshot whose digest does not match is
 discarded and taken again. A refused key ends `run()` with the error: retrying will not help.
+
+`tls` (client.TlsFiles, the client library's) reads over TLS, with a client certificate for a
+source that requires one (mTLS). A connection set-up that fails SET_UP_TRIES times in a row
+before the source has sent anything (a TLS handshake failed, or the source closed the
+connection as it was set up: it serves TLS to a plaintext reader, or wants a client
+certificate it did not get) also ends `run()`, as SetUpFailed: these settings do not fit the
+source, and retrying forever would hide that. Once the source has answered, the same failures
+are retried like any other. Before each reconnect the TLS files are looked at again: renewed
+ones (a client certificate before the old one expires) make a new channel.
 """
 import logging
 import threading
@@ -16,7 +25,7 @@ import types
 import grpc
 import numpy as np
 
-from hashmatch.clients.client import MAX_MESSAGE_BYTES, open_channel
+from hashmatch.clients.client import MAX_MESSAGE_BYTES, TlsFiles, open_channel
 from hashmatch.core.replica import rows_digest, unpack_rows
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
@@ -25,6 +34,9 @@ log = logging.getLogger("hashmatch.clients")
 RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)     # waits between reconnects, the last one repeating
 FINAL = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
          grpc.StatusCode.UNIMPLEMENTED)
+# Failed set-ups in a row (about 0.35 s of waits) before a source that never answered is given
+# up: one briefly at its connection limit also closes connections as they are set up.
+SET_UP_TRIES = 3
 
 
 def entries_of(packed: bytes) -> np.ndarray:
@@ -39,6 +51,47 @@ def log_of(batch) -> list[tuple[int, int, int, int]]:
 
 class CopyBroken(ValueError):
     """What the stream sent cannot be applied (a gap, a wrong digest): reconnect."""
+
+
+class SetUpFailed(grpc.RpcError):
+    """The first connection to the source failed as it was set up (TLS): the RpcError it
+    stands for (`code()`, `details()`), its details followed by what to check."""
+
+    def __init__(self, error: grpc.RpcError, hint: str):
+        super().__init__()
+        self._code, self._details = error.code(), f"{hint} ({error.details()})"
+
+    def code(self) -> grpc.StatusCode:
+        """The status the connection failed with (UNAVAILABLE)."""
+        return self._code
+
+    def details(self) -> str:
+        """What to check, then gRPC's own details."""
+        return self._details
+
+    def __str__(self) -> str:
+        return f"{self._code.name}: {self._details}"
+
+
+def set_up_hint(error: grpc.RpcError, tls: TlsFiles | None) -> str | None:
+    """What to check when `error` ended a stream before the source sent anything and says the
+    connection failed as it was set up; None for other errors (a source not up yet)."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    details = error.details() or ""
+    if "handshake" in details.lower():
+        return ("the TLS handshake failed: the CA given must have signed the source's "
+                "certificate, which must name the host dialled (and the source must serve TLS)")
+    if "Socket closed" not in details:
+        return None
+    if tls is None:
+        return ("the source closed the connection as it was set up: it may serve TLS (give "
+                "its CA), or be at its connection limit")
+    if tls.cert is None:
+        return ("the source closed the connection after the TLS handshake: it may require a "
+                "client certificate (mTLS; give a certificate and key)")
+    return ("the source closed the connection after the TLS handshake: it may not trust the "
+            "client certificate given (mTLS: it must be signed by the source's client CA)")
 
 
 def snapshot_rows(parts: list[dict], end) -> dict:
@@ -56,25 +109,50 @@ class SyncClient:
     """Feeds `copy` from a Sync stream. `copy` has `token` (bytes; None: take a snapshot),
     `sequence`, `snapshot(rows, end)` (the whole snapshot, digest checked, as snapshot_rows
     gives it), `apply(batch, added)` (added: the batch's rows as unpack_rows gives them) and
-    `heartbeat(message)`. `error` is the last RpcError a stream ended with."""
+    `heartbeat(message)`. `error` is the last RpcError a stream ended with. `tls`: read over
+    TLS (None: plaintext)."""
 
-    def __init__(self, target: str, api_key: str | None, copy):
-        self.target, self.copy = target, copy
+    def __init__(self, target: str, api_key: str | None, copy, tls: TlsFiles | None = None):
+        self.target, self.copy, self.tls = target, copy, tls
         self.metadata = [("x-api-key", api_key)] if api_key else []
-        self._channel = open_channel(target, [("grpc.max_receive_message_length",
-                                               MAX_MESSAGE_BYTES)])
-        self.stub = pb_grpc.ReplicationStub(self._channel)
+        self._open()
         self._stop = threading.Event()
         self._call = None
         self.snapshotted = threading.Event()    # set once the copy has a snapshot applied
         self.error: grpc.RpcError | None = None
+        self._answered = False      # the source has sent a message since this client started
+
+    def _open(self) -> None:
+        """A channel with the TLS files as they are now (OSError when one cannot be read)."""
+        self._stamp = self.tls.stamp() if self.tls else None    # before the files are read
+        self._channel = open_channel(self.target, [("grpc.max_receive_message_length",
+                                                    MAX_MESSAGE_BYTES)], self.tls)
+        self.stub = pb_grpc.ReplicationStub(self._channel)
+
+    def _reopen_if_renewed(self) -> None:
+        if self.tls is None or self.tls.stamp() == self._stamp:
+            return
+        old = self._channel
+        try:
+            self._open()
+        except OSError as exc:      # mid-renewal: keep the channel we have, look again later
+            log.warning("TLS files unreadable; keeping the last ones", extra={"fields": {
+                "source": self.target, "error": str(exc)}})
+            return
+        old.close()
+        if self._stop.is_set():     # stop() may have closed the old channel, not this one
+            self._channel.close()
+        log.info("TLS files renewed; reconnecting with them", extra={"fields": {
+            "source": self.target}})
 
     def run(self) -> None:
         """Copies until `stop()`; raises on PERMISSION_DENIED, UNAUTHENTICATED and
-        UNIMPLEMENTED (a wrong key or a server without Replication)."""
+        UNIMPLEMENTED (a wrong key or a server without Replication), and SetUpFailed when the
+        source never answered and its connection failed as it was set up (TLS settings)."""
         failures = 0
         while not self._stop.is_set():
             try:
+                self._reopen_if_renewed()
                 self._read(self.copy.token)
                 failures = 0
             except grpc.RpcError as exc:
@@ -83,6 +161,10 @@ class SyncClient:
                 self.error, code = exc, exc.code()
                 if code in FINAL:
                     raise
+                hint = None if self._answered else set_up_hint(exc, self.tls)
+                if hint is not None and failures >= SET_UP_TRIES - 1:
+                    self.error = SetUpFailed(exc, hint)
+                    raise self.error from None
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
                     log.warning("the source refused our resume token; taking a snapshot again",
                                 extra={"fields": {"source": self.target,
@@ -103,6 +185,7 @@ class SyncClient:
                                     metadata=self.metadata)
         parts = []
         for message in self._call:
+            self._answered = True
             kind = message.WhichOneof("message")
             if kind == "snapshot_begin":
                 parts = []

@@ -106,7 +106,8 @@ class App:
                                layout=config.index_layout)
         if config.follow:   # a read-only copy of another server's list; --db keeps platforms
             self.follower = SyncFollower(config.follow, config.follow_api_key
-                                         or os.environ.get("HASHMATCH_API_KEY"), self.state)
+                                         or os.environ.get("HASHMATCH_API_KEY"), self.state,
+                                         config.follow_tls_files())
         else:
             self.follower = Follower(self.store, self.state, config.follow_interval_s)
         self.keeper = ListKeeper(self.store, self.state, self.follower)

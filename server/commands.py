@@ -6,6 +6,7 @@ through the `hashmatch.cli` entry point: the client package never imports the se
 install without the server simply has no operator commands. `serve` takes every ServerConfig
 setting from the same flag table as `python -m hashmatch.server`.
 """
+import argparse
 import contextlib
 import dataclasses
 import getpass
@@ -16,7 +17,7 @@ import time
 import numpy as np
 
 from hashmatch.clients import output
-from hashmatch.clients.cli import parse_duration, parse_since
+from hashmatch.clients.cli import parse_duration, parse_since, tls_flags
 from hashmatch.server import config as server_config
 from hashmatch.server.config import ServerConfig
 from hashmatch.server.errors import RequestError, status_for
@@ -40,6 +41,7 @@ def register(table) -> None:
                                        "(default: $HASHMATCH_API_KEY)")
     sub.add_argument("--every", type=float, default=1.0,
                      help="seconds between progress lines while idle (default 1)")
+    tls_flags(sub, argparse.SUPPRESS)   # TLS to --from, as every command that connects
     table.group("platform", "manage participating platforms")
     sub = table.command("add", cmd_platform_add, "register a platform and print its API key once",
                         group="platform")
@@ -175,7 +177,7 @@ def cmd_mirror(args, reporter) -> None:
     """Copies a server's list into --db until interrupted; a progress line at most each second."""
     import grpc
 
-    from hashmatch.clients.cli import UsageError
+    from hashmatch.clients.cli import UsageError, tls_of
     from hashmatch.clients.client import HashmatchError
     from hashmatch.server.mirror import Mirror
     from hashmatch.server.replica_store import open_replica_store
@@ -191,8 +193,11 @@ def cmd_mirror(args, reporter) -> None:
                           f"{p.event}: at sequence {p.sequence} of {p.head} (lag {p.lag}), "
                           f"{p.rows} rows copied, {p.rows_per_s:,.0f} rows/s")
     try:
-        mirror = Mirror(store, args.source, args.api_key or os.environ.get("HASHMATCH_API_KEY"),
-                        on_progress=progress)
+        try:
+            mirror = Mirror(store, args.source, args.api_key or os.environ.get(
+                "HASHMATCH_API_KEY"), on_progress=progress, tls=tls_of(args))
+        except OSError as error:    # the TLS files are read as the channel opens
+            raise UsageError(f"cannot read a TLS file: {error}") from None
         reporter.note(f"mirroring {args.source} into {store.where} from sequence "
                       f"{mirror.sequence}" + ("" if mirror.token else " (snapshot first)"))
         mirror.run()
@@ -200,7 +205,7 @@ def cmd_mirror(args, reporter) -> None:
         raise UsageError(str(error)) from None
     except grpc.RpcError as error:
         raise HashmatchError(error.code(), f"{args.source} refused to replicate: "
-                                           f"{error.details()}") from None
+                             f"{error.details()}") from None
     finally:
         store.close()
 

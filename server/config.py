@@ -12,6 +12,7 @@ import dataclasses
 import os
 import tomllib
 
+from hashmatch.clients.client import TlsFiles
 from hashmatch.core.index import LAYOUTS
 
 MIB = 1024 * 1024
@@ -145,6 +146,14 @@ class ServerConfig:
     # the API key of a platform there that has the 'replicate' role (or $HASHMATCH_API_KEY).
     follow: str | None = None
     follow_api_key: str | None = None
+    # Following over TLS, as the client library connects (clients/client.py TlsFiles): the CA
+    # that signed the primary's certificate (None with follow_tls: the system's CAs), and a
+    # client certificate with its key for a primary that requires one (mTLS). follow_ca or
+    # follow_cert implies TLS.
+    follow_tls: bool = False
+    follow_ca: str | None = None
+    follow_cert: str | None = None
+    follow_key: str | None = None
     # Change-log rows (tombstones included) older than this are pruned; copies further behind
     # take a snapshot again.
     change_retention_s: float = 90 * 86400.0
@@ -208,6 +217,12 @@ class ServerConfig:
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca needs tls_cert and tls_key (mTLS is TLS first)")
+        if (self.follow_cert is None) != (self.follow_key is None):
+            raise ValueError("follow_cert and follow_key go together: give both or neither")
+        for name in ("follow_tls", "follow_ca", "follow_cert"):
+            if getattr(self, name) and not self.follow:
+                raise ValueError(f"{name} is for following a primary over TLS: it needs "
+                                 "follow (HOST:PORT)")
         if self.dispute_platforms < 1:
             raise ValueError(f"dispute_platforms must be >= 1, got {self.dispute_platforms}")
         if self.disputed_entries not in ("flag", "hold"):
@@ -229,6 +244,11 @@ class ServerConfig:
                              f"max_video_frames): {largest_request_bytes(self)} bytes")
         if self.max_video_frames >= 1 << 24:
             raise ValueError(f"max_video_frames must be < 2**24, got {self.max_video_frames}")
+
+    def follow_tls_files(self) -> TlsFiles | None:
+        """How a follower connects to its primary: TLS settings, or None (plaintext)."""
+        return TlsFiles.wanted(self.follow_tls, self.follow_ca, self.follow_cert,
+                               self.follow_key)
 
 
 def largest_request_bytes(config: ServerConfig) -> int:
@@ -310,6 +330,11 @@ HELP = {
     "max_lag_s": "health says NOT_SERVING while the list trails the log's head this long",
     "follow": "HOST:PORT of a server whose list this one copies and serves read-only",
     "follow_api_key": "API key (role 'replicate') for --follow (default: $HASHMATCH_API_KEY)",
+    "follow_tls": "follow over TLS, trusting the system's CAs (implied by --follow-ca and "
+                  "--follow-cert)",
+    "follow_ca": "PEM CA bundle that signed the --follow primary's certificate (TLS)",
+    "follow_cert": "PEM client certificate for a --follow primary that requires one (mTLS)",
+    "follow_key": "PEM private key for --follow-cert",
     "change_retention_s": "seconds the change log (and removal tombstones) is kept for copies",
     "sync_heartbeat_s": "seconds between heartbeats on an idle Sync stream",
     "sync_stall_s": "seconds a Sync reader may leave a message unread before it is cut off",

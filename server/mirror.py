@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import time
 
+from hashmatch.clients.client import TlsFiles
 from hashmatch.clients.sync_client import CopyBroken, SyncClient, entries_of, log_of
 from hashmatch.core.replica import rows_digest
 from hashmatch.server.media import ListRows
@@ -39,10 +40,11 @@ class Progress:
 
 
 class Mirror:
-    """SyncClient's copy over a ReplicaStore; `on_progress(Progress)` after every step."""
+    """SyncClient's copy over a ReplicaStore; `on_progress(Progress)` after every step; `tls`
+    reads the source over TLS (mTLS with a client certificate)."""
 
     def __init__(self, store: ReplicaStore, source: str, api_key: str | None,
-                 on_progress=None):
+                 on_progress=None, tls: TlsFiles | None = None):
         self.store, self.source = store, source
         self.progress = Progress()
         self._on_progress = on_progress or (lambda p: None)
@@ -52,7 +54,7 @@ class Mirror:
                              "--db")
         self.token = position[1] if position else None
         self.progress.sequence = self.progress.head = position[2] if position else 0
-        self.client = SyncClient(source, api_key, self)
+        self.client = SyncClient(source, api_key, self, tls)
 
     @property
     def sequence(self) -> int:

@@ -3,11 +3,13 @@ server's through Sync instead of reading a change log of its own.
 
 It is a Follower (load, start, stop, head, lag_s, digest, lock) that reads no store, so the
 app, metrics and ListInfo use it unchanged, and it feeds the list through the same
-ListState.load/apply. The copy lives in memory: a restart takes a snapshot again.
+ListState.load/apply. The copy lives in memory: a restart takes a snapshot again. It reads
+over TLS (mTLS with a client certificate) when the follow_ca/follow_cert settings ask.
 """
 import logging
 import threading
 
+from hashmatch.clients.client import TlsFiles
 from hashmatch.clients.sync_client import SyncClient, entries_of, log_of
 from hashmatch.server.follower import Follower
 from hashmatch.server.listing import ListState
@@ -19,11 +21,12 @@ log = logging.getLogger("hashmatch.server")
 class SyncFollower(Follower):
     """Inherits digest(), lag_s() and the lag bookkeeping; reads no store."""
 
-    def __init__(self, target: str, api_key: str | None, state: ListState):
+    def __init__(self, target: str, api_key: str | None, state: ListState,
+                 tls: TlsFiles | None = None):
         super().__init__(None, state)   # no store: every method that reads one is replaced
         self.target = target
         self.token: bytes | None = None
-        self._client = SyncClient(target, api_key, self)
+        self._client = SyncClient(target, api_key, self, tls)
         self._failed: BaseException | None = None
 
     # ------------------------------------------------------------ SyncClient's copy

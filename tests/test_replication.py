@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
+from hashmatch.clients.client import TlsFiles, open_channel
 from hashmatch.clients.mirror import ListMirror
 from hashmatch.core.replica import rows_digest, unpack_rows
 from hashmatch.server.mirror import Mirror
@@ -41,9 +42,9 @@ def replication(target: str):
     return pb_grpc.ReplicationStub(grpc.insecure_channel(target, options=OPTIONS))
 
 
-def primary_digest(target: str, key) -> tuple[int, int, str]:
+def primary_digest(target: str, key, tls: TlsFiles | None = None) -> tuple[int, int, str]:
     """(applied sequence, rows, digest) the primary reports."""
-    stub = pb_grpc.ListInfoStub(grpc.insecure_channel(target))
+    stub = pb_grpc.ListInfoStub(open_channel(target, [], tls))
     info = stub.GetListInfo(pb.GetListInfoRequest(include_digest=True), metadata=key)
     return info.applied_sequence, info.digest_rows, info.list_digest
 
@@ -53,14 +54,22 @@ def photo_md5(seed: int) -> bytes:
     return np.random.default_rng(seed).bytes(16)
 
 
-def new_case(target: str, seed: int, video: bool = False) -> pb.SubmitCaseResponse:
+def photo_pdq(seed: int) -> bytes:
+    """The PDQ hash new_case(seed) gives its photo."""
+    rng = np.random.default_rng(seed)
+    rng.bytes(16)
+    return rng.bytes(32)
+
+
+def new_case(target: str, seed: int, video: bool = False,
+             tls: TlsFiles | None = None) -> pb.SubmitCaseResponse:
     rng = np.random.default_rng(seed)
     media = [pb.MediaHashes(image=pb.ImageHashes(
         md5=rng.bytes(16), pdq=rng.bytes(32), quality=90))]
     if video:
         media.append(pb.MediaHashes(video=pb.VideoHashes(
             md5=rng.bytes(16), frame_pdqs=rng.bytes(32 * 5), frame_qualities=[90] * 5)))
-    return pb_grpc.CasesStub(grpc.insecure_channel(target)).SubmitCase(
+    return pb_grpc.CasesStub(open_channel(target, [], tls)).SubmitCase(
         pb.SubmitCaseRequest(media=media))
 
 
@@ -69,10 +78,10 @@ def withdraw(target: str, case) -> None:
         pb.WithdrawCaseRequest(case_id=case.case_id, pin=case.pin))
 
 
-def same_as_primary(target, key, copy_sequence, copy_digest) -> bool:
+def same_as_primary(target, key, copy_sequence, copy_digest, tls=None) -> bool:
     """True once the copy and the primary are at one sequence with one digest; fails the test
     if they are at one sequence with different digests."""
-    sequence, rows, digest = primary_digest(target, key)
+    sequence, rows, digest = primary_digest(target, key, tls)
     sequence_now, (copy_rows, copy_hex) = copy_sequence(), copy_digest()
     if sequence_now != sequence:
         return False
@@ -334,12 +343,12 @@ def test_list_mirror_follows_snapshot_and_changes_under_concurrent_writes(start_
             copy.stop()
 
 
-def mirror_process(source: str, db: str, key, log_path) -> subprocess.Popen:
-    """`hashmatch mirror --from SOURCE --db DB --json` as a real process."""
+def mirror_process(source: str, db: str, key, log_path, *flags: str) -> subprocess.Popen:
+    """`hashmatch mirror --from SOURCE --db DB --json [flags]` as a real process."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "hashmatch.clients.cli", "mirror", "--from", source,
-             "--db", db, "--api-key", key[0][1], "--json", "--every", "0.1"],
+             "--db", db, "--api-key", key[0][1], "--json", "--every", "0.1", *flags],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -463,9 +472,7 @@ def test_follow_serves_the_primarys_list_read_only(start_server, tmp_path):
     assert primary.target in info.value.details()
 
     case = new_case(primary.target, 7)
-    pdq = np.random.default_rng(7)
-    pdq.bytes(16)
-    request = pb.MatchRequest(signal_type=pb.SIGNAL_TYPE_PDQ, hashes=pdq.bytes(32), threshold=0)
+    request = pb.MatchRequest(signal_type=pb.SIGNAL_TYPE_PDQ, hashes=photo_pdq(7), threshold=0)
     matching = pb_grpc.MatchingStub(mirror.channel())
     mirror_key = [("x-api-key", mirror.api_key)]
     wait_until(lambda: matching.MatchBatch(request, metadata=mirror_key).matches,

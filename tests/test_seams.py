@@ -5,9 +5,12 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The client library's TLS settings, which a copy of another server's list connects with.
+TLS_FILES = {"hashmatch.clients.client", "hashmatch.clients.client.TlsFiles"}
 SYNC_READER = {"hashmatch.clients.sync_client", "hashmatch.clients.sync_client.SyncClient",
                "hashmatch.clients.sync_client.CopyBroken",
-               "hashmatch.clients.sync_client.entries_of", "hashmatch.clients.sync_client.log_of"}
+               "hashmatch.clients.sync_client.entries_of", "hashmatch.clients.sync_client.log_of",
+               *TLS_FILES}
 
 
 def imported_modules(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
@@ -43,16 +46,17 @@ def test_core_is_a_plain_library():
 def test_server_hashes_no_media():
     assert violations("server", ("PIL", "av")) == []
     # The operator commands share the CLI's plumbing (usage errors, the hex-line reader, the
-    # duration flags, the printing of platforms and audit rows that `hashmatch admin` shares),
-    # the server's copies of another server's list the Sync reader, and nothing else of the
-    # clients.
+    # duration flags, the TLS flags, the printing of platforms and audit rows that `hashmatch
+    # admin` shares), the server's copies of another server's list the Sync reader and the TLS
+    # settings it connects with, and nothing else of the clients.
     allowed = {
         "commands.py": {"hashmatch.clients.cli", "hashmatch.clients.cli.UsageError",
                         "hashmatch.clients.cli.read_hash_lines", "hashmatch.clients.client",
                         "hashmatch.clients.client.HashmatchError", "hashmatch.clients",
                         "hashmatch.clients.output", "hashmatch.clients.cli.parse_duration",
-                        "hashmatch.clients.cli.parse_since"},
-        "mirror.py": SYNC_READER, "sync_follower.py": SYNC_READER}
+                        "hashmatch.clients.cli.parse_since", "hashmatch.clients.cli.tls_flags",
+                        "hashmatch.clients.cli.tls_of"},
+        "mirror.py": SYNC_READER, "sync_follower.py": SYNC_READER, "config.py": TLS_FILES}
     used = {p.name: {n for n in imported_modules(p) if n.startswith("hashmatch.clients")}
             for p in (ROOT / "server").glob("*.py")}
     assert {name: names - allowed.get(name, set()) for name, names in used.items()
