@@ -101,7 +101,7 @@ class ServerConfig:
     # Each connection's calls can make the server buffer max_concurrent_streams stream windows.
     max_connections: int = 1_000
     handshake_timeout_s: float = 10.0
-    max_connection_idle_s: float = 600.0
+    max_connection_idle_s: float = 60.0
     # TLS: PEM files, re-read when they change. With tls_client_ca set, clients must present a
     # certificate signed by it (mTLS).
     tls_cert: str | None = None

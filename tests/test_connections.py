@@ -54,3 +54,25 @@ def _at_eof(sock: socket.socket) -> bool:
         return sock.recv(65536) == b""
     except ConnectionResetError:
         return True
+
+
+def test_a_connection_that_never_makes_a_call_is_closed_when_idle(start_server):
+    """Past the HTTP/2 preface (so the handshake timeout no longer applies), a connection with
+    no call is sent GOAWAY and closed after max_connection_idle_s."""
+    server = start_server(max_connection_idle_s=1, handshake_timeout_s=60)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        started, kinds, data = time.monotonic(), [], b""
+        while time.monotonic() - started < 8:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+                kinds.append(data[3])
+                data = data[9 + int.from_bytes(data[:3], "big"):]
+        assert 7 in kinds, kinds                    # GOAWAY
+        assert 0.9 < time.monotonic() - started < 8
+    finally:
+        sock.close()
