@@ -92,7 +92,7 @@ def full_distribution() -> dict:
                 "selenium>=4.20",
             ],
             "bench": ["faiss-cpu>=1.8", "pytest-benchmark>=4", "matplotlib>=3.8", "psutil>=5.9",
-                      "pdqhash>=0.2.7"],
+                      "pdqhash>=0.2.7", "cryptography>=42"],
         },
         entry_points={
             "console_scripts": ["hashmatch = hashmatch.clients.cli:main"],

@@ -11,12 +11,15 @@ run, interleaved. Reports hashes/s and p50/p99 batch latency per (RTT, setting).
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from bench.load_server import ManagedServer, random_hashes
 from bench.machine import describe
@@ -80,14 +83,60 @@ class DelayProxy:
             await sender
 
 
-def run_load(target: str, api_key: str, args) -> dict:
+def run_load(target: str, api_key: str, args, extra_args=()) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, "-m", "bench.load", "--target", target, "--api-key",
-                        api_key, "--streams", str(args.streams), "--batch-size",
-                        str(args.batch_size), "--window", str(args.window), "--duration",
-                        str(args.duration), "--count", str(10**9), "--core-seconds", "0.5",
-                        "--quiet", "--json", out.name], check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "bench.load", "--target", target,
+                               "--api-key", api_key, "--streams", str(args.streams),
+                               "--batch-size", str(args.batch_size), "--window",
+                               str(args.window), "--duration", str(args.duration), "--count",
+                               str(10**9), "--core-seconds", "0.5", "--quiet", "--json",
+                               out.name, *extra_args], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"bench.load failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         return json.load(open(out.name))
+
+
+@dataclasses.dataclass
+class Contender:
+    """One way of reaching a server: its name in the table, the server, the port to drive and
+    the load generator's TLS flags."""
+    name: str
+    server: ManagedServer
+    port: int | None = None         # None: the server's main port
+    tls_args: tuple = ()
+
+    @property
+    def target(self) -> str:
+        return self.server.target if self.port is None else f"127.0.0.1:{self.port}"
+
+    def load_args(self) -> list[str]:
+        """bench.load's flags beside the target: TLS, and the main port for the sources' cases
+        when the driven port serves no Cases (the platform port)."""
+        cases = [] if self.port is None else ["--cases-target", self.server.target]
+        return [*self.tls_args, *cases]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _platform_contenders(hashes, folder: str) -> list[Contender]:
+    """A server with TLS on its main port (no BDP probe) and `platform_listen` (mTLS, BDP
+    probe): the same list reached both ways, as a platform would."""
+    from bench.pki import CA
+
+    ca, clients = CA(Path(folder), "list-ca"), CA(Path(folder), "platform-ca")
+    cert, key = ca.issue("server")
+    client_cert, client_key = clients.issue("platform")
+    port = _free_port()
+    server = ManagedServer(hashes, RATES_OFF + [
+        f"--tls-cert={cert}", f"--tls-key={key}", f"--platform-listen=127.0.0.1:{port}",
+        f"--platform-client-ca={clients.pem}"])
+    return [Contender("TLS, main port, no BDP probe", server, None, ("--ca", str(ca.pem))),
+            Contender("mTLS, platform port, BDP probe", server, port,
+                      ("--ca", str(ca.pem), "--cert", client_cert, "--key", client_key))]
 
 
 def main(argv=None):
@@ -103,32 +152,43 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--list-size", type=int, default=100_000)
+    parser.add_argument("--platform-port", action="store_true",
+                        help="also a server with TLS and platform_listen: its main port and "
+                             "its platform port (mTLS, BDP probing on)")
     args = parser.parse_args(argv)
     print(describe())
     rtts = [float(r) for r in args.rtt_ms.split(",")]
     results: dict[tuple[float, str], list[dict]] = {}
     hashes = random_hashes(args.list_size, 0)
-    servers = {window: ManagedServer(hashes, RATES_OFF + _window_flags(window))
-               for window in args.windows.split(",")}
+    contenders = [Contender(_window_name(window),
+                            ManagedServer(hashes, RATES_OFF + _window_flags(window)))
+                  for window in args.windows.split(",") if window]
     with contextlib.ExitStack() as stack:
-        for server in servers.values():
+        if args.platform_port:
+            contenders += _platform_contenders(hashes, stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="hashmatch-link-pki-")))
+        for server in {id(c.server): c.server for c in contenders}.values():
             stack.enter_context(server)
         for _ in range(args.rounds):
             for rtt in rtts:
-                for window, server in servers.items():
-                    with DelayProxy(server.target, rtt / 2000) as proxy:
-                        report = run_load(f"127.0.0.1:{proxy.port}", server.api_key, args)
-                    results.setdefault((rtt, window), []).append(report)
+                for contender in contenders:
+                    with DelayProxy(contender.target, rtt / 2000) as proxy:
+                        report = run_load(f"127.0.0.1:{proxy.port}", contender.server.api_key,
+                                          args, contender.load_args())
+                    results.setdefault((rtt, contender.name), []).append(report)
     print(f"{args.streams} streams, batches of {args.batch_size}, {args.window} in flight; "
           f"median of {args.rounds} interleaved rounds of {args.duration:g} s")
-    print("| RTT | server window | hashes/s | p50 ms | p99 ms |")
+    print("| RTT | server | hashes/s | p50 ms | p99 ms |")
     print("| --- | --- | --- | --- | --- |")
-    for (rtt, window), reports in results.items():
+    for (rtt, name), reports in results.items():
         rate = _median([r["result"]["hashes_per_s"] for r in reports])
         p50 = _median([r["latency_ms"]["p50"] for r in reports])
         p99 = _median([r["latency_ms"]["p99"] for r in reports])
-        name = "BDP probe" if window == "bdp" else f"{int(window) // 1024} KiB, no BDP probe"
         print(f"| {rtt:g} ms | {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} |")
+
+
+def _window_name(window: str) -> str:
+    return "BDP probe" if window == "bdp" else f"{int(window) // 1024} KiB, no BDP probe"
 
 
 def _window_flags(window: str) -> list[str]:

@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "instead of starting one; sources are added to its list as cases and "
                    "withdrawn afterwards")
     p.add_argument("--api-key", help="platform key for --target (else $HASHMATCH_API_KEY)")
+    p.add_argument("--cases-target", metavar="HOST:PORT",
+                   help="submit and withdraw the sources through this port (loopback only), "
+                        "when --target serves no Cases (a server's platform_listen port)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
     p.add_argument("--ca", metavar="FILE", help="TLS: PEM CA that signed the server certificate")
     p.add_argument("--cert", metavar="FILE", help="TLS: client certificate (PEM) for mTLS")
@@ -78,6 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(str(err))
         if not args.api_key:
             p.error("--target needs a platform key: --api-key or $HASHMATCH_API_KEY")
+    if args.cases_target:
+        if not args.target:
+            p.error("--cases-target goes with --target")
+        try:
+            args.cases_target = loopback_target(args.cases_target)
+        except NotLoopbackError as err:
+            p.exit(2, f"{p.prog}: error: {err}\n")
+        except ValueError as err:
+            p.error(str(err))
     from hashmatch.clients.client import TlsFiles
     try:
         args.tls_files = TlsFiles.wanted(args.tls, args.ca, args.cert, args.key)
@@ -121,7 +133,10 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
 
     metadata = (("x-api-key", api_key),)
     rng = np.random.default_rng([args.seed, SOURCE_STREAM])
-    async with ls.open_channel(target, args.tls_files) as channel:
+    async with contextlib.AsyncExitStack() as opened:
+        channel = await opened.enter_async_context(ls.open_channel(target, args.tls_files))
+        cases_channel = channel if not args.cases_target else await opened.enter_async_context(
+            ls.open_channel(args.cases_target, args.tls_files))
         info = await ls.list_info(channel, metadata)
         if info.max_batch_hashes and args.batch_size > info.max_batch_hashes:
             raise RuntimeError(f"--batch-size {args.batch_size} is above the server's "
@@ -136,7 +151,7 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
             source_ids = await ls.discover_ids(channel, metadata, source_hashes, chunk)
         else:
             source_hashes = rng.integers(0, 256, size=(args.sources, 32), dtype=np.uint8)
-            source_ids, cases = await ls.submit_sources(channel, source_hashes)
+            source_ids, cases = await ls.submit_sources(cases_channel, source_hashes)
             info = await ls.list_info(channel, metadata)
         maker = QueryMaker(source_hashes, source_ids, args.match_share, args.max_flips)
         plan = ls.Plan(streams=args.streams, batch_size=args.batch_size, window=window,
@@ -156,7 +171,7 @@ async def drive(args, target, api_key, list_hashes, server_proc) -> dict:
         cleanup_error = None
         if cases:
             try:
-                await ls.withdraw_cases(channel, cases)
+                await ls.withdraw_cases(cases_channel, cases)
             except grpc.RpcError as err:
                 cleanup_error = f"withdrawing the source cases failed: {err.code().name}"
 
@@ -247,7 +262,7 @@ def run(args) -> dict:
     summary["ratio_to_core"] = summary["result"]["hashes_per_s"] / core if core else None
     summary["cpu_cost"] = report.cpu_cost(summary, machine["cores"])
     summary["machine"] = machine
-    summary["config"] = {k: v for k, v in vars(args).items() if k != "api_key"}
+    summary["config"] = {k: v for k, v in vars(args).items() if k not in ("api_key", "tls_files")}
     return summary
 
 

@@ -181,7 +181,8 @@ def memory_bound(config: ServerConfig, list_hashes: int = 0,
         "call state and buffer overhead": calls * CALL_BYTES + int(
             BUFFER_OVERHEAD * (bodies["bodies of open calls"] + bodies["bodies being read"])),
         "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
-        "connections": connections * CONNECTION_BYTES,
+        # The platform port's connections can open no call before mTLS admits them.
+        "connections": connections * CONNECTION_BYTES * (2 if config.platform_listen else 1),
     }
 
 

@@ -48,12 +48,16 @@ CASE_THREADS = 2
 FILES_SPARE = 256
 SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+CASES = "hashmatch.v1.Cases"
 # The role a key needs for each keyed service (Cases needs none).
 SERVICE_ROLES = {"Matching": "match", "ListInfo": "match", "Replication": "replicate",
                  "Feedback": "feedback", "Review": "admin", "Admin": "admin"}
 
 
-def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+def _grpc_options(config: ServerConfig, bdp_probe: bool | None = None) -> list[tuple[str, int]]:
+    """The server's channel arguments; `bdp_probe` overrides http2_bdp_probe (the platform
+    port's)."""
+    bdp_probe = config.http2_bdp_probe if bdp_probe is None else bdp_probe
     age = []
     if config.max_connection_age_s:
         age.append(("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)))
@@ -71,7 +75,7 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         # gRPC closes connections past this at accept; it has no per-address bound.
         ("grpc.max_allowed_incoming_connections", config.max_connections),
         ("grpc.max_concurrent_streams", config.max_concurrent_streams),
-        ("grpc.http2.bdp_probe", int(config.http2_bdp_probe)),
+        ("grpc.http2.bdp_probe", int(bdp_probe)),
         # Without BDP probing, a stream's window until the server reads a message (then grown
         # to the message's size): what an unread call can make the server buffer.
         ("grpc.http2.lookahead_bytes", config.http2_stream_window_bytes),
@@ -138,15 +142,8 @@ class App:
                          config.refusal_delay_s, config.max_delayed_refusals,
                          BodyReads(config.max_anonymous_reads, config.anonymous_reads_per_address,
                                    config.anonymous_read_timeout_s or None))
-        self.server = grpc.aio.server(interceptors=[self.gate, TolerantDecoding()],
-                                      options=_grpc_options(config),
-                                      compression=grpc.Compression.NoCompression)
-        self._add_servicers(config)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        if config.reflection:
-            reflection.enable_server_reflection(
-                [*SERVICES, HEALTH,
-                 reflection.SERVICE_NAME], self.server)
+        self._servicers = self._make_servicers(config)
+        self.server = self._grpc_server(config, _grpc_options(config), cases=True)
         if config.tls_cert:
             self.port = self.server.add_secure_port(config.listen, tls.server_credentials(
                 config.tls_cert, config.tls_key, config.tls_client_ca))
@@ -154,6 +151,15 @@ class App:
             self.port = self.server.add_insecure_port(config.listen)
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
+        self.platform_server, self.platform_port = None, 0
+        if config.platform_listen:
+            self.platform_server = self._grpc_server(
+                config, _grpc_options(config, bdp_probe=True), cases=False)
+            self.platform_port = self.platform_server.add_secure_port(
+                config.platform_listen, tls.server_credentials(
+                    config.tls_cert, config.tls_key, config.platform_client_ca))
+            if not self.platform_port:
+                raise OSError(f"cannot listen on {config.platform_listen}")
         self.loaded: asyncio.Task | None = None
         self.stopping = False
         self._health_watch: asyncio.Task | None = None
@@ -163,32 +169,55 @@ class App:
         self.metrics_port = 0
         self.web = None
 
-    def _add_servicers(self, config: ServerConfig) -> None:
-        """Each servicer gets the collaborators it uses, here and nowhere else."""
+    def _grpc_server(self, config: ServerConfig, options, cases: bool) -> grpc.aio.Server:
+        """A gRPC server behind the gate with the servicers, health and (if asked) reflection;
+        `cases`: whether it serves Cases (the platform port does not)."""
+        gate = self.gate if cases else self.gate.twin()
+        server = grpc.aio.server(interceptors=[gate, TolerantDecoding()], options=options,
+                                 compression=grpc.Compression.NoCompression)
+        names = [name for name in self._servicers if cases or name != CASES]
+        for name in names:
+            add, servicer = self._servicers[name]
+            add(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if config.reflection:
+            reflection.enable_server_reflection([*names, HEALTH, reflection.SERVICE_NAME],
+                                                server)
+        return server
+
+    def _make_servicers(self, config: ServerConfig) -> dict:
+        """{service name: (add_to_server, servicer)}, each servicer made once and given the
+        collaborators it uses, here and nowhere else. A follow copy serves no store-backed
+        services but Matching and ListInfo, and its Cases refuses with where to go."""
         shared = dict(config=config, metrics=self.metrics)
         lists = dict(store=self.store, state=self.state, follower=self.follower)
-        server = self.server
+        made = {
+            "Matching": (pb_grpc.add_MatchingServicer_to_server, MatchingService(
+                **shared, state=self.state, limits=self.limits, flood=self.flood,
+                run=self.run)),
+            "ListInfo": (pb_grpc.add_ListInfoServicer_to_server,
+                         ListInfoService(**shared, **lists, run=self.run)),
+        }
         if config.follow:
-            pb_grpc.add_CasesServicer_to_server(
-                MirrorCasesService(source=config.follow, metrics=self.metrics), server)
+            made["Cases"] = (pb_grpc.add_CasesServicer_to_server,
+                             MirrorCasesService(source=config.follow, metrics=self.metrics))
         else:
-            pb_grpc.add_CasesServicer_to_server(CasesService(
-                **shared, store=self.store, state=self.state, keeper=self.keeper,
-                case_limits=self.case_limits, run_case=self.run_case), server)
-            pb_grpc.add_ReplicationServicer_to_server(ReplicationService(
-                **shared, **lists, auth=self.auth, limits=self.limits, run=self.run), server)
-            pb_grpc.add_FeedbackServicer_to_server(FeedbackService(
-                **shared, store=self.store, follower=self.follower, auth=self.auth,
-                limits=self.limits, run=self.run), server)
-            pb_grpc.add_ReviewServicer_to_server(ReviewService(
-                **shared, **lists, auth=self.auth, run=self.run), server)
-            pb_grpc.add_AdminServicer_to_server(AdminService(
-                store=self.store, auth=self.auth, follower=self.follower, metrics=self.metrics,
-                run=self.run), server)
-        pb_grpc.add_MatchingServicer_to_server(MatchingService(
-            **shared, state=self.state, limits=self.limits, flood=self.flood, run=self.run), server)
-        pb_grpc.add_ListInfoServicer_to_server(ListInfoService(**shared, **lists, run=self.run),
-                                               server)
+            made.update({
+                "Cases": (pb_grpc.add_CasesServicer_to_server, CasesService(
+                    **shared, store=self.store, state=self.state, keeper=self.keeper,
+                    case_limits=self.case_limits, run_case=self.run_case)),
+                "Replication": (pb_grpc.add_ReplicationServicer_to_server, ReplicationService(
+                    **shared, **lists, auth=self.auth, limits=self.limits, run=self.run)),
+                "Feedback": (pb_grpc.add_FeedbackServicer_to_server, FeedbackService(
+                    **shared, store=self.store, follower=self.follower, auth=self.auth,
+                    limits=self.limits, run=self.run)),
+                "Review": (pb_grpc.add_ReviewServicer_to_server, ReviewService(
+                    **shared, **lists, auth=self.auth, run=self.run)),
+                "Admin": (pb_grpc.add_AdminServicer_to_server, AdminService(
+                    store=self.store, auth=self.auth, follower=self.follower,
+                    metrics=self.metrics, run=self.run)),
+            })
+        return {f"hashmatch.v1.{name}": pair for name, pair in made.items()}
 
     async def run(self, fn, *args):
         """Runs blocking matching work on a worker thread."""
@@ -226,6 +255,8 @@ class App:
     async def start(self) -> None:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self.platform_server is not None:
+            await self.platform_server.start()
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._metrics_server = await self.metrics.serve_http(host or "0.0.0.0", int(port))
@@ -235,6 +266,7 @@ class App:
             self.web = await start_web(self.config.web_listen, self.config.listen, self.port,
                                        self.config.max_request_bytes, self.gate.reads)
         log.info("listening", extra={"fields": {"port": self.port, "db": self.store.where,
+                                                "platform_port": self.platform_port,
                                                 "kernel_backend": kernel_backend()}})
         self.loaded = asyncio.create_task(self._load())
 
@@ -305,7 +337,9 @@ class App:
             await self.web.stop()
         if self.loaded and not self.loaded.done():
             self.loaded.cancel()
-        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        await asyncio.gather(*(server.stop(grace) for server in (self.server, self.platform_server)
+                               if server is not None))
         if self._metrics_server:
             self._metrics_server.close()
         self.pool.shutdown(wait=True, cancel_futures=True)

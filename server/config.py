@@ -107,6 +107,13 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # A second port for the keyed services only (Matching, ListInfo, Replication, Feedback,
+    # Review, Admin; not Cases), with HTTP/2 BDP probing on so platforms far away get windows
+    # sized to their link. Any caller reaching it could then park a whole request in every
+    # stream, so it requires mTLS: tls_cert/tls_key and platform_client_ca, the CA of the
+    # platforms' client certificates. None: one port for everything.
+    platform_listen: str | None = None
+    platform_client_ca: str | None = None
     # gRPC server reflection lists every service and message to anyone: off unless asked for.
     reflection: bool = False
     # Largest request the server reads (an 8 MiB body would let each admitted anonymous call
@@ -215,6 +222,13 @@ class ServerConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.platform_listen and not (self.tls_cert and self.platform_client_ca):
+            raise ValueError("platform_listen serves platforms with BDP probing on, so only "
+                             "platforms may connect to it: it needs mTLS (tls_cert, tls_key and "
+                             "platform_client_ca)")
+        if self.platform_client_ca and not self.platform_listen:
+            raise ValueError("platform_client_ca is for platform_listen; without it use "
+                             "tls_client_ca")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca needs tls_cert and tls_key (mTLS is TLS first)")
         if (self.follow_cert is None) != (self.follow_key is None):
@@ -308,6 +322,10 @@ HELP = {
     "tls_cert": "PEM certificate chain: serve TLS (re-read when the file changes)",
     "tls_key": "PEM private key for --tls-cert",
     "tls_client_ca": "PEM CA bundle: require client certificates signed by it (mTLS)",
+    "platform_listen": "HOST:PORT of a second port for the keyed services only, with HTTP/2 "
+                       "BDP probing on for far platforms; needs mTLS (platform_client_ca)",
+    "platform_client_ca": "PEM CA bundle of the platforms' client certificates on "
+                          "platform_listen",
     "reflection": "answer gRPC reflection (lists every service to anyone)",
     "max_request_bytes": "largest request message the server reads",
     "max_message_bytes": "largest answer message (and web bridge answer)",

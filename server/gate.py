@@ -46,6 +46,13 @@ class Gate(grpc.aio.ServerInterceptor):
         self.reads = reads or BodyReads(1 << 30, 1 << 30, None)
         self._gated: dict[str, grpc.RpcMethodHandler] = {}
 
+    def twin(self) -> "Gate":
+        """A gate for another gRPC server of the process: the same checks, refusal delay and
+        read slots, its own cache of gated handlers (a handler is one server's service)."""
+        twin = Gate(self._checks, self._count_error, reads=self.reads)
+        twin.delay = self.delay
+        return twin
+
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         gated = self._gated.get(method)

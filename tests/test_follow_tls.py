@@ -20,7 +20,7 @@ from hashmatch.clients.sync_client import SetUpFailed, SyncClient
 from hashmatch.server.config import ServerConfig
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
-from pki import CA
+from bench.pki import CA
 from test_replication import (mirror_process, new_case, photo_pdq, primary_digest,
                               replicate_key, same_as_primary, stored_copy)
 from test_several_servers import wait_until

@@ -163,3 +163,12 @@ def test_max_request_bytes_must_hold_the_largest_request_the_limits_allow():
     assert largest_request_bytes(ServerConfig()) <= ServerConfig().max_request_bytes
     ServerConfig(max_request_bytes=256 * 1024, max_case_hashes=4000, max_batch_hashes=4096,
                  max_video_frames=3600)
+
+
+def test_the_platform_port_adds_its_connections_and_nothing_else():
+    one = memory_bound(ServerConfig(tls_cert="c", tls_key="k"))
+    two = memory_bound(ServerConfig(tls_cert="c", tls_key="k", platform_listen="127.0.0.1:0",
+                                    platform_client_ca="ca"))
+    assert two["connections"] == 2 * one["connections"]
+    assert {k: v for k, v in two.items() if k != "connections"} == \
+        {k: v for k, v in one.items() if k != "connections"}

@@ -11,7 +11,7 @@ import pytest
 
 from hashmatch.clients import cli
 from hashmatch.clients.client import HashmatchClient, HashmatchError, TlsFiles
-from pki import CA
+from bench.pki import CA
 
 
 @pytest.fixture

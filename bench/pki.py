@@ -1,4 +1,4 @@
-"""A throwaway certificate authority for TLS tests, made with `cryptography`.
+"""A throwaway certificate authority for TLS tests and benchmarks, made with `cryptography`.
 
 `CA(tmp_path, "name")` writes its own certificate; `ca.issue("server")` writes a certificate and
 key for localhost (and 127.0.0.1), usable by a server or as a client certificate.
