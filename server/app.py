@@ -137,7 +137,7 @@ class App:
         # read; the servicers of keyed services check the role again themselves.
         checks = {f"hashmatch.v1.{service}": self._key_with(role)
                   for service, role in SERVICE_ROLES.items()}
-        self.gate = Gate({**checks, "hashmatch.v1.Cases": self._admit_case, HEALTH: anyone},
+        self.gate = Gate({**checks, CASES: self._admit_case, HEALTH: anyone},
                          self.metrics.count_error,
                          config.refusal_delay_s, config.max_delayed_refusals,
                          BodyReads(config.max_anonymous_reads, config.anonymous_reads_per_address,
