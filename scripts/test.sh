@@ -10,8 +10,10 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v emcc >/dev/null 2>&1 || need+=(emscripten)
-# scripts/connlimit.sh (the per-address connection limit in front of the port) is tested with nft.
+# scripts/connlimit.sh (the per-address connection limit in front of the port) is tested with nft
+# in a network namespace (ip).
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
