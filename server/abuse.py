@@ -32,6 +32,10 @@ PEER_BUCKET_BYTES = 300
 CONNECTION_BYTES = 32 * 1024
 CALL_BYTES = 32 * 1024
 BUFFER_OVERHEAD = 0.5
+# A connection to the web page (aiohttp): measured 5.6 KB with an unfinished request; aiohttp
+# stops reading a socket past its 64 KiB read buffer and caps request headers, so at most about
+# 128 KiB before the bridge reads a body under BodyReads.
+WEB_CONNECTION_BYTES = 128 * 1024
 
 
 class _CallLimit:
@@ -183,6 +187,8 @@ def memory_bound(config: ServerConfig, list_hashes: int = 0,
         "address buckets": peer_limits * MAX_PEERS * PEER_BUCKET_BYTES,
         # The platform port's connections can open no call before mTLS admits them.
         "connections": connections * CONNECTION_BYTES * (2 if config.platform_listen else 1),
+        "web page connections": (config.max_connections * WEB_CONNECTION_BYTES
+                                 if config.web_listen else 0),
     }
 
 

@@ -264,7 +264,8 @@ class App:
         if self.config.web_listen:
             from hashmatch.server.web import start_web  # aiohttp only when the page is on
             self.web = await start_web(self.config.web_listen, self.config.listen, self.port,
-                                       self.config.max_request_bytes, self.gate.reads)
+                                       self.config.max_request_bytes, self.gate.reads,
+                                       self.config.max_connections)
         log.info("listening", extra={"fields": {"port": self.port, "db": self.store.where,
                                                 "platform_port": self.platform_port,
                                                 "kernel_backend": kernel_backend()}})

@@ -10,6 +10,7 @@ and not a gRPC-Web library.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
@@ -85,9 +86,11 @@ class WebBridge:
     """Serves web/static and forwards gRPC-Web calls of the Cases service to `grpc_target`."""
 
     def __init__(self, grpc_target: str, max_request_bytes: int, reads: BodyReads,
-                 static_dir: str = STATIC_DIR):
+                 max_connections: int = 1000, static_dir: str = STATIC_DIR):
         self.static_dir = os.path.realpath(static_dir)
         self.reads = reads      # the gRPC port's: bodies of anonymous calls read at once
+        # aiohttp keeps every connection it is offered; past this many, new ones are closed.
+        self.max_connections = max_connections
         self.max_body = max_request_bytes + FRAME_HEADER.size
         self.channel = grpc.aio.insecure_channel(grpc_target, options=[
             ("grpc.max_receive_message_length", max_request_bytes),
@@ -99,6 +102,7 @@ class WebBridge:
         self.app.router.add_get("/", self.static)
         self.app.router.add_get("/{name}", self.static)
         self.runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self.port = 0
 
     @web.middleware
@@ -114,11 +118,23 @@ class WebBridge:
     async def start(self, host: str, port: int) -> int:
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S)
         await self.runner.setup()
-        await web.TCPSite(self.runner, host or "0.0.0.0", port).start()
-        self.port = self.runner.addresses[0][1]
+        self._listener = await asyncio.get_running_loop().create_server(
+            self._connection, host or "0.0.0.0", port)
+        self.port = self._listener.sockets[0].getsockname()[1]
         return self.port
 
+    def _connection(self) -> asyncio.Protocol:
+        """aiohttp's handler for a new connection, or one that closes it when max_connections
+        are open (a few more may slip in while a burst is being accepted)."""
+        server = self.runner.server
+        if len(server.connections) >= self.max_connections:
+            return _Closed()
+        return server()
+
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.channel.close()
@@ -155,6 +171,11 @@ class WebBridge:
         return web.Response(body=payload, content_type="application/grpc-web+proto")
 
 
+class _Closed(asyncio.Protocol):
+    def connection_made(self, transport) -> None:
+        transport.abort()
+
+
 def local_target(listen: str, port: int) -> str:
     """Where the bridge reaches the gRPC port: its own host, or loopback when it binds every
     interface."""
@@ -165,11 +186,12 @@ def local_target(listen: str, port: int) -> str:
 
 
 async def start_web(listen: str, grpc_listen: str, grpc_port: int, max_request_bytes: int,
-                    reads: BodyReads) -> WebBridge:
+                    reads: BodyReads, max_connections: int) -> WebBridge:
     """Starts the page and bridge on `listen` (HOST:PORT, port 0 picks one); returns the bridge,
     `bridge.port` bound."""
     host, _, port = listen.rpartition(":")
-    bridge = WebBridge(local_target(grpc_listen, grpc_port), max_request_bytes, reads)
+    bridge = WebBridge(local_target(grpc_listen, grpc_port), max_request_bytes, reads,
+                       max_connections)
     await bridge.start(host.strip("[]"), int(port))
     log.info("web page listening", extra={"fields": {"port": bridge.port}})
     return bridge

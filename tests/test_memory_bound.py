@@ -144,7 +144,10 @@ def test_the_default_bound_fits_a_16_gib_machine():
     list) under 16 GiB, and that every byte of it is counted by a named cause."""
     bound = memory_bound(ServerConfig())
     assert sum(bound.values()) < 16 * 2**30, bound
-    assert all(n > 0 for n in bound.values()), bound
+    assert all(n > 0 for cause, n in bound.items() if cause != "web page connections"), bound
+    assert bound["web page connections"] == 0                     # the page is off by default
+    with_page = memory_bound(ServerConfig(web_listen="127.0.0.1:0"))
+    assert with_page["web page connections"] == 1000 * 128 * 1024
 
 
 def test_the_bound_is_logged_at_start_and_a_warning_names_what_to_lower(caplog):

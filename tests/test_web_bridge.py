@@ -6,11 +6,15 @@ pdq.wasm is what scripts/build_web.sh makes; md5.js and grpcweb.js agree with Py
 from __future__ import annotations
 
 import hashlib
+import http.client as http_client
 import json
 import pathlib
 import re
+import select
 import shutil
+import socket
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -127,6 +131,49 @@ def test_bridge_refuses_other_services_and_bad_requests_and_keeps_serving(site):
     status, _, _ = http(base + "/hashmatch.v1.Cases/SubmitCase", grpc_web_frame(0, bytes(70_000)))
     assert status == 413  # over max_request_bytes: refused before it reaches the servicer
     assert call(base, "SubmitCase", an_image().SerializeToString())[1] == 0
+
+
+def test_connections_to_the_page_beyond_max_connections_are_closed(start_server):
+    """aiohttp would keep every connection it is offered (each up to its read buffer): past
+    max_connections the page closes new ones at once, and serves again once some close."""
+    server = start_server(web_listen="127.0.0.1:0", max_connections=8)
+    port = server.app.web.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+    try:
+        closed = _closed_within(idle, 2.0)
+        assert 20 - 8 - 4 <= len(closed) <= 20 - 8, len(closed)  # a burst may let a few in
+        status, _, _ = _get_with(idle, f"http://127.0.0.1:{port}/")
+        assert status is None                                    # full: closed at once
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10      # room again once the server has seen them close
+    while (answer := _get_with(idle, f"http://127.0.0.1:{port}/"))[0] is None:
+        assert time.monotonic() < deadline, "the page never served again"
+        time.sleep(0.1)
+    assert answer[0] == 200 and b"<html" in answer[2].lower()
+
+
+def _closed_within(socks: list[socket.socket], seconds: float) -> set[socket.socket]:
+    """The sockets the other end closed within `seconds`."""
+    closed: set[socket.socket] = set()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([s for s in socks if s not in closed], [], [], left)
+        for sock in readable:
+            try:
+                if sock.recv(1) == b"":
+                    closed.add(sock)
+            except ConnectionResetError:
+                closed.add(sock)
+    return closed
+
+
+def _get_with(idle, url):
+    try:
+        return http(url)
+    except (urllib.error.URLError, ConnectionError, http_client.RemoteDisconnected):
+        return None, None, None
 
 
 def test_local_target_reaches_the_grpc_port_on_loopback_when_it_binds_everything():
