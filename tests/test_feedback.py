@@ -18,12 +18,17 @@ from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
 
 
-def platform_key(db_path: str, name: str, roles=("match", "feedback")) -> list:
+def new_key(db_path: str, name: str, roles) -> str:
+    """The API key of a new platform `name` with `roles`, added to the store at `db_path`."""
     store = open_store(db_path)
     try:
-        return [("x-api-key", store.add_platform(name, list(roles)))]
+        return store.add_platform(name, list(roles))
     finally:
         store.close()
+
+
+def platform_key(db_path: str, name: str, roles=("match", "feedback")) -> list:
+    return [("x-api-key", new_key(db_path, name, roles))]
 
 
 def submit_photo(channel, seed: int) -> tuple[pb.SubmitCaseResponse, bytes]:

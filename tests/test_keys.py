@@ -24,6 +24,7 @@ from hashmatch.server.replica_store import open_replica_store
 from hashmatch.server.store import open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
 from hashmatch.v1 import hashmatch_pb2_grpc as pb_grpc
+from test_feedback import new_key
 from test_several_servers import wait_until
 
 SERVER = pathlib.Path(__file__).resolve().parent.parent / "server"
@@ -169,11 +170,7 @@ def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
     harmlessly: they keep following, at the primary's sequence and digest. The copy's own keys
     (in its own store) are revoked there and refused too."""
     primary = start_server()
-    store = open_store(primary.db_path)
-    try:
-        replicate = store.add_platform("mirror", ["replicate"])
-    finally:
-        store.close()
+    replicate = new_key(primary.db_path, "mirror", ["replicate"])
     copy = start_server(db_path=str(tmp_path / "copy.db"), follow=primary.target,
                         follow_api_key=replicate)
     durable = Mirror(open_replica_store(str(tmp_path / "mirror.db")), primary.target, replicate)
@@ -210,11 +207,7 @@ def test_key_changes_travel_through_sync_as_no_ops(start_server, tmp_path):
 
 def test_admin_service(start_server):
     server = start_server()
-    store = open_store(server.db_path)
-    try:
-        admin_key = store.add_platform("ops", ["admin"])
-    finally:
-        store.close()
+    admin_key = new_key(server.db_path, "ops", ["admin"])
     admin = pb_grpc.AdminStub(server.channel())
     as_admin = [("x-api-key", admin_key)]
 
@@ -338,11 +331,7 @@ def test_cli_platform_lifecycle_and_audit_list(capsys, tmp_path):
 
 
 def test_cli_admin_commands_over_grpc(live_server, capsys):
-    store = open_store(live_server.db_path)
-    try:
-        admin_key = store.add_platform("ops", ["admin"])
-    finally:
-        store.close()
+    admin_key = new_key(live_server.db_path, "ops", ["admin"])
     flags = ["--server", live_server.target, "--api-key", admin_key, "--json"]
 
     def run(*argv) -> list[dict]:
