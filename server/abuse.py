@@ -233,7 +233,8 @@ def report_memory_bound(config: ServerConfig, list_hashes: int) -> dict[str, int
     bound = memory_bound(config, list_hashes)
     held, machine, total = resident_bytes(), machine_memory_bytes(), sum(bound.values())
     fields = {"bound_bytes": total, "resident_bytes": held, "machine_bytes": machine,
-              **{_field(cause): n for cause, n in bound.items()}}
+              **{cause_label(cause).replace(" ", "_") + "_bytes": n
+                 for cause, n in bound.items()}}
     if machine is not None and held + total > machine:
         log.warning("anonymous callers can make this server hold more memory than the machine "
                     "has: lower max_list_hashes, max_connections, max_concurrent_streams or "
@@ -243,5 +244,6 @@ def report_memory_bound(config: ServerConfig, list_hashes: int) -> dict[str, int
     return bound
 
 
-def _field(cause: str) -> str:
-    return cause.split(" (")[0].replace(" ", "_") + "_bytes"
+def cause_label(cause: str) -> str:
+    """A memory_bound cause without its parenthesis, for log fields and metric labels."""
+    return cause.split(" (")[0]

@@ -21,6 +21,7 @@ answered at once), and calls the web bridge forwards are never held: they share 
 A gated handler is built once per method and reused.
 """
 import asyncio
+import copy
 import inspect
 import logging
 
@@ -49,8 +50,8 @@ class Gate(grpc.aio.ServerInterceptor):
     def twin(self) -> "Gate":
         """A gate for another gRPC server of the process: the same checks, refusal delay and
         read slots, its own cache of gated handlers (a handler is one server's service)."""
-        twin = Gate(self._checks, self._count_error, reads=self.reads)
-        twin.delay = self.delay
+        twin = copy.copy(self)
+        twin._gated = {}
         return twin
 
     async def intercept_service(self, continuation, handler_call_details):

@@ -6,7 +6,7 @@ path. Values are updated from worker threads under a lock.
 import asyncio
 import threading
 
-from hashmatch.server.abuse import resident_bytes
+from hashmatch.server.abuse import cause_label, resident_bytes
 
 
 def list_hashes(state) -> int:
@@ -72,7 +72,7 @@ class Metrics:
         listed = list_hashes(self._state)
         if self._memory_bound is not None:
             lines += ["# TYPE hashmatch_memory_bound_bytes gauge",
-                      *(f'hashmatch_memory_bound_bytes{{cause="{cause.split(" (")[0]}"}} {n}'
+                      *(f'hashmatch_memory_bound_bytes{{cause="{cause_label(cause)}"}} {n}'
                         for cause, n in self._memory_bound(listed).items()),
                       "# TYPE hashmatch_resident_bytes gauge",
                       f"hashmatch_resident_bytes {resident_bytes()}"]
