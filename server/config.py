@@ -328,7 +328,7 @@ HELP = {
                           "platform_listen",
     "reflection": "answer gRPC reflection (lists every service to anyone)",
     "max_request_bytes": "largest request message the server reads",
-    "max_message_bytes": "largest answer message (and web bridge answer)",
+    "max_message_bytes": "largest answer message",
     "keepalive_time_s": "seconds between keepalive pings",
     "keepalive_timeout_s": "seconds to wait for a keepalive answer",
     "max_connection_age_s": "seconds before a client connection is asked to reconnect, so "
