@@ -54,6 +54,9 @@ class DelayProxy:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
+        server.close()      # one proxy per run: free its port and loop before the next
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     async def _serve(self, reader, writer):
         host, _, port = self.target.rpartition(":")
