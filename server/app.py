@@ -34,8 +34,7 @@ from hashmatch.server.keeper import ListKeeper
 from hashmatch.server.listing import ListState, kernel_backend
 from hashmatch.server.metrics import Metrics, list_hashes
 from hashmatch.server.outcomes import open_outcome_store
-from hashmatch.server.services import (CasesService, ListInfoService, MatchingService,
-                                       TolerantDecoding)
+from hashmatch.server.services import CasesService, ListInfoService, MatchingService
 from hashmatch.server.services_admin import AdminService
 from hashmatch.server.services_feedback import FeedbackService, ReviewService, flood_tripped
 from hashmatch.server.services_replication import MirrorCasesService, ReplicationService
@@ -173,7 +172,7 @@ class App:
         """A gRPC server behind the gate with the servicers, health and (if asked) reflection;
         `cases`: whether it serves Cases (the platform port does not)."""
         gate = self.gate if cases else self.gate.twin()
-        server = grpc.aio.server(interceptors=[gate, TolerantDecoding()], options=options,
+        server = grpc.aio.server(interceptors=[gate], options=options,
                                  compression=grpc.Compression.NoCompression)
         names = [name for name in self._servicers if cases or name != CASES]
         for name in names:

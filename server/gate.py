@@ -29,6 +29,7 @@ import grpc
 
 from hashmatch.server.access import PLATFORM
 from hashmatch.server.buckets import caller_address, peer_address
+from hashmatch.server.convert import check_decoded, tolerant
 from hashmatch.server.errors import (InvalidRequest, LimitExceeded, RateLimited, abort,
                                      status_for)
 
@@ -150,6 +151,7 @@ def _gated(handler, method: str, check, count_error, delay: RefusalDelay, reads:
         try:
             request = await (context.read() if PLATFORM.get(None) else
                              reads.read(context, address))
+            check_decoded(request)
         except Exception as exc:  # noqa: BLE001 - every refusal must become a status
             await refuse(context, exc, address)
             return None
@@ -187,4 +189,7 @@ def _gated(handler, method: str, check, count_error, delay: RefusalDelay, reads:
                     await context.write(answer)
             else:
                 await answers
-    return make(behavior, handler.request_deserializer, handler.response_serializer)
+    # Corrupt request bytes reach the behaviour (and a stream's servicer) as convert.Undecodable,
+    # answered INVALID_ARGUMENT, not as a deserializer's exception (INTERNAL, a logged traceback).
+    decode = handler.request_deserializer
+    return make(behavior, decode and tolerant(decode), handler.response_serializer)

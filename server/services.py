@@ -48,17 +48,6 @@ def rpc_errors(method):
     return wrapper
 
 
-class TolerantDecoding(grpc.aio.ServerInterceptor):
-    """Lets hashmatch.v1 methods see corrupt request bytes as `convert.Undecodable`."""
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if (handler is None or handler.request_deserializer is None
-                or not handler_call_details.method.startswith("/hashmatch.v1.")):
-            return handler
-        return handler._replace(request_deserializer=convert.tolerant(handler.request_deserializer))
-
-
 @dataclasses.dataclass(eq=False)
 class CasesService(pb_grpc.CasesServicer):
     config: ServerConfig

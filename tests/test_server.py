@@ -3,6 +3,7 @@
 Every rejected request must come back with its own status and a message naming the problem,
 and the server must keep serving afterwards.
 """
+import logging
 import os
 import time
 
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hashmatch.server.store import Store, open_store
 from hashmatch.v1 import hashmatch_pb2 as pb
+from test_abuse import server_log
 
 PDQ, MD5, VPDQ = pb.SIGNAL_TYPE_PDQ, pb.SIGNAL_TYPE_MD5, pb.SIGNAL_TYPE_VPDQ
 
@@ -351,6 +353,12 @@ def test_garbage_bytes_do_not_hurt_the_server(stubs, random_hashes):
                                          request_serializer=None, response_deserializer=None)
     error = rejected(lambda: raw_case(b"\x0a\xff\xff\xff\xff\x0f"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    raw_health = stubs.channel.unary_unary("/grpc.health.v1.Health/Check",
+                                           request_serializer=None, response_deserializer=None)
+    with server_log() as records:          # open to anyone: refused, not a logged traceback
+        error = rejected(lambda: raw_health(b"\xff\xff\xff"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [r for r in records if r.levelno >= logging.ERROR]
     listed = random_hashes(1, seed=11)
     stubs.cases.SubmitCase(pb.SubmitCaseRequest(media=[image(listed[0])]))
     assert len(match(stubs, listed.tobytes()).matches) == 1
