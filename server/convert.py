@@ -21,10 +21,14 @@ from hashmatch.v1 import hashmatch_pb2 as pb
 
 class Undecodable:
     """Stands in for a request whose bytes are not the expected message, so the servicer can
-    answer INVALID_ARGUMENT (on a stream: one error answer) instead of gRPC's bare UNKNOWN."""
+    answer INVALID_ARGUMENT (on a stream: one error answer) instead of gRPC's bare UNKNOWN.
+
+    It keeps the parse error's text only: the exception's traceback holds the frame that holds
+    the request bytes (up to max_request_bytes), in a reference cycle that lives until Python's
+    cycle collector runs, so a flood of garbage bodies would pile them up in memory."""
 
     def __init__(self, error: Exception):
-        self.error = error
+        self.error = str(error)
         self.sequence = 0
 
 
